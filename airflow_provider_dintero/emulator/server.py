@@ -1,0 +1,589 @@
+"""The HTTP server of the Dintero emulator and its Python API, :class:`DinteroEmulator`."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import re
+import socket
+import sys
+import threading
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from airflow_provider_dintero.emulator.app import EmulatorApp, Request, request_account
+from airflow_provider_dintero.emulator.models import (
+    ApiError,
+    EmulatorSettings,
+    Fault,
+    RequestRecord,
+    Response,
+    WebhookDelivery,
+)
+from airflow_provider_dintero.emulator.seed import EmulatorSeed, content_stream
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+    from types import TracebackType
+
+_LOOPBACK_NAMES = {"localhost": "127.0.0.1"}
+
+
+def resolve_loopback_host(host: str) -> str:
+    """Return the address to bind for ``host``; raise ``ValueError`` unless it is loopback.
+
+    :param host: ``127.0.0.1``, ``localhost``, ``::1`` or another loopback address.
+    """
+    host = _LOOPBACK_NAMES.get(host.lower(), host)
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise ValueError(f"the emulator only binds loopback addresses, not {host!r}") from None
+    if not addr.is_loopback:
+        raise ValueError(f"the emulator only binds loopback addresses, not {host!r}")
+    return str(addr)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    app: EmulatorApp
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore clients that went away (timeouts, cut streams); report anything else."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+    def close_open_connections(self) -> None:
+        """Shut down idle keep-alive connections so pooled clients cannot reach a stopped server."""
+        with self.connections_lock:
+            conns = list(self.open_connections)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _Server
+    server_version = "DinteroEmulator/1.0"
+    sys_version = ""
+
+    def setup(self) -> None:
+        """Register the connection (see :meth:`_Server.close_open_connections`)."""
+        super().setup()
+        with self.server.connections_lock:
+            self.server.open_connections.add(self.connection)
+
+    def finish(self) -> None:
+        """Unregister the connection."""
+        with self.server.connections_lock:
+            self.server.open_connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            parts: list[bytes] = []
+            while True:
+                size_line = self.rfile.readline(65537)
+                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline(3)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the default stderr access log (the emulator keeps its own request log)."""
+
+    def version_string(self) -> str:
+        """The ``Server`` header value."""
+        return self.server_version
+
+    def _dispatch(self) -> None:
+        app = self.server.app
+        generation = app.generation
+        parts = urlsplit(self.path)
+        path = parts.path or "/"
+        try:
+            body = self._read_body()
+        except ValueError:
+            self.send_error(400, "bad request body framing")
+            return
+        req = Request(
+            method=self.command.upper(),
+            path=path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+            host=self.headers.get("Host") or app.base_url.removeprefix("http://"),
+        )
+        route, params, path_exists = app.match(req.method, path)
+        req.params = params
+        control = route is not None and route.control
+        fault: Fault | None = None
+        try:
+            if not control:
+                fault = app.take_fault(req.method, path)
+                if fault is not None and fault.delay:
+                    time.sleep(fault.delay)
+                if fault is not None and fault.status is not None:
+                    raise _fault_error(fault)
+                rule = app.rate_limited(req.method, path)
+                if rule is not None:
+                    raise ApiError(
+                        429,
+                        "Too many requests",
+                        code="TOO_MANY_REQUESTS",
+                        headers={"Retry-After": str(rule.retry_after)},
+                    )
+            if route is None:
+                if path_exists:
+                    raise ApiError(405, f"method {req.method} not allowed on {path}")
+                raise ApiError(404, f"no route for {req.method} {path}")
+            app.authorize(route, req)
+            response = route.handler(req)
+        except ApiError as err:
+            response = Response.error(err)
+        except Exception:  # a bug in a handler must still produce a Dintero error body
+            traceback.print_exc()
+            response = Response.error(ApiError(500, "internal emulator error"))
+        if not control:
+            # Logged before the answer goes out: a client that has the response sees it in the log.
+            app.record(
+                RequestRecord(
+                    method=req.method,
+                    path=path,
+                    status=response.status,
+                    account_id=request_account(req),
+                    query=req.query,
+                    host=req.host,
+                ),
+                generation,
+            )
+        self._send(req, response, fault.cut_after_bytes if fault is not None else None)
+
+    def _send(self, req: Request, response: Response, cut_after: int | None) -> None:
+        chunks: Iterable[bytes]
+        if isinstance(response.body, bytes):
+            length = len(response.body)
+            chunks = [response.body] if response.body else []
+        else:
+            length = response.length or 0
+            chunks = response.body
+        if req.method == "HEAD":
+            chunks = []
+        self.send_response(response.status)
+        if response.content_type:
+            self.send_header("Content-Type", response.content_type)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(length))
+        if cut_after is not None:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        sent = 0
+        for chunk in chunks:
+            if cut_after is not None and sent + len(chunk) >= cut_after:
+                self.wfile.write(chunk[: cut_after - sent])
+                sent = cut_after
+                break
+            self.wfile.write(chunk)
+            sent += len(chunk)
+        self.wfile.flush()
+        if cut_after is not None and sent < length:
+            # Abort: the client was promised Content-Length bytes and gets fewer, then EOF.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+        elif cut_after is not None:
+            self.close_connection = True
+
+    def do_GET(self) -> None:
+        """Handle GET."""
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        """Handle POST."""
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        """Handle PUT."""
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        """Handle DELETE."""
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        """Handle PATCH."""
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        """Handle HEAD (routed as GET, body omitted)."""
+        self.command = "GET"
+        self._dispatch()
+
+
+def _fault_error(fault: Fault) -> ApiError:
+    status = fault.status or 500
+    headers = {} if fault.retry_after is None else {"Retry-After": _retry_after_text(fault.retry_after)}
+    messages = {
+        429: "Too many requests (injected fault)",
+        500: "Unexpected error (injected fault)",
+        502: "Bad gateway (injected fault)",
+        503: "Service unavailable (injected fault)",
+    }
+    return ApiError(status, messages.get(status, f"Injected fault {status}"), headers=headers)
+
+
+def _retry_after_text(value: int | float | str) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class DinteroEmulator:
+    """An in-process, standard-library HTTP emulator of the Dintero partner APIs.
+
+    One server answers both the ``api.dintero.com`` routes (``/v1/accounts/...``) and the
+    ``checkout.dintero.com`` routes (``/v1/admin/session/profiles``). Use as a context manager or
+    call :meth:`start` and :meth:`stop`.
+
+    :param seed: the deterministic start state (default :class:`EmulatorSeed()`).
+    :param host: loopback address to bind; anything else raises ``ValueError``.
+    :param port: TCP port, ``0`` for a free one.
+    :param settings_defaults: :class:`EmulatorSettings` values that :meth:`reset` restores
+        (e.g. ``{"token_lifetime": 60}``).
+    """
+
+    def __init__(
+        self,
+        seed: EmulatorSeed | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        settings_defaults: dict[str, Any] | None = None,
+    ) -> None:
+        self.seed = seed or EmulatorSeed()
+        self.host = resolve_loopback_host(host)
+        self._requested_port = port
+        self._app = EmulatorApp(self.seed, settings_defaults)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> DinteroEmulator:
+        """Bind and serve in a daemon thread; returns ``self``."""
+        if self._server is not None:
+            return self
+        cls = _Server6 if ":" in self.host else _Server
+        server = cls((self.host, self._requested_port), _Handler)
+        server.app = self._app
+        self._server = server
+        self._app.base_url = self.base_url
+        self._app.alt_base_url = self.alt_base_url
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="dintero-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket (idempotent)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        server.close_open_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> DinteroEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- addresses and ids ---------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        """The bound port (after :meth:`start`)."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT`` (both API and checkout routes)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def alt_base_url(self) -> str:
+        """``http://localhost:PORT``: the same server under another host name."""
+        return f"http://localhost:{self.port}"
+
+    @property
+    def partner_id(self) -> str:
+        """The seeded partner account id (``T11200000``)."""
+        return self.seed.partner_id
+
+    @property
+    def partner_client_id(self) -> str:
+        """Login (``client_id``) of the seeded partner API client."""
+        return self._app.client_credentials(self.seed.partner_id)[0]
+
+    @property
+    def partner_client_secret(self) -> str:
+        """Secret of the seeded partner API client."""
+        return self._app.client_credentials(self.seed.partner_id)[1]
+
+    @property
+    def merchant_ids(self) -> list[str]:
+        """The partner's merchants (``T11200001``, ...)."""
+        return self.seed.merchant_ids
+
+    @property
+    def foreign_merchant_id(self) -> str:
+        """A merchant that exists but belongs to another partner."""
+        return self.seed.foreign_merchant_id
+
+    def merchant_credentials(self, merchant_id: str) -> tuple[str, str]:
+        """``(client_id, secret)`` of the seeded admin client on a merchant.
+
+        Its grant has audience ``<base>/v1/accounts/<merchant>`` with admin scopes.
+
+        :param merchant_id: a merchant id (the foreign merchant works too).
+        """
+        return self._app.client_credentials(merchant_id)
+
+    # --- state ---------------------------------------------------------------------------------
+    @property
+    def settings(self) -> EmulatorSettings:
+        """Mutable behaviour switches (see :class:`EmulatorSettings`)."""
+        return self._app.settings
+
+    def reset(self) -> None:
+        """Back to the seed state; clears the request log, faults, tokens, deliveries, settings."""
+        self._app.reset()
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """A snapshot of the request log."""
+        with self._app.lock:
+            return list(self._app.requests)
+
+    def count(
+        self, method: str | None = None, path_regex: str | None = None, status: int | None = None
+    ) -> int:
+        """Count logged requests matching all given criteria.
+
+        :param method: HTTP method.
+        :param path_regex: regular expression searched in the path.
+        :param status: status answered.
+        """
+        return sum(
+            1
+            for r in self.requests
+            if (method is None or r.method == method.upper())
+            and (path_regex is None or re.search(path_regex, r.path))
+            and (status is None or r.status == status)
+        )
+
+    def clear_requests(self) -> None:
+        """Empty the request log."""
+        with self._app.lock:
+            self._app.requests.clear()
+
+    def add_settlement(
+        self,
+        account_id: str,
+        *,
+        provider: str = "vipps",
+        created_at: datetime | str | None = None,
+        settled_at: datetime | str | None = None,
+        attachment_sizes: dict[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """Add a settlement, fire ``settlement_add`` webhooks, return the settlement item.
+
+        :param account_id: merchant id.
+        :param provider: payout provider (``vipps``, ``payex``, ...).
+        :param created_at: registration time (default now).
+        :param settled_at: settlement date (default one day before ``created_at``).
+        :param attachment_sizes: ``{extension: size}`` of the Dintero attachments (``pdf``, ``csv``,
+            ``xml``, ``json``); key ``source`` sizes the provider's file. Default: all formats.
+        """
+        return self._app.add_settlement(
+            account_id,
+            provider=provider,
+            created_at=created_at,
+            settled_at=settled_at,
+            attachment_sizes=attachment_sizes,
+        )
+
+    def add_report(
+        self,
+        account_id: str,
+        *,
+        report_config_id: str | None = None,
+        data_from: datetime | str | None = None,
+        data_to: datetime | str | None = None,
+        content_type: str = "application/pdf",
+        size: int = 2048,
+    ) -> dict[str, Any]:
+        """Add generated-report metadata and return it (the ``signed_url`` is added when listed).
+
+        :param account_id: merchant id.
+        :param report_config_id: insight configuration (default: the account's first).
+        :param data_from: start of the data interval (default: start of last month).
+        :param data_to: end of the data interval (default: end of last month).
+        :param content_type: ``application/pdf`` or ``text/csv``.
+        :param size: file size in bytes.
+        """
+        return self._app.add_report(
+            account_id,
+            report_config_id=report_config_id,
+            data_from=data_from,
+            data_to=data_to,
+            content_type=content_type,
+            size=size,
+        )
+
+    def inject_fault(
+        self,
+        *,
+        path_regex: str = ".*",
+        method: str | None = None,
+        status: int | None = None,
+        retry_after: int | float | str | None = None,
+        delay: float | None = None,
+        cut_after_bytes: int | None = None,
+        count: int = 1,
+    ) -> None:
+        """Make the next ``count`` matching requests misbehave.
+
+        :param path_regex: regular expression searched in the request path.
+        :param method: only requests with this method.
+        :param status: answer this status (429, 5xx, ...) with a Dintero error body.
+        :param retry_after: ``Retry-After`` header (seconds or an HTTP-date string).
+        :param delay: sleep this many seconds before answering.
+        :param cut_after_bytes: send the full ``Content-Length`` header, this many body bytes, then
+            close the connection.
+        :param count: number of matching requests affected.
+        """
+        fault = Fault(
+            path_regex=path_regex,
+            method=method,
+            status=status,
+            retry_after=retry_after,
+            delay=delay,
+            cut_after_bytes=cut_after_bytes,
+            count=count,
+        )
+        with self._app.lock:
+            self._app.faults.append(fault)
+
+    def clear_faults(self) -> None:
+        """Remove every pending fault."""
+        with self._app.lock:
+            self._app.faults.clear()
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far answers 401 from now on."""
+        self._app.expire_tokens()
+
+    def expire_signed_urls(self) -> None:
+        """Signed report URLs issued so far answer 403 ``AccessDenied`` ``Request has expired``."""
+        self._app.expire_signed_urls()
+
+    @property
+    def deliveries(self) -> list[WebhookDelivery]:
+        """Webhook deliveries attempted so far."""
+        with self._app.lock:
+            return list(self._app.deliveries)
+
+    def wait_for_deliveries(self, count: int, timeout: float = 5.0) -> list[WebhookDelivery]:
+        """Wait until ``count`` webhook deliveries were attempted; returns them.
+
+        :param count: deliveries to wait for.
+        :param timeout: seconds.
+        """
+        return self._app.wait_for_deliveries(count, timeout)
+
+    def settlements(self, account_id: str) -> list[dict[str, Any]]:
+        """Public form of every settlement of an account (unordered, no paging).
+
+        :param account_id: merchant id.
+        """
+        with self._app.lock:
+            return [self._app.settlement_view(s) for s in self._app.settlements.get(account_id, [])]
+
+    def attachment_bytes(self, account_id: str, settlement_id: str, attachment_id: str) -> bytes:
+        """The full content of an attachment (only for small ones).
+
+        :param account_id: merchant id.
+        :param settlement_id: settlement id.
+        :param attachment_id: attachment id.
+        """
+        _, stream = self._app.attachment_stream(account_id, settlement_id, attachment_id)
+        return b"".join(stream)
+
+    def attachment_sha256(self, account_id: str, settlement_id: str, attachment_id: str) -> str:
+        """sha256 hex digest of an attachment, computed by streaming.
+
+        :param account_id: merchant id.
+        :param settlement_id: settlement id.
+        :param attachment_id: attachment id.
+        """
+        return self._app.attachment_sha256(account_id, settlement_id, attachment_id)
+
+    def report_bytes(self, account_id: str, report_id: str) -> bytes:
+        """The full content of a generated report file.
+
+        :param account_id: merchant id.
+        :param report_id: report metadata id.
+        """
+        with self._app.lock:
+            report = next((r for r in self._app.reports.get(account_id, []) if r["id"] == report_id), None)
+        if report is None:
+            raise KeyError(report_id)
+        ext = "pdf" if report["content_type"] == "application/pdf" else "csv"
+        return b"".join(
+            content_stream(self._app.report_bytes_key(account_id, report_id), report["size"], ext)
+        )
+
+    def state(self) -> dict[str, Any]:
+        """Ids and credentials as ``GET /_emulator/state`` returns them."""
+        return self._app.state_summary()
+
+    def state_json(self) -> str:
+        """:meth:`state` as one JSON line."""
+        return json.dumps(self.state())

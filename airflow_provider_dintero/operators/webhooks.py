@@ -1,0 +1,165 @@
+"""
+Operators for Dintero webhook subscriptions (``/v1/accounts/{aid}/hooks/subscriptions``).
+
+Example::
+
+    from airflow_provider_dintero.operators.webhooks import CreateWebhookSubscriptionOperator
+
+    subscribe = CreateWebhookSubscriptionOperator(
+        task_id="settlement_webhook",
+        account_id="{{ params.merchant_id }}",
+        url="https://example.com/hooks/dintero",
+        events=["settlement_add"],
+        secret="{{ var.value.dintero_webhook_secret }}",
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_dintero.hooks.dintero import (
+    WEBHOOK_EVENTS,
+    DinteroInputError,
+    DinteroPartnerHook,
+    WebhookSubscription,
+    is_loopback_host,
+    mask_secret,
+)
+from airflow_provider_dintero.operators._provisioning import (
+    DinteroProvisioningBaseOperator,
+    check_account_id,
+    check_names,
+    check_text,
+)
+
+
+def _public(subscription: WebhookSubscription) -> WebhookSubscription:
+    """The subscription without any secret value (only the secret's ``type`` stays)."""
+    view: dict[str, Any] = dict(subscription or {})
+    config = dict(view.get("config") or {})
+    secret = config.get("secret")
+    if isinstance(secret, dict):
+        config["secret"] = {k: v for k, v in secret.items() if k != "value"}
+    elif secret is not None:
+        config["secret"] = "***"
+    view["config"] = config
+    return view  # type: ignore[return-value]
+
+
+def _check_url(value: Any) -> str:
+    """The receiver URL: https, or plain http to a loopback host (a local test receiver)."""
+    url = str(check_text(value, "url"))
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise DinteroInputError("url", "an https:// URL such as https://example.com/hooks/dintero", url)
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise DinteroInputError(
+            "url", "https (plain http is allowed only to a loopback host such as 127.0.0.1)", url
+        )
+    return url
+
+
+class CreateWebhookSubscriptionOperator(DinteroProvisioningBaseOperator):
+    """
+    Subscribe a URL to Dintero events on an account, idempotently.
+
+    An existing subscription with the same URL and the same set of events is reused (nothing
+    is created; its signing secret is left as it is). Event names are checked against
+    :data:`~airflow_provider_dintero.hooks.dintero.WEBHOOK_EVENTS` and the URL must be https
+    (plain http only to a loopback host) before any request. The signing secret, when given,
+    is masked and sent as ``{"type": "HMAC-SHA1", "value": ...}``; it is never returned.
+
+    :param account_id: the merchant (or the connection's own account). Templated.
+    :param url: the receiver's URL. Templated.
+    :param events: event names (default ``("settlement_add",)``), or one comma-separated
+        string. Templated.
+    :param secret: the HMAC-SHA1 signing secret Dintero signs deliveries with. Templated (the
+        field name makes Airflow redact it in rendered fields).
+    :param active: whether deliveries are sent.
+    :param dintero_conn_id: the Airflow connection of the partner or merchant.
+    :param kwargs: passed to :class:`~airflow.models.baseoperator.BaseOperator`.
+
+    Example::
+
+        CreateWebhookSubscriptionOperator(
+            task_id="settlement_webhook",
+            account_id="T11200001",
+            url="https://example.com/hooks/dintero",
+        )
+    """
+
+    template_fields: Sequence[str] = ("account_id", "url", "events", "secret", "dintero_conn_id")
+
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        url: str,
+        events: Sequence[str] | str = ("settlement_add",),
+        secret: str | None = None,
+        active: bool = True,
+        dintero_conn_id: str = DinteroPartnerHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(dintero_conn_id=dintero_conn_id, **kwargs)
+        self.account_id = account_id
+        self.url = url
+        self.events = events
+        self.secret = secret
+        self.active = active
+
+    def execute(self, context: Any) -> WebhookSubscription:
+        """
+        Find or create the subscription and return it without its secret.
+
+        :param context: the Airflow task context.
+        """
+        account_id = check_account_id(self.account_id)
+        url = _check_url(self.url)
+        events = check_names(self.events, "events", WEBHOOK_EVENTS, "webhook events")
+        if self.secret is not None and (not isinstance(self.secret, str) or not self.secret):
+            raise DinteroInputError("secret", "a non-empty string (the webhook signing secret) or None")
+        mask_secret(self.secret)
+        if not isinstance(self.active, bool):
+            raise DinteroInputError("active", "True or False", self.active)
+        hook = self.hook
+        hook.resolve_account_id(account_id)
+
+        wanted = set(events)
+        for existing in hook.list_webhook_subscriptions(account_id):
+            config = existing.get("config") or {}
+            if config.get("url") == url and set(existing.get("events") or []) == wanted:
+                if bool(existing.get("active", True)) != self.active:
+                    self.log.warning(
+                        "Webhook subscription %s exists with active=%s (requested %s); left unchanged",
+                        existing.get("id"),
+                        existing.get("active"),
+                        self.active,
+                    )
+                self.log.info(
+                    "Account %s already has webhook subscription %s for %s on %s; nothing created",
+                    account_id,
+                    existing.get("id"),
+                    ", ".join(events),
+                    url,
+                )
+                return _public(existing)
+
+        config_body: dict[str, Any] = {"url": url}
+        if self.secret:
+            config_body["secret"] = {"type": "HMAC-SHA1", "value": self.secret}
+        created = hook.create_webhook_subscription(
+            account_id, {"config": config_body, "events": events, "active": self.active}
+        )
+        self.log.info(
+            "Subscribed %s to %s on account %s: subscription %s%s",
+            url,
+            ", ".join(events),
+            account_id,
+            (created or {}).get("id"),
+            " (signed with the given secret)" if self.secret else "",
+        )
+        return _public(created)

@@ -1,0 +1,274 @@
+"""
+Sensor that waits for new Dintero settlements of an account.
+
+Example::
+
+    from datetime import timedelta
+
+    from airflow_provider_dintero.sensors.settlements import SettlementSensor
+
+    wait = SettlementSensor(
+        task_id="wait_for_settlements",
+        account_id="T11200001",
+        payment_providers=["vipps", "swedbank_pay"],
+        lookback=timedelta(hours=2),
+        mode="reschedule",
+        poke_interval=600,
+        timeout=6 * 3600,
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+    timezone,
+)
+
+from airflow_provider_dintero.hooks.dintero import (
+    DinteroApiError,
+    DinteroInputError,
+    DinteroPartnerHook,
+    PayoutProvider,
+    format_timestamp,
+    validate_account_id,
+)
+from airflow_provider_dintero.triggers.settlements import (
+    SettlementTrigger,
+    access_error_message,
+    settlement_summary,
+)
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+def parse_payment_providers(value: Any, field: str = "payment_providers") -> list[str] | None:
+    """
+    Normalise a payout provider filter to API names; ``None`` or empty means every provider.
+
+    :param value: ``None``, one provider, or a list; API names or product names (``"Walley"``).
+    :param field: the parameter name for error messages.
+    """
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple, set)):
+        raise DinteroInputError(field, "a list of payout providers", value)
+    out: list[str] = []
+    for item in value:
+        parsed = PayoutProvider.parse(item, field=field).value
+        if parsed not in out:
+            out.append(parsed)
+    return out
+
+
+def run_window(context: Context) -> tuple[datetime, datetime]:
+    """
+    Return the run's ``(start, end)`` window: its data interval, when it has a non-empty one.
+
+    An empty interval (Airflow 3's default ``CronTriggerTimetable`` gives ``start == end``) or
+    none (a manual run) becomes the day that ends at the interval end, the logical date, or now.
+
+    :param context: the task context.
+    """
+    start: datetime | None = context.get("data_interval_start")
+    end: datetime | None = context.get("data_interval_end")
+    if start is not None and end is not None and end > start:
+        return start, end
+    until: datetime = end or context.get("logical_date") or timezone.utcnow()
+    return until - timedelta(days=1), until
+
+
+def _as_bool(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise DinteroInputError(field, "true or false", value)
+
+
+class SettlementSensor(BaseSensorOperator):
+    """
+    Wait until settlements recorded by Dintero on or after ``since`` exist for an account.
+
+    "Recorded" is the settlement's ``created_at`` (the list's ``item_created_at`` filter), not
+    its settlement date: a provider's file that arrives late still counts when it arrives.
+
+    ``since`` defaults to the data interval start minus ``lookback`` (the overlap catches files
+    recorded just before the interval began while the previous run was checking). When the
+    interval is empty (Airflow 3's ``CronTriggerTimetable``) or missing (a manual run), the
+    window is the day ending at the interval end, the logical date, or now: see :func:`run_window`.
+
+    On success the sensor returns (pushes to XCom)
+    ``{"account_id", "since", "settlement_ids": [...], "settlements": [{"id", "provider",
+    "created_at", "settled_at", "attachments": [{"id", "created_by", "extension",
+    "content_type"}]}]}``.
+
+    It works in ``poke`` and ``reschedule`` modes and, with ``deferrable=True``, checks once and
+    then waits in the triggerer (:class:`~airflow_provider_dintero.triggers.settlements.SettlementTrigger`).
+    An API error never counts as found: a 403 or 404 fails the task at once with a message
+    naming the account and the grant it needs; other errors (after the hook's retries) fail the
+    try, so the task's ``retries`` apply.
+
+    :param account_id: the merchant (or the connection's own account). Templated.
+    :param payment_providers: only settlements from these payout providers (API or product
+        names, e.g. ``["vipps", "Walley"]``); ``None`` for all. Templated.
+    :param since: date or ISO-8601 timestamp; settlements created on or after it count.
+        Templated. Default: see above.
+    :param lookback: overlap subtracted from the default ``since``.
+    :param deferrable: wait in the triggerer instead of a worker slot. Templated (``"True"`` /
+        ``"False"`` strings are accepted).
+    :param poll_interval: seconds between two checks (also the default ``poke_interval``).
+    :param dintero_conn_id: the Dintero connection id.
+    """
+
+    template_fields: Sequence[str] = ("account_id", "payment_providers", "since", "deferrable")
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        payment_providers: Sequence[str] | str | None = None,
+        since: str | datetime | None = None,
+        lookback: timedelta = timedelta(hours=1),
+        deferrable: bool | str = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 60.0,
+        dintero_conn_id: str = DinteroPartnerHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", poll_interval)
+        super().__init__(**kwargs)
+        self.account_id = account_id
+        self.payment_providers = payment_providers
+        self.since = since
+        self.lookback = lookback
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.dintero_conn_id = dintero_conn_id
+
+    @cached_property
+    def hook(self) -> DinteroPartnerHook:
+        """The Dintero hook."""
+        return DinteroPartnerHook(dintero_conn_id=self.dintero_conn_id)
+
+    # ------------------------------------------------------------------ inputs
+
+    def resolve_since(self, context: Context) -> str:
+        """
+        Return ``since`` as Dintero's ISO-8601 UTC form (see the class docstring for the default).
+
+        :param context: the task context.
+        """
+        if self.since not in (None, ""):
+            return format_timestamp(self.since, "since")
+        if not isinstance(self.lookback, timedelta):
+            raise DinteroInputError("lookback", "a datetime.timedelta", self.lookback)
+        start, _end = run_window(context)
+        return format_timestamp(start - self.lookback, "since")
+
+    def _validate(self, context: Context) -> tuple[str, str, list[str] | None]:
+        account_id = validate_account_id(self.account_id)
+        providers = parse_payment_providers(self.payment_providers)
+        return account_id, self.resolve_since(context), providers
+
+    # ------------------------------------------------------------------ modes
+
+    def execute(self, context: Context) -> Any:
+        """Check once; then poke/reschedule, or defer to the trigger when ``deferrable``."""
+        account_id, since, providers = self._validate(context)
+        if not _as_bool(self.deferrable, "deferrable"):
+            return super().execute(context)
+        found = self._find(account_id, since, providers)
+        if found is not None:
+            return found
+        self.log.info(
+            "No settlements yet for account %s created since %s; deferring to the triggerer",
+            account_id,
+            since,
+        )
+        self.defer(
+            trigger=SettlementTrigger(
+                account_id=account_id,
+                since=since,
+                payment_providers=providers,
+                dintero_conn_id=self.dintero_conn_id,
+                poll_interval=self.poll_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=float(self.timeout)),
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """
+        Look for settlements once.
+
+        :param context: the task context.
+        """
+        account_id, since, providers = self._validate(context)
+        found = self._find(account_id, since, providers)
+        return PokeReturnValue(is_done=found is not None, xcom_value=found)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """
+        Handle the trigger's event: return what was found, or fail.
+
+        :param context: the task context.
+        :param event: the trigger's event payload.
+        """
+        if not event:
+            raise AirflowException(f"The settlement trigger for account {self.account_id} sent no event")
+        if event.get("status") == "success":
+            settlements = event.get("settlements") or []
+            self.log.info(
+                "The triggerer found %s settlement(s) for account %s",
+                len(settlements),
+                event.get("account_id"),
+            )
+            return self._result(str(event.get("account_id")), str(event.get("since")), settlements)
+        message = str(event.get("message") or "unknown error")
+        if event.get("status_code") in (403, 404):
+            raise AirflowFailException(message)
+        raise DinteroApiError(message, status=event.get("status_code"), account_id=event.get("account_id"))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _find(self, account_id: str, since: str, providers: list[str] | None) -> dict[str, Any] | None:
+        try:
+            items = list(
+                self.hook.list_settlements(account_id, item_created_at_gte=since, payment_providers=providers)
+            )
+        except DinteroApiError as exc:
+            if exc.status in (403, 404):
+                raise AirflowFailException(access_error_message(account_id, exc)) from exc
+            raise
+        if not items:
+            self.log.info(
+                "No settlements for account %s created since %s%s",
+                account_id,
+                since,
+                f" from {', '.join(providers)}" if providers else "",
+            )
+            return None
+        self.log.info("Found %s settlement(s) for account %s created since %s", len(items), account_id, since)
+        return self._result(account_id, since, [settlement_summary(s) for s in items])
+
+    @staticmethod
+    def _result(account_id: str, since: str, settlements: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "account_id": account_id,
+            "since": since,
+            "settlement_ids": [s["id"] for s in settlements],
+            "settlements": settlements,
+        }

@@ -1,0 +1,61 @@
+"""
+Collect a merchant's Dintero insight reports into S3, every day.
+
+1. ``ensure_monthly_schedule`` makes sure the merchant has a monthly "Monthly transactions"
+   report schedule (idempotent: an existing configuration with that name is reused).
+2. ``copy_new_reports`` copies the reports that schedule produced into S3. Monthly reports
+   appear after their month ends, so each run looks back 35 days; keys are deterministic and
+   reports already in S3 are skipped, so nothing is ever copied twice.
+
+Params: ``merchant_id`` (default ``T11200001``) and ``s3_bucket`` (default: the
+``DINTERO_DEMO_BUCKET`` environment variable, else ``dintero-reports``). Connections:
+``dintero_default`` (a partner API client) and ``aws_default``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+from airflow.providers.common.compat.sdk import DAG
+
+from airflow_provider_dintero.operators.report_configurations import CreateReportConfigurationOperator
+from airflow_provider_dintero.transfers.insight_report_to_s3 import InsightReportToS3Operator
+
+MONTHLY_SCHEDULE = {
+    "name": "Monthly transactions",
+    "dataType": "checkout/transactions",
+    "schedule": "monthly",
+    "language": "en",
+    "contentTypes": ["application/pdf", "text/csv"],
+}
+
+with DAG(
+    dag_id="dintero_insight_reports_to_s3",
+    description="Copy new Dintero insight reports of a merchant into S3",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    params={
+        "merchant_id": "T11200001",
+        "s3_bucket": os.environ.get("DINTERO_DEMO_BUCKET", "dintero-reports"),
+    },
+    tags=["dintero", "example"],
+    doc_md=__doc__,
+) as dag:
+    ensure_monthly_schedule = CreateReportConfigurationOperator(
+        task_id="ensure_monthly_schedule",
+        account_id="{{ params.merchant_id }}",
+        configuration=MONTHLY_SCHEDULE,
+        if_exists="reuse",
+    )
+
+    copy_new_reports = InsightReportToS3Operator(
+        task_id="copy_new_reports",
+        account_id="{{ params.merchant_id }}",
+        s3_bucket="{{ params.s3_bucket }}",
+        report_config_id="{{ ti.xcom_pull(task_ids='ensure_monthly_schedule')['id'] }}",
+        since="{{ macros.ds_add(ds, -35) }}",
+    )
+
+    ensure_monthly_schedule >> copy_new_reports

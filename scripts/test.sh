@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole check, from nothing but Python 3.11 and pip: locked environments for Airflow 3.3
+# and 2.11, ruff, mypy, and the test suite on both lines. Extra arguments go to pytest.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
+cd "$REPO"
+status=0
+for line in 3.3 2.11; do
+  venv="$(make_env "$line")"
+  if [ "$line" = "3.3" ]; then
+    echo "== ruff and mypy"
+    "$venv/bin/ruff" check airflow_provider_dintero tests example_dags bench
+    "$venv/bin/ruff" format --check airflow_provider_dintero tests example_dags bench
+    "$venv/bin/mypy" airflow_provider_dintero
+  fi
+  echo "== tests on Airflow $line"
+  "$venv/bin/python" -m pytest -q "$@" || status=$?
+done
+exit $status

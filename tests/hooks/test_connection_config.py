@@ -1,0 +1,211 @@
+"""The ``dintero`` connection: fields, forms, bad input, test_connection, provider registration."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import pytest
+
+from airflow_provider_dintero.hooks.dintero import (
+    DEFAULT_BASE_URL,
+    DinteroInputError,
+    DinteroPartnerHook,
+)
+
+
+def _set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, value: dict[str, Any] | str) -> None:
+    env = f"AIRFLOW_CONN_{conn_id.upper()}"
+    monkeypatch.setenv(env, value if isinstance(value, str) else json.dumps(value))
+
+
+def _conn(emulator: Any, **overrides: Any) -> dict[str, Any]:
+    conn: dict[str, Any] = {
+        "conn_type": "dintero",
+        "host": emulator.base_url,
+        "login": emulator.partner_client_id,
+        "password": emulator.partner_client_secret,
+        "extra": {"account_id": emulator.partner_id, "checkout_base_url": emulator.base_url},
+    }
+    extra = overrides.pop("extra", {})
+    conn.update(overrides)
+    conn["extra"].update(extra)
+    return conn
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_provider_is_registered_with_airflow() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-provider-dintero" in manager.providers
+    hook_info = manager.hooks["dintero"]
+    assert hook_info is not None
+    assert hook_info.hook_class_name == "airflow_provider_dintero.hooks.dintero.DinteroPartnerHook"
+    assert hook_info.connection_id_attribute_name == "dintero_conn_id"
+
+
+def test_provider_info_declares_the_connection_form() -> None:
+    from airflow_provider_dintero.get_provider_info import get_provider_info
+
+    info = get_provider_info()
+    (conn_type,) = info["connection-types"]
+    assert conn_type["connection-type"] == "dintero"
+    assert {"account_id", "timeout", "max_retries", "token_cache"} <= set(conn_type["conn-fields"])
+    assert conn_type["ui-field-behaviour"]["relabeling"]["password"] == "Client secret"
+
+
+def test_hook_declares_the_same_form_for_airflow_2() -> None:
+    behaviour = DinteroPartnerHook.get_ui_field_behaviour()
+    assert behaviour["relabeling"] == {"host": "Base URL", "login": "Client ID", "password": "Client secret"}
+    flask_appbuilder = pytest.importorskip("flask_appbuilder")
+    assert flask_appbuilder
+    widgets = DinteroPartnerHook.get_connection_form_widgets()
+    assert {"account_id", "checkout_base_url", "timeout", "max_retries", "token_cache"} <= set(widgets)
+
+
+def test_json_connection_from_environment(dintero_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_conn(monkeypatch, "dintero_json", _conn(dintero_emulator))
+    hook = DinteroPartnerHook("dintero_json")
+    assert (hook.account_id, hook.base_url, hook.is_partner) == (
+        dintero_emulator.partner_id,
+        dintero_emulator.base_url,
+        True,
+    )
+    assert hook.get_token()
+
+
+def test_uri_connection_from_environment(dintero_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from urllib.parse import quote
+
+    port = dintero_emulator.base_url.rsplit(":", 1)[1]
+    uri = (
+        f"dintero://{quote(dintero_emulator.partner_client_id, safe='')}:"
+        f"{quote(dintero_emulator.partner_client_secret, safe='')}@127.0.0.1:{port}"
+        f"?account_id={dintero_emulator.partner_id}&scheme=http"
+        f"&checkout_base_url={quote(dintero_emulator.base_url, safe='')}"
+    )
+    _set_conn(monkeypatch, "dintero_uri", uri)
+    hook = DinteroPartnerHook("dintero_uri")
+    assert hook.base_url == dintero_emulator.base_url
+    assert hook.get_token()
+
+
+def test_base_url_defaults_to_dintero(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_conn(
+        monkeypatch,
+        "dintero_default_host",
+        {"conn_type": "dintero", "login": "id", "password": "secret", "extra": {"account_id": "P11200000"}},
+    )
+    hook = DinteroPartnerHook("dintero_default_host")
+    assert hook.base_url == DEFAULT_BASE_URL
+    assert hook.checkout_base_url == "https://checkout.dintero.com"
+
+
+BAD_CONNECTIONS = [
+    pytest.param({"extra": {"account_id": "X11200000"}}, "extra.account_id", id="account-wrong-prefix"),
+    pytest.param({"extra": {"account_id": "T1120000"}}, "extra.account_id", id="account-too-short"),
+    pytest.param({"extra": {"account_id": ""}}, "extra.account_id", id="account-empty"),
+    pytest.param({"extra": {"account_id": "t11200000"}}, "extra.account_id", id="account-lowercase"),
+    pytest.param({"login": ""}, "login", id="client-id-missing"),
+    pytest.param({"password": ""}, "password", id="secret-missing"),
+    pytest.param({"host": "http://api.example.com"}, "host", id="plain-http-remote"),
+    pytest.param({"host": "ftp://127.0.0.1"}, "host", id="wrong-scheme"),
+    pytest.param(
+        {"extra": {"checkout_base_url": "http://checkout.example.com"}},
+        "extra.checkout_base_url",
+        id="checkout-plain-http",
+    ),
+    pytest.param({"extra": {"timeout": "soon"}}, "extra.timeout", id="timeout-not-number"),
+    pytest.param({"extra": {"max_retries": -1}}, "extra.max_retries", id="retries-negative"),
+    pytest.param({"extra": {"token_cache": "redis"}}, "extra.token_cache", id="token-cache-unknown"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "field"), BAD_CONNECTIONS)
+def test_bad_connection_field_is_named_before_any_request(
+    dintero_emulator: Any, monkeypatch: pytest.MonkeyPatch, overrides: dict[str, Any], field: str
+) -> None:
+    _set_conn(monkeypatch, "dintero_bad", _conn(dintero_emulator, **overrides))
+    hook = DinteroPartnerHook("dintero_bad")
+    with pytest.raises(DinteroInputError) as err:
+        hook.validate_connection()
+        hook.get_token()
+    assert err.value.field == field
+    assert field in str(err.value)
+    assert dintero_emulator.count() == 0
+
+
+@pytest.mark.parametrize(
+    "account_id",
+    ["T1120000", "11200001", "T11200001 ", "Q11200001", "", "T112000011"],
+)
+def test_bad_account_id_argument_is_refused_before_any_request(
+    dintero_emulator: Any, dintero_connection: str, account_id: str
+) -> None:
+    hook = DinteroPartnerHook(dintero_connection)
+    with pytest.raises(DinteroInputError, match="account_id"):
+        hook.get_account(account_id)
+    assert dintero_emulator.count() == 0
+
+
+def test_merchant_connection_cannot_act_on_another_account(
+    dintero_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    merchant = dintero_emulator.merchant_ids[0]
+    client_id, secret = dintero_emulator.merchant_credentials(merchant)
+    _set_conn(
+        monkeypatch,
+        "dintero_merchant",
+        _conn(dintero_emulator, login=client_id, password=secret, extra={"account_id": merchant}),
+    )
+    hook = DinteroPartnerHook("dintero_merchant")
+    with pytest.raises(DinteroInputError, match="00000"):
+        hook.get_token(dintero_emulator.merchant_ids[1])
+    assert dintero_emulator.count() == 0
+
+
+def test_merchant_connection_acts_on_itself(dintero_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    merchant = dintero_emulator.merchant_ids[0]
+    client_id, secret = dintero_emulator.merchant_credentials(merchant)
+    _set_conn(
+        monkeypatch,
+        "dintero_merchant",
+        _conn(dintero_emulator, login=client_id, password=secret, extra={"account_id": merchant}),
+    )
+    hook = DinteroPartnerHook("dintero_merchant")
+    assert hook.get_account()["account_id"] == merchant
+    assert dintero_emulator.count(path_regex=r".*/exchange_token$") == 0
+
+
+def test_test_connection_names_the_account(dintero_emulator: Any, dintero_connection: str) -> None:
+    ok, message = DinteroPartnerHook(dintero_connection).test_connection()
+    assert ok, message
+    assert dintero_emulator.partner_id in message
+    assert "partner" in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "cause"),
+    [
+        pytest.param({"password": "not-the-secret"}, "rejected the client credentials", id="bad-credentials"),
+        pytest.param({"extra": {"account_id": "T1120000"}}, "misconfigured", id="malformed-account"),
+        pytest.param({"host": "unreachable"}, "Cannot reach", id="unreachable-host"),
+    ],
+)
+def test_test_connection_names_the_cause(
+    dintero_emulator: Any, monkeypatch: pytest.MonkeyPatch, overrides: dict[str, Any], cause: str
+) -> None:
+    if overrides.get("host") == "unreachable":
+        overrides = {"host": f"http://127.0.0.1:{_free_port()}", "extra": {"max_retries": 0}}
+    _set_conn(monkeypatch, "dintero_test", _conn(dintero_emulator, **overrides))
+    ok, message = DinteroPartnerHook("dintero_test").test_connection()
+    assert not ok
+    assert cause in message
+    assert "not-the-secret" not in message
