@@ -13,14 +13,18 @@ and 1,000 merchants), ``deferrable`` (worker slots and requests while a sensor w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
+import socket
 import tempfile
+import threading
 import textwrap
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,11 +179,377 @@ def bench_shared_variable_cache(processes: int = 20) -> None:
         f"{counts['tokens']} / {counts['exchange']}", "2 / 1 (vs 40 / 20 uncached)")
 
 
+# ------------------------------------------------------------------------------------ services
+
+
+MIB = 1024 * 1024
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's S3 server in its own process on 127.0.0.1 (its memory is not ours); yields its URL."""
+    port = free_port()
+    binary = Path(sys.executable).parent / "moto_server"
+    proc = subprocess.Popen(
+        [str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+@contextlib.contextmanager
+def emulator_process(seed: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """
+    The Dintero emulator in its own process (``python -m airflow_provider_dintero.emulator``),
+    seeded with ``seed`` (``EmulatorSeed`` fields); yields its state (ids, credentials, ``base_url``).
+    """
+    seed_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115
+    with seed_file:
+        json.dump(seed or {}, seed_file)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_dintero.emulator", "--port", "0", "--seed-file", seed_file.name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # "Dintero emulator listening on ..."
+        state = json.loads(proc.stdout.readline())
+        # Keep draining stdout so the emulator never blocks on a full pipe.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        yield state
+    finally:
+        _stop(proc)
+        os.unlink(seed_file.name)
+
+
+def control(state: dict[str, Any], method: str, route: str, body: Any = None) -> Any:
+    """Call the emulator's out-of-process control API (``/_emulator/...``)."""
+    import requests
+
+    response = requests.request(method, f"{state['base_url']}/_emulator/{route}", json=body, timeout=60)
+    response.raise_for_status()
+    return response.json() if response.content else None
+
+
+def connections(state: dict[str, Any], s3_url: str) -> dict[str, str]:
+    """``AIRFLOW_CONN_*`` variables: Dintero on the emulator (partner credentials), AWS on moto."""
+    return {
+        "AIRFLOW_CONN_DINTERO_DEFAULT": json.dumps(
+            {
+                "conn_type": "dintero",
+                "host": state["base_url"],
+                "login": state["partner_client_id"],
+                "password": state["partner_client_secret"],
+                "extra": {"account_id": state["partner_id"], "checkout_base_url": state["base_url"]},
+            }
+        ),
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": s3_url, "region_name": "us-east-1"},
+            }
+        ),
+        "AIRFLOW_CONN_HTTP_DINTERO": json.dumps({"conn_type": "http", "host": state["base_url"]}),
+    }
+
+
+def s3_client(s3_url: str) -> Any:
+    """A boto3 client on moto, for set-up and checks."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=s3_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+
+
+# ------------------------------------------------------------------------------------ copy
+
+
+#: Shared by every copy worker: memory probes. VmHWM (peak RSS) is reset through
+#: /proc/self/clear_refs right before the copy, so the peak is the copy's own.
+_COPY_PRELUDE = """
+    import json, os, resource, time
+    E = os.environ
+    MERCHANT, BUCKET = E["MERCHANT"], E["BUCKET"]
+    BIG, WARM = json.loads(E["BIG"]), json.loads(E["WARM"])
+
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def reset_peak():
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return True
+        except OSError:
+            return False
+
+    def peak(resettable):
+        if resettable:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def url(item):
+        return f"/v1/accounts/{MERCHANT}/settlements/{item['sid']}/attachments/{item['att']}"
+
+    def s3_key(item, label):  # the same key for every method (the operator's template renders it)
+        return f"bench/{label}/{item['sid']}/{item['att']}.pdf"
+
+    def measure(copy):
+        copy(WARM, "warm")  # imports, clients, thread pools, tokens: not the copy's cost
+        base = rss()
+        resettable = reset_peak()
+        t0 = time.perf_counter()
+        copy(BIG, "big")
+        seconds = time.perf_counter() - t0
+        print(json.dumps({"seconds": seconds, "over": peak(resettable) - base, "base": base}))
+"""
+
+_COPY_METHODS: dict[str, str] = {
+    # (a) the bare baseline: requests' raw stream straight into boto3 with TransferConfig defaults.
+    "bare": """
+        import boto3, requests
+        from boto3.s3.transfer import TransferConfig
+        from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+        token = DinteroPartnerHook().get_token(MERCHANT)
+        s3 = boto3.client("s3", endpoint_url=E["S3_URL"], region_name="us-east-1")
+        session = requests.Session()
+
+        def copy(item, label):
+            key = s3_key(item, label)
+            with session.get(E["EMU_URL"] + url(item), headers={"Authorization": f"Bearer {token}"},
+                             stream=True, timeout=60) as response:
+                response.raise_for_status()
+                response.raw.decode_content = True
+                s3.upload_fileobj(response.raw, BUCKET, key, Config=TransferConfig())
+
+        measure(copy)
+    """,
+    # (b) the amazon provider's HttpToS3Operator on the same URL.
+    "http_to_s3": """
+        from airflow.providers.amazon.aws.transfers.http_to_s3 import HttpToS3Operator
+        from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+        token = DinteroPartnerHook().get_token(MERCHANT)
+
+        def copy(item, label):
+            HttpToS3Operator(task_id="http_to_s3", http_conn_id="http_dintero", endpoint=url(item), method="GET",
+                             headers={"Authorization": f"Bearer {token}"}, s3_bucket=BUCKET,
+                             s3_key=s3_key(item, label), replace=True).execute({})
+
+        measure(copy)
+    """,
+    # (c) this provider's operator, as a task runs it.
+    "operator": """
+        from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
+
+        def copy(item, label):
+            SettlementsToS3Operator(task_id="copy", account_id=MERCHANT, s3_bucket=BUCKET,
+                                    settlement_ids=[item["sid"]], replace=True,
+                                    s3_key=f"bench/{label}/{{settlement_id}}/{{attachment_id}}.{{extension}}",
+                                    ).execute({})
+
+        measure(copy)
+    """,
+}
+
+
+COPY_SIZES = {"100 MiB": 100 * MIB, "1 GiB": 1024 * MIB}
+#: HttpToS3Operator holds the whole body (response.content, then a BytesIO copy for boto3):
+#: above this size it is not run, its memory is known to be a multiple of the file size.
+HTTP_TO_S3_LIMIT = 256 * MIB
+COPY_LABELS = {
+    "bare": "(a) bare requests -> boto3 upload_fileobj",
+    "http_to_s3": "(b) amazon HttpToS3Operator",
+    "operator": "(c) SettlementsToS3Operator.execute",
+}
+
+
+def copy_once(emu: dict[str, Any], home: Path, method: str, big: dict[str, str], warm: dict[str, str]) -> dict[str, Any]:
+    """One copy method in a fresh interpreter, against a fresh moto server; checks the stored size."""
+    with moto_server() as s3_url:
+        client = s3_client(s3_url)
+        client.create_bucket(Bucket="bench")
+        env = {
+            **airflow_env(home),
+            **connections(emu, s3_url),
+            "MERCHANT": emu["merchant_ids"][0],
+            "BUCKET": "bench",
+            "BIG": json.dumps(big),
+            "WARM": json.dumps(warm),
+            "S3_URL": s3_url,
+            "EMU_URL": emu["base_url"],
+        }
+        code = textwrap.dedent(_COPY_PRELUDE) + textwrap.dedent(_COPY_METHODS[method])
+        result: dict[str, Any] = json.loads(run_python(code, env).strip().splitlines()[-1])
+        key = f"bench/big/{big['sid']}/{big['att']}.pdf"
+        result["stored"] = int(client.head_object(Bucket="bench", Key=key)["ContentLength"])
+        client.delete_object(Bucket="bench", Key=key)
+    return result
+
+
+def bench_copy() -> None:
+    """One big attachment, emulator -> moto S3, by three methods; peak memory and throughput."""
+    results: dict[tuple[str, str], dict[str, Any]] = {}
+    sizes_ok = True
+    with emulator_process({"merchants": 1, "reports_per_merchant": 0}) as emu, tempfile.TemporaryDirectory() as home:
+        merchant = emu["merchant_ids"][0]
+
+        def add(size: int) -> dict[str, str]:
+            body = {"account_id": merchant, "attachment_sizes": {"pdf": size}}
+            item = control(emu, "POST", "settlements", body)
+            return {"sid": item["id"], "att": item["attachments"][0]["id"]}
+
+        warm = add(64 * 1024)
+        for label, size in COPY_SIZES.items():
+            big = add(size)
+            for method, name in COPY_LABELS.items():
+                if method == "http_to_s3" and size > HTTP_TO_S3_LIMIT:
+                    row("copy", f"{label} {name}", "not run", f"buffers the body; > {HTTP_TO_S3_LIMIT // MIB} MiB")
+                    continue
+                res = copy_once(emu, Path(home), method, big, warm)
+                results[(label, method)] = res
+                sizes_ok = sizes_ok and res["stored"] == size
+                mib_s = size / MIB / res["seconds"]
+                target = "< 150 MB" if method == "operator" else "reference"
+                row("copy", f"{label} {name}: peak RSS over baseline", f"{res['over'] / 1e6:.0f} MB", target)
+                if method == "bare":
+                    row("copy", f"{label} {name}: throughput", f"{mib_s:.0f} MiB/s", "reference")
+                else:
+                    ratio = results[(label, "bare")]["seconds"] / res["seconds"]
+                    target = ">= 0.8x" if method == "operator" else "reference"
+                    row("copy", f"{label} {name}: throughput vs (a)", f"{ratio:.2f}x", target)
+    first, last = list(COPY_SIZES)
+    growth = results[(last, "operator")]["over"] / max(results[(first, "operator")]["over"], 1)
+    row("copy", f"(c) peak memory at {last} / at {first}", f"{growth:.2f}x", "~1.0x (flat in file size)")
+    row("copy", "every copy's object size in S3 equals the attachment", "yes" if sizes_ok else "NO", "yes")
+
+
+# ------------------------------------------------------------------------------------ merchants
+
+
+MERCHANT_COUNTS = (10, 100, 1000)
+SETTLEMENTS_PER_MERCHANT = 3
+#: Each added settlement: the provider's own file and Dintero's normalized pdf (small).
+SMALL_ATTACHMENTS = {"source": 4096, "pdf": 4096}
+
+#: One process, one metadata DB: a warm-up run of the example DAG (pays Airflow's one-off
+#: start-up), then one run per merchant count, each on its own merchants.
+_MERCHANTS_WORKER = """
+    import collections, importlib.util, json, os, time
+    from datetime import datetime, timedelta, timezone
+    import boto3, requests
+    from airflow.utils import db
+    db.resetdb()
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    DagBundlesManager().sync_bundles_to_db()
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    path = os.path.join(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], "settlements_to_s3.py")
+    spec = importlib.util.spec_from_file_location("bench_settlements_dag", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dag = module.settlements_to_s3_dag
+    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+
+    EMU = os.environ["EMU_URL"]
+    s3 = boto3.client("s3", endpoint_url=os.environ["S3_URL"], region_name="us-east-1")
+    slices = json.loads(os.environ["SLICES"])
+    now = datetime.now(timezone.utc)
+    out = {}
+    for i, (name, ids) in enumerate(slices.items()):
+        requests.delete(EMU + "/_emulator/requests", timeout=30)
+        t0 = time.perf_counter()
+        dr = dag.test(run_conf={"merchant_ids": ids, "s3_bucket": "bench"},
+                      logical_date=now - timedelta(minutes=len(slices) - i))
+        seconds = time.perf_counter() - t0
+        log = requests.get(EMU + "/_emulator/requests", timeout=60).json()
+        objects = 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench"):
+            objects += sum(1 for o in page.get("Contents", [])
+                           if o["Key"].split("account=")[1].split("/")[0] in ids)
+        states = collections.Counter(str(ti.state) for ti in dr.get_task_instances())
+        out[name] = {"seconds": seconds, "requests": len(log), "state": str(dr.state), "states": states,
+                     "objects": objects,
+                     "by_path": collections.Counter(r["method"] + " " + r["path"].split("/")[-1 if r["path"].endswith("token") else 4 if len(r["path"].split("/")) > 4 else -1] for r in log)}
+    print(json.dumps(out))
+"""
+
+
+def bench_merchants() -> None:
+    """The settlements example DAG (dag.test) for 10, 100 and 1,000 merchants."""
+    total = 1 + sum(MERCHANT_COUNTS)
+    seed = {"merchants": total, "settlements_per_provider": 0, "reports_per_merchant": 0}
+    with emulator_process(seed) as emu, moto_server() as s3_url, tempfile.TemporaryDirectory() as home:
+        s3_client(s3_url).create_bucket(Bucket="bench")
+        for merchant in emu["merchant_ids"]:
+            for _ in range(SETTLEMENTS_PER_MERCHANT):
+                control(emu, "POST", "settlements", {"account_id": merchant, "attachment_sizes": SMALL_ATTACHMENTS})
+        ids = list(emu["merchant_ids"])
+        slices: dict[str, list[str]] = {"warm": ids[:1]}
+        start = 1
+        for count in MERCHANT_COUNTS:
+            slices[str(count)] = ids[start : start + count]
+            start += count
+        env = {
+            **airflow_env(Path(home)),
+            **connections(emu, s3_url),
+            "EMU_URL": emu["base_url"],
+            "S3_URL": s3_url,
+            "SLICES": json.dumps(slices),
+            "DINTERO_DEMO_BUCKET": "bench",
+        }
+        runs = json.loads(run_python(_MERCHANTS_WORKER, env, timeout=1800).strip().splitlines()[-1])
+    print(json.dumps(runs, indent=1))
+
+
 # ------------------------------------------------------------------------------------ main
 
 
 SECTIONS: dict[str, Callable[[], None]] = {
+    "copy": bench_copy,
     "import": bench_import,
+    "merchants": bench_merchants,
     "tokens": bench_tokens,
 }
 

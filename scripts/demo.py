@@ -39,7 +39,7 @@ def _wait_for(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=2):
                 return
         except Exception:
             time.sleep(0.2)
@@ -47,7 +47,7 @@ def _wait_for(url: str, timeout: float = 30.0) -> None:
 
 
 def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=10) as response:
         return json.load(response)
 
 
@@ -74,15 +74,26 @@ def main() -> int:
         print(f"demo: starting the Dintero emulator on {base_url} and moto's S3 on {s3_url}", flush=True)
         started.append(
             subprocess.Popen(
-                [sys.executable, "-m", "airflow_provider_dintero.emulator", "--host", "127.0.0.1",
-                 "--port", str(emulator_port)],
-                stdout=subprocess.DEVNULL, stderr=(work / "emulator.log").open("wb"), env=env,
+                [
+                    sys.executable,
+                    "-m",
+                    "airflow_provider_dintero.emulator",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(emulator_port),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(work / "emulator.log").open("wb"),
+                env=env,
             )
         )
         started.append(
             subprocess.Popen(
                 [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
-                stdout=subprocess.DEVNULL, stderr=(work / "moto.log").open("wb"), env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=(work / "moto.log").open("wb"),
+                env=env,
             )
         )
         _wait_for(f"{base_url}/_emulator/state")
@@ -94,18 +105,30 @@ def main() -> int:
                 "host": base_url,
                 "login": state["partner_client_id"],
                 "password": state["partner_client_secret"],
-                "extra": {"account_id": state["partner_id"], "checkout_base_url": base_url,
-                          "retry_backoff": 0.2},
+                "extra": {
+                    "account_id": state["partner_id"],
+                    "checkout_base_url": base_url,
+                    "retry_backoff": 0.2,
+                },
             }
         )
         env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(
-            {"conn_type": "aws", "login": "testing", "password": "testing",
-             "extra": {"endpoint_url": s3_url, "region_name": "us-east-1"}}
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": s3_url, "region_name": "us-east-1"},
+            }
         )
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         s3.create_bucket(Bucket=BUCKET)
 
         airflow = str(VENV_BIN / "airflow")
@@ -161,8 +184,14 @@ def _dag_ids(env: dict[str, str]) -> list[str]:
 
 def _report(base_url: str, s3: Any, state: dict[str, Any]) -> None:
     records = _get_json(f"{base_url}/_emulator/requests")
-    writes = [r for r in records if r["method"] in ("POST", "PUT") and "/auth/token" not in r["path"]
-              and "/exchange_token" not in r["path"] and r["status"] < 300]
+    writes = [
+        r
+        for r in records
+        if r["method"] in ("POST", "PUT")
+        and "/auth/token" not in r["path"]
+        and "/exchange_token" not in r["path"]
+        and r["status"] < 300
+    ]
     print("\ndemo: provisioned in Dintero (emulator):", flush=True)
     for record in writes:
         print(f"  {record['method']:4} {record['path']} -> {record['status']}")

@@ -9,8 +9,8 @@ for line in 3.3 2.11; do
   venv="$(make_env "$line")"
   if [ "$line" = "3.3" ]; then
     echo "== ruff and mypy"
-    "$venv/bin/ruff" check airflow_provider_dintero tests example_dags bench
-    "$venv/bin/ruff" format --check airflow_provider_dintero tests example_dags bench
+    "$venv/bin/ruff" check airflow_provider_dintero tests example_dags bench scripts
+    "$venv/bin/ruff" format --check airflow_provider_dintero tests example_dags bench scripts
     "$venv/bin/mypy" airflow_provider_dintero
   fi
   echo "== tests on Airflow $line"

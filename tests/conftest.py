@@ -119,6 +119,7 @@ def run_dag(airflow_db: None) -> Callable[..., Any]:
             if logical_date is not None:
                 kwargs["logical_date"] = logical_date
             return dag.test(**kwargs)
+        dag.sync_to_db()  # asset (dataset) outlets need the DAG row on 2.11 too
         kwargs = {"run_conf": conf}
         if logical_date is not None:
             kwargs["execution_date"] = logical_date

@@ -520,6 +520,11 @@ class DinteroEmulator:
         """Every token issued so far answers 401 from now on."""
         self._app.expire_tokens()
 
+    def issued_tokens(self) -> list[str]:
+        """Every access and exchange token issued since the last reset (e.g. to assert none leaks)."""
+        with self._app.lock:
+            return list(self._app.tokens)
+
     def expire_signed_urls(self) -> None:
         """Signed report URLs issued so far answer 403 ``AccessDenied`` ``Request has expired``."""
         self._app.expire_signed_urls()

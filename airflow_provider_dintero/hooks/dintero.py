@@ -431,17 +431,25 @@ def mask_secret(value: str | None) -> None:
     """
     Register ``value`` with Airflow's secrets masker so that it is redacted from every log.
 
+    For a pre-signed URL only its signature parameters are registered: they are what makes
+    the URL a credential, and with them redacted the URL can never appear whole. (Each
+    registration makes the masker's pattern longer, so one per report rather than two.)
+
     :param value: a token, client secret or signed URL.
     """
     if not value:
         return
     from airflow.providers.common.compat.sdk import mask_secret as _airflow_mask_secret
 
-    _airflow_mask_secret(value)
-    if "?" in value:
-        for key, item in parse_qsl(urlsplit(value).query):
-            if key.lower() in _SIGNED_QUERY_KEYS and len(item) >= 8:
-                _airflow_mask_secret(item)
+    signatures = []
+    if "://" in value and "?" in value:
+        signatures = [
+            item
+            for key, item in parse_qsl(urlsplit(value).query)
+            if key.lower() in _SIGNED_QUERY_KEYS and len(item) >= 8
+        ]
+    for secret in signatures or [value]:
+        _airflow_mask_secret(secret)
 
 
 class _SignedQueryLogFilter(logging.Filter):
@@ -947,9 +955,10 @@ class DinteroPartnerHook(BaseHook):
         exchange = self._call(
             "POST",
             f"/v1/accounts/{own}/auth/exchange_token",
-            account_id=own,
+            account_id=account_id,
+            token_account=own,
             json={"account_id": account_id},
-            operation=f"exchange a token for merchant {account_id}",
+            operation=f"exchange a token for merchant {account_id} through partner {own}",
         )
         exchange_token = self._token_from(exchange, account_id)
         return self._token_request(account_id, bearer=exchange_token, audience=self.audience(own))
@@ -1214,7 +1223,9 @@ class DinteroPartnerHook(BaseHook):
             parts.append(f"(request id {request_id})")
         if attempts > 1:
             parts.append(f"after {attempts} attempts")
-        if status == 403:
+        if status == 403 and operation.startswith("exchange a token"):
+            parts.append("- check that the merchant belongs to this partner")
+        elif status == 403:
             parts.append("- check that the API client's grant includes the scope this call needs")
         message = " ".join(parts)
         cls: type[DinteroApiError] = DinteroApiError
@@ -1992,7 +2003,9 @@ class DinteroAsyncHook(DinteroPartnerHook):
         found: list[Settlement] = []
         cursor: dict[str, str] = {}
         async with httpx.AsyncClient(
-            timeout=self.timeout, verify=self.verify, headers={k: str(v) for k, v in self._session.headers.items()}
+            timeout=self.timeout,
+            verify=self.verify,
+            headers={k: str(v) for k, v in self._session.headers.items()},
         ) as client:
             while True:
                 body = await self._async_get_json(client, url, aid, _query({**params, **cursor}))

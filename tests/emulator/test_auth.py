@@ -288,3 +288,13 @@ def test_missing_scope_is_403(api: Api, emu: DinteroEmulator, mtoken: str) -> No
     resp = api.call("GET", f"/v1/accounts/{mid}/settlements", token)
     assert resp.status_code == 403
     assert "scope" in resp.json()["error"]["message"]
+
+
+def test_issued_tokens_lists_every_token_until_reset(api: Api, emu: DinteroEmulator) -> None:
+    partner = api.partner_token()
+    merchant = api.merchant_token()
+    issued = emu.issued_tokens()
+    assert partner in issued and merchant in issued
+    assert len(issued) == 4  # partner (twice: the helper mints one per exchange), exchange, merchant
+    emu.reset()
+    assert emu.issued_tokens() == []

@@ -160,6 +160,27 @@ def test_copies_only_reports_created_in_the_window(
     assert env.count("GET", SIGNED) == len(keys)
 
 
+@pytest.mark.parametrize(("cursor_mode", "pages"), [("absent", 4), ("when_full", 5)])
+def test_walks_every_page_of_the_report_metadata(
+    env: Any,
+    s3_bucket: str,
+    s3_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    cursor_mode: str,
+    pages: int,
+) -> None:
+    env.settings.reports_cursor_mode = cursor_mode  # "when_full": a cursor on every full page
+    op = _operator(s3_bucket=s3_bucket)
+    real = op.hook.list_report_metadata
+    monkeypatch.setattr(op.hook, "list_report_metadata", lambda aid: real(aid, limit=1))
+
+    uris = op.execute(_context())
+
+    assert len(uris) == 4
+    assert len(_objects(s3_client, s3_bucket)) == 4
+    assert env.count("GET", METADATA) == pages
+
+
 def test_report_config_id_selects_that_configurations_reports(
     env: Any, s3_bucket: str, s3_client: Any
 ) -> None:
