@@ -74,6 +74,7 @@ def airflow_env(home: Path) -> dict[str, str]:
 
 
 PUBLIC_MODULES = [
+    "airflow_provider_dintero.get_provider_info",
     "airflow_provider_dintero.hooks.dintero",
     "airflow_provider_dintero.operators.accounts",
     "airflow_provider_dintero.operators.api_clients",
@@ -467,16 +468,42 @@ def bench_copy() -> None:
 
 
 MERCHANT_COUNTS = (10, 100, 1000)
+#: dag.test runs tasks one by one through Airflow's scheduling loop; 1,000 merchants take too long.
+DAG_MERCHANT_COUNTS = (10, 100)
 SETTLEMENTS_PER_MERCHANT = 3
 #: Each added settlement: the provider's own file and Dintero's normalized pdf (small).
 SMALL_ATTACHMENTS = {"source": 4096, "pdf": 4096}
 
 #: One process, one metadata DB: a warm-up run of the example DAG (pays Airflow's one-off
 #: start-up), then one run per merchant count, each on its own merchants.
-_MERCHANTS_WORKER = """
-    import collections, importlib.util, json, os, time
+_MERCHANTS_COMMON = """
+    import collections, json, os, time
     from datetime import datetime, timedelta, timezone
     import boto3, requests
+
+    EMU = os.environ["EMU_URL"]
+    s3 = boto3.client("s3", endpoint_url=os.environ["S3_URL"], region_name="us-east-1")
+    slices = json.loads(os.environ["SLICES"])
+    now = datetime.now(timezone.utc)
+    out = {}
+
+    def objects_of(ids):
+        wanted, n = set(ids), 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench"):
+            n += sum(1 for o in page.get("Contents", []) if o["Key"].split("account=")[1].split("/")[0] in wanted)
+        return n
+
+    def api_log():
+        log = requests.get(EMU + "/_emulator/requests", timeout=60).json()
+        kinds = collections.Counter(
+            "token" if r["path"].endswith("/token") else "attachment" if "/attachments/" in r["path"]
+            else "settlements list" if r["path"].endswith("/settlements") else r["path"] for r in log)
+        return len(log), dict(kinds)
+"""
+
+#: The whole example DAG through dag.test (one metadata DB): a warm-up run, then one per count.
+_MERCHANTS_DAG_WORKER = """
+    import importlib.util
     from airflow.utils import db
     db.resetdb()
     from airflow.dag_processing.bundles.manager import DagBundlesManager
@@ -492,55 +519,217 @@ _MERCHANTS_WORKER = """
     bag.bag_dag(dag)
     sync_bag_to_db(bag, "dags-folder", None)
 
-    EMU = os.environ["EMU_URL"]
-    s3 = boto3.client("s3", endpoint_url=os.environ["S3_URL"], region_name="us-east-1")
-    slices = json.loads(os.environ["SLICES"])
-    now = datetime.now(timezone.utc)
-    out = {}
     for i, (name, ids) in enumerate(slices.items()):
         requests.delete(EMU + "/_emulator/requests", timeout=30)
         t0 = time.perf_counter()
         dr = dag.test(run_conf={"merchant_ids": ids, "s3_bucket": "bench"},
                       logical_date=now - timedelta(minutes=len(slices) - i))
         seconds = time.perf_counter() - t0
-        log = requests.get(EMU + "/_emulator/requests", timeout=60).json()
-        objects = 0
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench"):
-            objects += sum(1 for o in page.get("Contents", [])
-                           if o["Key"].split("account=")[1].split("/")[0] in ids)
-        states = collections.Counter(str(ti.state) for ti in dr.get_task_instances())
-        out[name] = {"seconds": seconds, "requests": len(log), "state": str(dr.state), "states": states,
-                     "objects": objects,
-                     "by_path": collections.Counter(r["method"] + " " + r["path"].split("/")[-1 if r["path"].endswith("token") else 4 if len(r["path"].split("/")) > 4 else -1] for r in log)}
+        tis = dr.get_task_instances()
+        task_seconds = sum((ti.end_date - ti.start_date).total_seconds() for ti in tis
+                           if ti.task_id.startswith("merchant.") and ti.end_date and ti.start_date)
+        calls, kinds = api_log()
+        out[name] = {"seconds": seconds, "task_seconds": task_seconds, "calls": calls, "kinds": kinds,
+                     "ok": str(dr.state) == "success" and all(str(ti.state) == "success" for ti in tis),
+                     "objects": objects_of(ids)}
+    print(json.dumps(out))
+"""
+
+#: The per-merchant path of the DAG without the scheduler: the sensor's poke, then the copy
+#: operator on the sensor's find, fresh operators per merchant, all in one process.
+_MERCHANTS_DIRECT_WORKER = """
+    from airflow_provider_dintero.sensors.settlements import SettlementSensor
+    from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
+
+    since = (now - timedelta(days=1)).isoformat()
+    for name, ids in slices.items():
+        requests.delete(EMU + "/_emulator/requests", timeout=30)
+        ok = True
+        t0 = time.perf_counter()
+        for merchant in ids:
+            found = SettlementSensor(task_id="wait", account_id=merchant, since=since).poke({})
+            ok = ok and found.is_done
+            result = SettlementsToS3Operator(task_id="copy", account_id=merchant, s3_bucket="bench",
+                                             settlement_ids=found.xcom_value).execute({})
+            ok = ok and len(result["settlement_ids"]) == int(os.environ["PER_MERCHANT"])
+        seconds = time.perf_counter() - t0
+        calls, kinds = api_log()
+        out[name] = {"seconds": seconds, "calls": calls, "kinds": kinds, "ok": ok, "objects": objects_of(ids)}
     print(json.dumps(out))
 """
 
 
+def _slices(ids: list[str], counts: tuple[int, ...]) -> tuple[dict[str, list[str]], list[str]]:
+    """Disjoint merchant lists: one for a warm-up run, then one per count; and the rest."""
+    slices = {"warm": ids[:1]}
+    start = 1
+    for count in counts:
+        slices[str(count)] = ids[start : start + count]
+        start += count
+    return slices, ids[start:]
+
+
 def bench_merchants() -> None:
-    """The settlements example DAG (dag.test) for 10, 100 and 1,000 merchants."""
-    total = 1 + sum(MERCHANT_COUNTS)
+    """
+    The settlements example DAG through dag.test for 10 and 100 merchants, and its per-merchant
+    path (sensor poke + copy operator, no scheduler) for 10, 100 and 1,000 merchants.
+    """
+    total = 2 + sum(DAG_MERCHANT_COUNTS) + sum(MERCHANT_COUNTS)
     seed = {"merchants": total, "settlements_per_provider": 0, "reports_per_merchant": 0}
+    per_object = len(SMALL_ATTACHMENTS) + 1  # the attachments and the manifest
     with emulator_process(seed) as emu, moto_server() as s3_url, tempfile.TemporaryDirectory() as home:
         s3_client(s3_url).create_bucket(Bucket="bench")
         for merchant in emu["merchant_ids"]:
             for _ in range(SETTLEMENTS_PER_MERCHANT):
                 control(emu, "POST", "settlements", {"account_id": merchant, "attachment_sizes": SMALL_ATTACHMENTS})
-        ids = list(emu["merchant_ids"])
-        slices: dict[str, list[str]] = {"warm": ids[:1]}
-        start = 1
-        for count in MERCHANT_COUNTS:
-            slices[str(count)] = ids[start : start + count]
-            start += count
+        dag_slices, rest = _slices(list(emu["merchant_ids"]), DAG_MERCHANT_COUNTS)
+        direct_slices, _ = _slices(rest, MERCHANT_COUNTS)
         env = {
             **airflow_env(Path(home)),
             **connections(emu, s3_url),
             "EMU_URL": emu["base_url"],
             "S3_URL": s3_url,
-            "SLICES": json.dumps(slices),
             "DINTERO_DEMO_BUCKET": "bench",
+            "PER_MERCHANT": str(SETTLEMENTS_PER_MERCHANT),
         }
-        runs = json.loads(run_python(_MERCHANTS_WORKER, env, timeout=1800).strip().splitlines()[-1])
-    print(json.dumps(runs, indent=1))
+        common = textwrap.dedent(_MERCHANTS_COMMON)
+        dag_runs = json.loads(
+            run_python(
+                common + textwrap.dedent(_MERCHANTS_DAG_WORKER), {**env, "SLICES": json.dumps(dag_slices)}, 1800
+            ).strip().splitlines()[-1]
+        )
+        direct_runs = json.loads(
+            run_python(
+                common + textwrap.dedent(_MERCHANTS_DIRECT_WORKER), {**env, "SLICES": json.dumps(direct_slices)}, 1800
+            ).strip().splitlines()[-1]
+        )
+    print(json.dumps({"dag": dag_runs, "direct": direct_runs}), flush=True)
+    for label, runs, counts in (("dag.test", dag_runs, DAG_MERCHANT_COUNTS), ("direct", direct_runs, MERCHANT_COUNTS)):
+        first = runs[str(counts[0])]
+        all_ok = True
+        for count in counts:
+            run = runs[str(count)]
+            all_ok = all_ok and run["ok"] and run["objects"] == count * SETTLEMENTS_PER_MERCHANT * per_object
+            kinds = run["kinds"]
+            row(
+                "merchants",
+                f"{label} {count}: API calls per merchant (token/list/attachment)",
+                f"{run['calls'] / count:.1f} ({kinds.get('token', 0) / count:.0f}/"
+                f"{kinds.get('settlements list', 0) / count:.0f}/{kinds.get('attachment', 0) / count:.0f})",
+                "constant",
+            )
+            row("merchants", f"{label} {count}: seconds per merchant", f"{run['seconds'] / count:.3f} s", "reference")
+            if "task_seconds" in run:
+                row("merchants", f"{label} {count}: task seconds per merchant", f"{run['task_seconds'] / count:.3f} s", "reference")
+        last = runs[str(counts[-1])]
+        ratio = (last["seconds"] / counts[-1]) / (first["seconds"] / counts[0])
+        target = "<= ~1.x (linear)" if label == "direct" else "reference (scheduler loop)"
+        row("merchants", f"{label}: per-merchant time at {counts[-1]} / at {counts[0]}", f"{ratio:.2f}x", target)
+        if "task_seconds" in last:
+            task_ratio = (last["task_seconds"] / counts[-1]) / (first["task_seconds"] / counts[0])
+            row("merchants", f"{label}: per-merchant task time at {counts[-1]} / at {counts[0]}", f"{task_ratio:.2f}x", "<= ~1.x (linear)")
+        row("merchants", f"{label}: every run succeeded, every object in S3", "yes" if all_ok else "NO", "yes")
+
+
+# ------------------------------------------------------------------------------------ deferrable
+
+
+DEFER_POLL_INTERVAL = 0.5
+DEFER_POLLS_BEFORE_MATCH = 4
+
+#: A DAG with one deferrable SettlementSensor through dag.test (the trigger runs inline). A
+#: thread samples the task instance's state in the metadata DB while the trigger polls, then
+#: adds a matching settlement after a few polls. Polls are counted by wrapping the trigger's
+#: ``_poll``; list requests are counted by the emulator.
+_DEFERRABLE_WORKER = """
+    import collections, json, os, threading, time
+    from datetime import datetime, timedelta, timezone
+    from airflow.utils import db
+    db.resetdb()
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    DagBundlesManager().sync_bundles_to_db()
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.providers.common.compat.sdk import DAG
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+    from airflow_provider_dintero.emulator import DinteroEmulator, EmulatorSeed
+    from airflow_provider_dintero.sensors.settlements import SettlementSensor
+    from airflow_provider_dintero.triggers.settlements import SettlementTrigger
+
+    POLLS_BEFORE = int(os.environ["POLLS_BEFORE"])
+    polls = []
+    original_poll = SettlementTrigger._poll
+
+    async def counted_poll(self, hook):
+        polls.append(time.monotonic())
+        return await original_poll(self, hook)
+
+    SettlementTrigger._poll = counted_poll
+
+    with DinteroEmulator(EmulatorSeed(merchants=1, reports_per_merchant=0)) as emu:
+        os.environ["AIRFLOW_CONN_DINTERO_DEFAULT"] = json.dumps({
+            "conn_type": "dintero", "host": emu.base_url, "login": emu.partner_client_id,
+            "password": emu.partner_client_secret, "extra": {"account_id": emu.partner_id}})
+        merchant = emu.merchant_ids[0]
+        since = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+        with DAG("bench_deferrable", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                 catchup=False) as dag:
+            SettlementSensor(task_id="wait", account_id=merchant, since=since, deferrable=True,
+                             poll_interval=float(os.environ["POLL_INTERVAL"]), timeout=300)
+        bag = DagBag(dag_folder=os.devnull, collect_dags=False)
+        bag.bag_dag(dag)
+        sync_bag_to_db(bag, "dags-folder", None)
+        states = collections.Counter()
+        added = {}
+
+        def watch():
+            deadline = time.monotonic() + 120
+            while len(polls) < POLLS_BEFORE and time.monotonic() < deadline:
+                if polls:  # the trigger is running: the task has handed back its slot
+                    with create_session() as session:
+                        found = session.scalars(select(TaskInstance.state).where(
+                            TaskInstance.dag_id == "bench_deferrable", TaskInstance.task_id == "wait")).all()
+                    states.update(str(s) for s in found)
+                time.sleep(0.1)
+            added["polls"] = len(polls)
+            added["lists"] = emu.count(method="GET", path_regex=r"/settlements$")
+            emu.add_settlement(merchant, provider="vipps", attachment_sizes={"pdf": 1024})
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        dr = dag.test()
+        watcher.join(timeout=30)
+        ti = dr.get_task_instances()[0]
+        print(json.dumps({
+            "run_state": str(dr.state), "ti_state": str(ti.state), "states": dict(states),
+            "polls": len(polls), "lists": emu.count(method="GET", path_regex=r"/settlements$"),
+            "added_after_polls": added.get("polls"), "lists_at_add": added.get("lists"),
+            "found": (ti.xcom_pull(task_ids="wait") or {}).get("settlement_ids", []),
+        }))
+"""
+
+
+def bench_deferrable() -> None:
+    """A deferrable SettlementSensor waiting: the task's state, and list requests per poll."""
+    env = {"POLL_INTERVAL": str(DEFER_POLL_INTERVAL), "POLLS_BEFORE": str(DEFER_POLLS_BEFORE_MATCH)}
+    with tempfile.TemporaryDirectory() as home:
+        res = json.loads(run_python(_DEFERRABLE_WORKER, {**airflow_env(Path(home)), **env}).strip().splitlines()[-1])
+    print(json.dumps(res), flush=True)
+    samples = sum(res["states"].values())
+    shown = ", ".join(f"{state} {n}" for state, n in sorted(res["states"].items())) or "no samples"
+    row("deferrable", f"task instance state in the DB while the trigger polls ({samples} samples)", shown, "deferred only")
+    row(
+        "deferrable",
+        f"trigger polls (settlement added after poll {res['added_after_polls']}, poll_interval {DEFER_POLL_INTERVAL} s)",
+        str(res["polls"]),
+        f"{DEFER_POLLS_BEFORE_MATCH + 1}",
+    )
+    # One list request is the sensor's own check before it defers; the rest are the trigger's.
+    per_poll = (res["lists"] - 1) / max(res["polls"], 1)
+    row("deferrable", "settlements list requests per trigger poll", f"{per_poll:.2f}", "1")
+    ok = res["run_state"] == "success" and len(res["found"]) == 1
+    row("deferrable", "run succeeded with the added settlement in XCom", "yes" if ok else "NO", "yes")
 
 
 # ------------------------------------------------------------------------------------ main
@@ -548,9 +737,10 @@ def bench_merchants() -> None:
 
 SECTIONS: dict[str, Callable[[], None]] = {
     "copy": bench_copy,
+    "tokens": bench_tokens,
     "import": bench_import,
     "merchants": bench_merchants,
-    "tokens": bench_tokens,
+    "deferrable": bench_deferrable,
 }
 
 

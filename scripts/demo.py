@@ -22,7 +22,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 BUCKET = "dintero-demo"
-LOGICAL_DATE = "2026-11-20"
+# Today: the settlements example waits for settlements recorded in the run's window.
+LOGICAL_DATE = time.strftime("%Y-%m-%d", time.gmtime())
+# New settlements that "arrive" before the settlements DAG runs, one per payout provider.
+ARRIVING_PROVIDERS = ("dintero_psp", "vipps", "payex", "bambora", "collector", "klarna")
 # Per-DAG run configuration; DAGs not listed run with their defaults.
 DAG_CONF: dict[str, dict[str, Any]] = {
     "dintero_provision_merchant": {"merchant_id": "T11200001"},
@@ -48,6 +51,14 @@ def _wait_for(url: str, timeout: float = 30.0) -> None:
 
 def _get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def _post_json(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 
 
@@ -130,6 +141,17 @@ def main() -> int:
             aws_secret_access_key="testing",
         )
         s3.create_bucket(Bucket=BUCKET)
+
+        for merchant in state["merchant_ids"]:
+            for provider in ARRIVING_PROVIDERS:
+                _post_json(
+                    f"{base_url}/_emulator/settlements", {"account_id": merchant, "provider": provider}
+                )
+        print(
+            f"demo: {len(ARRIVING_PROVIDERS) * len(state['merchant_ids'])} new settlements arrived "
+            f"({', '.join(ARRIVING_PROVIDERS)}) for {', '.join(state['merchant_ids'])}",
+            flush=True,
+        )
 
         airflow = str(VENV_BIN / "airflow")
         print("demo: airflow db migrate (SQLite)", flush=True)

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_dintero.hooks.dintero import Account, DinteroPartnerHook
-from airflow_provider_dintero.operators._provisioning import (
-    DinteroProvisioningBaseOperator,
+from airflow_provider_dintero.operators._base import (
+    DinteroBaseOperator,
     check_account_id,
 )
 
 
-class GetAccountOperator(DinteroProvisioningBaseOperator):
+class GetAccountOperator(DinteroBaseOperator):
     """
     Read an account's details (company, applicant incl. ``signup_reference``) and return them.
 

@@ -43,8 +43,8 @@ from airflow_provider_dintero.hooks.dintero import (
     DinteroPartnerHook,
     mask_secret,
 )
-from airflow_provider_dintero.operators._provisioning import (
-    DinteroProvisioningBaseOperator,
+from airflow_provider_dintero.operators._base import (
+    DinteroBaseOperator,
     check_account_id,
     check_names,
     check_text,
@@ -199,7 +199,7 @@ class _SecretsManagerStore(_SecretStore):
             )
 
 
-class CreateApiClientOperator(DinteroProvisioningBaseOperator):
+class CreateApiClientOperator(DinteroBaseOperator):
     """
     Create an API client on an account and store its secret where the DAG says, idempotently.
 
@@ -473,7 +473,7 @@ class CreateApiClientOperator(DinteroProvisioningBaseOperator):
         }
 
 
-class GrantOperator(DinteroProvisioningBaseOperator):
+class GrantOperator(DinteroBaseOperator):
     """
     Grant an API client scopes on an audience, idempotently.
 

@@ -39,8 +39,8 @@ from airflow_provider_dintero.hooks.dintero import (
     DinteroNotFoundError,
     DinteroPartnerHook,
 )
-from airflow_provider_dintero.operators._provisioning import (
-    DinteroProvisioningBaseOperator,
+from airflow_provider_dintero.operators._base import (
+    DinteroBaseOperator,
     check_account_id,
     check_mapping,
     check_text,
@@ -103,7 +103,7 @@ def _check_profile_body(value: Any) -> dict[str, Any]:
     return profile
 
 
-class CreatePaymentProfileOperator(DinteroProvisioningBaseOperator):
+class CreatePaymentProfileOperator(DinteroBaseOperator):
     """
     Create a checkout payment profile, idempotently on its ``profile_id``.
 
@@ -201,7 +201,7 @@ class CreatePaymentProfileOperator(DinteroProvisioningBaseOperator):
         return created
 
 
-class ListPaymentProfilesOperator(DinteroProvisioningBaseOperator):
+class ListPaymentProfilesOperator(DinteroBaseOperator):
     """
     Return the checkout payment profiles of an account.
 
@@ -243,7 +243,7 @@ class ListPaymentProfilesOperator(DinteroProvisioningBaseOperator):
         return profiles
 
 
-class UpdatePaymentProfileOperator(DinteroProvisioningBaseOperator):
+class UpdatePaymentProfileOperator(DinteroBaseOperator):
     """
     Change some fields of a payment profile: read it, deep-merge ``changes``, write it back.
 

@@ -29,18 +29,17 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow.providers.common.compat.sdk import AirflowException, BaseOperator
+from airflow.providers.common.compat.sdk import AirflowException
 
 from airflow_provider_dintero.hooks.dintero import (
     DinteroInputError,
     DinteroNotFoundError,
-    DinteroPartnerHook,
     PayoutProvider,
     validate_account_id,
 )
+from airflow_provider_dintero.operators._base import DinteroBaseOperator
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -236,21 +235,15 @@ def _settlement_identity(
 # ------------------------------------------------------------------------------------ base
 
 
-class _ReportConfigurationOperator(BaseOperator):
-    """Shared set-up: the account, the connection and the hook."""
+class _ReportConfigurationOperator(DinteroBaseOperator):
+    """Shared set-up: the account on top of the connection and the hook."""
 
     template_fields: Sequence[str] = ("account_id",)
     ui_color = "#f0e6ff"
 
     def __init__(self, *, account_id: str, dintero_conn_id: str = "dintero_default", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(dintero_conn_id=dintero_conn_id, **kwargs)
         self.account_id = account_id
-        self.dintero_conn_id = dintero_conn_id
-
-    @cached_property
-    def hook(self) -> DinteroPartnerHook:
-        """The Dintero hook for ``dintero_conn_id``."""
-        return DinteroPartnerHook(dintero_conn_id=self.dintero_conn_id)
 
     def _account(self) -> str:
         return validate_account_id(self.account_id)

@@ -28,8 +28,8 @@ from airflow_provider_dintero.hooks.dintero import (
     is_loopback_host,
     mask_secret,
 )
-from airflow_provider_dintero.operators._provisioning import (
-    DinteroProvisioningBaseOperator,
+from airflow_provider_dintero.operators._base import (
+    DinteroBaseOperator,
     check_account_id,
     check_names,
     check_text,
@@ -62,7 +62,7 @@ def _check_url(value: Any) -> str:
     return url
 
 
-class CreateWebhookSubscriptionOperator(DinteroProvisioningBaseOperator):
+class CreateWebhookSubscriptionOperator(DinteroBaseOperator):
     """
     Subscribe a URL to Dintero events on an account, idempotently.
 

@@ -18,22 +18,21 @@ import re
 import string
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AssetAlias, BaseOperator
+from airflow.providers.common.compat.sdk import AssetAlias
 
 from airflow_provider_dintero.hooks.dintero import (
     DinteroApiError,
     DinteroAuthError,
     DinteroInputError,
     DinteroNotFoundError,
-    DinteroPartnerHook,
     ReportMetadata,
     format_timestamp,
     redact_url,
     validate_account_id,
 )
+from airflow_provider_dintero.operators._base import DinteroBaseOperator
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -69,7 +68,7 @@ _EXTENSIONS = {"application/pdf": "pdf", "text/csv": "csv"}
 _S3_ERROR_PART = re.compile(r"<(Code|Message)>([^<]{1,120})</\1>")
 
 
-class InsightReportToS3Operator(BaseOperator):
+class InsightReportToS3Operator(DinteroBaseOperator):
     """
     Copy the insight reports Dintero generated for an account in a time window into S3.
 
@@ -133,7 +132,7 @@ class InsightReportToS3Operator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [AssetAlias(name=DEFAULT_ASSET_ALIAS)])
-        super().__init__(**kwargs)
+        super().__init__(dintero_conn_id=dintero_conn_id, **kwargs)
         self.account_id = account_id
         self.s3_bucket = s3_bucket
         self.s3_key = s3_key
@@ -142,12 +141,6 @@ class InsightReportToS3Operator(BaseOperator):
         self.until = until
         self.replace = replace
         self.aws_conn_id = aws_conn_id
-        self.dintero_conn_id = dintero_conn_id
-
-    @cached_property
-    def hook(self) -> DinteroPartnerHook:
-        """The Dintero hook for ``dintero_conn_id``."""
-        return DinteroPartnerHook(dintero_conn_id=self.dintero_conn_id)
 
     # ------------------------------------------------------------------------------ execute
 

@@ -25,7 +25,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import Asset, BaseOperator, timezone
+from airflow.providers.common.compat.sdk import Asset, timezone
 
 from airflow_provider_dintero.hooks.dintero import (
     AttachmentKind,
@@ -37,6 +37,7 @@ from airflow_provider_dintero.hooks.dintero import (
     format_timestamp,
     validate_account_id,
 )
+from airflow_provider_dintero.operators._base import DinteroBaseOperator
 from airflow_provider_dintero.sensors.settlements import parse_payment_providers, run_window
 from airflow_provider_dintero.transfers._s3_stream import (
     ensure_bucket,
@@ -105,7 +106,7 @@ def _attachment_kind(attachment: SettlementAttachment) -> str:
     return "normalized" if attachment.get("created_by") == "dintero" else "source"
 
 
-class SettlementsToS3Operator(BaseOperator):
+class SettlementsToS3Operator(DinteroBaseOperator):
     """
     Stream the attachments of an account's settlements into S3, then a manifest per settlement.
 
@@ -182,7 +183,7 @@ class SettlementsToS3Operator(BaseOperator):
         static = all(isinstance(v, str) and "{{" not in v for v in (s3_bucket, s3_key))
         if kwargs.get("outlets") is None and static:
             kwargs["outlets"] = [settlements_asset(s3_bucket, s3_key)]
-        super().__init__(**kwargs)
+        super().__init__(dintero_conn_id=dintero_conn_id, **kwargs)
         self.account_id = account_id
         self.s3_bucket = s3_bucket
         self.s3_key = s3_key
@@ -192,12 +193,6 @@ class SettlementsToS3Operator(BaseOperator):
         self.attachments = attachments
         self.replace = replace
         self.aws_conn_id = aws_conn_id
-        self.dintero_conn_id = dintero_conn_id
-
-    @cached_property
-    def hook(self) -> DinteroPartnerHook:
-        """The Dintero hook."""
-        return DinteroPartnerHook(dintero_conn_id=self.dintero_conn_id)
 
     @cached_property
     def s3_hook(self) -> S3Hook:

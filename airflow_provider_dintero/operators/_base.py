@@ -1,6 +1,6 @@
 """
-Shared plumbing of the provisioning operators (accounts, API clients, grants, payment profiles,
-webhook subscriptions): the base class with the hook, and input checks that raise
+Shared plumbing of the Dintero operators and transfers: the base class with the connection id
+and the hook, and input checks that raise
 :class:`~airflow_provider_dintero.hooks.dintero.DinteroInputError` before any request.
 
 This module is private; import the operators from their own modules.
@@ -21,9 +21,9 @@ from airflow_provider_dintero.hooks.dintero import (
 )
 
 
-class DinteroProvisioningBaseOperator(BaseOperator):
+class DinteroBaseOperator(BaseOperator):
     """
-    Base of the provisioning operators: holds the connection id and builds the hook lazily.
+    Base of the Dintero operators: holds the connection id and builds the hook lazily.
 
     :param dintero_conn_id: the Airflow connection (type ``dintero``) of a partner, or of a
         merchant acting on itself.
