@@ -33,7 +33,7 @@ from datetime import date, datetime, timezone
 from enum import Enum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 from airflow.providers.common.compat.sdk import AirflowException, BaseHook
@@ -55,7 +55,7 @@ DEFAULT_RETRY_MAX_WAIT = 60.0
 DEFAULT_TOKEN_REFRESH_MARGIN = 300.0
 USER_AGENT = f"airflow-provider-dintero/{__version__}"
 
-ACCOUNT_ID_PATTERN = re.compile(r"^[PT]\d{8}$")
+ACCOUNT_ID_PATTERN = re.compile(r"^[PT][0-9]{8}$")  # ASCII digits only; used with fullmatch
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _SIGNED_QUERY_KEYS = ("signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "sig")
 
@@ -341,7 +341,7 @@ def validate_account_id(value: Any, field: str = "account_id") -> str:
     :param value: the candidate account id.
     :param field: the parameter name for the error message.
     """
-    if not isinstance(value, str) or not ACCOUNT_ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ACCOUNT_ID_PATTERN.fullmatch(value):
         raise DinteroInputError(
             field, "a Dintero account id: T or P followed by 8 digits, e.g. T11200001", value
         )
@@ -401,7 +401,11 @@ def format_timestamp(value: Any, field: str) -> str:
 
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return aware.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        try:  # isoformat, not strftime: strftime("%Y") does not pad years before 1000
+            utc = aware.astimezone(timezone.utc).replace(tzinfo=None)
+        except (OverflowError, ValueError):
+            raise DinteroInputError(field, "a timestamp Dintero can take (out of range)", value) from None
+        return utc.isoformat(timespec="microseconds") + "Z"
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str) and value.strip():
@@ -414,6 +418,22 @@ def format_timestamp(value: Any, field: str) -> str:
         if isinstance(parsed, date):
             return parsed.isoformat()
     raise DinteroInputError(field, "a date or ISO-8601 timestamp such as 2026-11-01T00:00:00Z", value)
+
+
+def _refuse_insecure_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    """
+    A ``requests`` response hook: refuse to follow a redirect to plain http on a non-loopback host.
+
+    :param response: a response; redirects are checked before ``requests`` follows them.
+    """
+    if response.is_redirect:
+        target = urljoin(response.url, response.headers.get("location", ""))
+        try:
+            validate_base_url(target, "redirect")
+        except DinteroInputError as exc:
+            response.close()
+            raise DinteroInputError("redirect", f"a redirect to {exc.expected}", redact_url(target)) from None
+    return response
 
 
 def redact_url(url: str) -> str:
@@ -832,6 +852,13 @@ class DinteroPartnerHook(BaseHook):
         """Check every connection field before any request; raise :class:`DinteroInputError`."""
         _ = (self.account_id, self.client_id, self._client_secret, self.base_url, self.checkout_base_url)
         _ = (self.timeout, self.max_retries, self.retry_backoff, self.retry_max_wait, self.token_cache_mode)
+        _ = self.token_refresh_margin
+
+    @cached_property
+    def _connection_checked(self) -> bool:
+        """Every connection field checked once, before this hook's first request."""
+        self.validate_connection()
+        return True
 
     @property
     def is_partner(self) -> bool:
@@ -878,6 +905,7 @@ class DinteroPartnerHook(BaseHook):
             }
         )
         session.verify = self.verify
+        session.hooks["response"].append(_refuse_insecure_redirect)
         return session
 
     def close(self) -> None:
@@ -1119,6 +1147,7 @@ class DinteroPartnerHook(BaseHook):
         Send one request with bounded retries on 429 (honouring ``Retry-After``), 5xx and
         connection errors; raise :class:`DinteroApiError` on any other failure.
         """
+        _ = self._connection_checked
         http = session or self._session
         attempts = self.max_retries + 1
         shown_url = redact_url(url)
@@ -1133,6 +1162,8 @@ class DinteroPartnerHook(BaseHook):
                     auth=auth,
                     headers=dict(headers) if headers else None,
                     timeout=self.timeout,
+                    # explicit: requests lets REQUESTS_CA_BUNDLE override a session's verify
+                    verify=self.verify,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect"
@@ -1513,6 +1544,7 @@ class DinteroPartnerHook(BaseHook):
         with requests.Session() as plain:
             plain.headers["User-Agent"] = USER_AGENT
             plain.verify = self.verify
+            plain.hooks["response"].append(_refuse_insecure_redirect)
             response = self._send(
                 "GET",
                 url,
@@ -2086,7 +2118,7 @@ def parse_retry_after(value: str) -> float | None:
     :param value: the header's value.
     """
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²" or other Unicode digits float() refuses
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

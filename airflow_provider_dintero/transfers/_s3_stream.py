@@ -293,6 +293,8 @@ def key_template_fields(
     allowed_list = ", ".join(sorted(allowed))
     if not isinstance(template, str) or not template.strip():
         raise DinteroInputError(field, f"a key template using the fields {allowed_list}", template)
+    if template.startswith("/"):
+        raise DinteroInputError(field, "a relative key template (S3 keys do not start with /)", template)
     used: list[str] = []
     try:
         parsed = list(string.Formatter().parse(template))

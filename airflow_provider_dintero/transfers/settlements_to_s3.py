@@ -180,7 +180,7 @@ class SettlementsToS3Operator(DinteroBaseOperator):
         dintero_conn_id: str = DinteroPartnerHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        static = all(isinstance(v, str) and "{{" not in v for v in (s3_bucket, s3_key))
+        static = all(isinstance(v, str) and v.strip() and "{{" not in v for v in (s3_bucket, s3_key))
         if kwargs.get("outlets") is None and static:
             kwargs["outlets"] = [settlements_asset(s3_bucket, s3_key)]
         super().__init__(dintero_conn_id=dintero_conn_id, **kwargs)

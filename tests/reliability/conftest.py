@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -50,14 +50,19 @@ def emu(dintero_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture
-def inject(emu: Any) -> Callable[..., None]:
-    """``emu.inject_fault`` that counts the faults injected for the summary line."""
+def inject(emu: Any) -> Iterator[Callable[..., None]]:
+    """``emu.inject_fault``, counting for the summary line the faults the emulator actually applied."""
+    armed = 0
 
     def _inject(**kwargs: Any) -> None:
+        nonlocal armed
         emu.inject_fault(**kwargs)
-        STATS["faults"] += int(kwargs.get("count", 1))
+        armed += int(kwargs.get("count", 1))
 
-    return _inject
+    yield _inject
+    with emu._app.lock:  # what is left of the armed faults was never applied
+        unused = sum(f.count for f in emu._app.faults)
+    STATS["faults"] += armed - unused
 
 
 def settled(emu: Any) -> Any:
@@ -71,6 +76,18 @@ def settled(emu: Any) -> Any:
         last = count
         time.sleep(0.05)
     return emu
+
+
+def count_when(emu: Any, expected: int, method: str | None = None, path_regex: str | None = None) -> int:
+    """
+    The request count once it reaches ``expected`` (or after 10 s), then settled.
+
+    A delayed answer is logged only when the emulator's sleep ends, after the client gave up.
+    """
+    deadline = time.monotonic() + 10
+    while emu.count(method, path_regex) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return int(settled(emu).count(method, path_regex))
 
 
 def s3_objects(s3_client: Any, bucket: str) -> dict[str, int]:

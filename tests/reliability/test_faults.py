@@ -6,6 +6,7 @@ a final error (when there is one) that names the account and the cause.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from .conftest import (
     MAX_RETRIES,
     STATS,
     check_complete,
+    count_when,
     reliability_connection,
     s3_objects,
     settled,
@@ -123,7 +125,9 @@ def test_transient_faults_are_retried_and_every_file_lands_once(
     check_complete(emu, s3_client, s3_bucket, mid, [settlement])
     assert len(result["written"]) == len(settlement["attachments"]) + 1
     needed = {"attachments": len(settlement["attachments"]), "one": 1, "tokens": 2}[needed_kind]
-    assert settled(emu).count(path_regex=path) == needed + len(faults)  # each fault cost one retry
+    assert count_when(emu, needed + len(faults), path_regex=path) == needed + len(
+        faults
+    )  # each fault cost one retry
 
 
 # (status, retry_after, delay, timeout, words the error must carry)
@@ -155,7 +159,7 @@ def test_endless_faults_stop_at_the_bound_and_name_account_and_cause(
     message = str(err.value)
     assert mid in message
     assert all(word in message for word in words), message
-    assert settled(emu).count(path_regex=ATTACHMENT_PATH) == MAX_RETRIES + 1
+    assert count_when(emu, MAX_RETRIES + 1, path_regex=ATTACHMENT_PATH) == MAX_RETRIES + 1
     assert s3_objects(s3_client, s3_bucket) == {}
     assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
 
@@ -225,8 +229,16 @@ def test_token_expiring_between_attachments_is_reminted_and_the_copy_completes(
 
 LISTERS: dict[str, tuple[Callable[[DinteroPartnerHook, str], Iterator[Any]], str, str]] = {
     "settlements (keyset)": (lambda h, m: h.list_settlements(m, limit=2), "id", LIST_PATH),
-    "report metadata (cursor)": (lambda h, m: h.list_report_metadata(m, limit=1), "id", r"/reports/metadata$"),
-    "merchants (paging token)": (lambda h, m: h.list_merchants(limit=1), "account_id", r"/management/accounts$"),
+    "report metadata (cursor)": (
+        lambda h, m: h.list_report_metadata(m, limit=1),
+        "id",
+        r"/reports/metadata$",
+    ),
+    "merchants (paging token)": (
+        lambda h, m: h.list_merchants(limit=1),
+        "account_id",
+        r"/management/accounts$",
+    ),
 }
 
 
@@ -302,12 +314,27 @@ def test_403_mid_run_fails_at_once_naming_merchant_and_grant(
 # ------------------------------------------------------------------ the same work twice at once
 
 
+def _as_a_task_thread() -> None:
+    """
+    Airflow 2.11 guards ``execute`` with a thread-local set up only in the importing thread
+    (each real task runs in its own process); give this thread one too.
+    """
+    try:
+        from airflow.models.baseoperator import ExecutorSafeguard
+    except ImportError:  # Airflow 3
+        return
+    sentinel = getattr(ExecutorSafeguard, "_sentinel", None)
+    if sentinel is not None and not hasattr(sentinel, "callers"):
+        sentinel.callers = {}
+
+
 def _in_threads(n: int, work: Callable[[], Any]) -> list[Any]:
     """Run ``work`` in ``n`` threads at once; return each result or exception."""
     results: list[Any] = [None] * n
     start = threading.Barrier(n)
 
     def run(i: int) -> None:
+        _as_a_task_thread()
         start.wait(timeout=30)
         try:
             results[i] = work()
@@ -350,10 +377,8 @@ def both_list_first(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
 
         def wrapped(self: DinteroPartnerHook, *args: Any, **kwargs: Any) -> Any:
             result = original(self, *args, **kwargs)
-            try:
+            with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait(timeout=10)
-            except threading.BrokenBarrierError:
-                pass
             return result
 
         monkeypatch.setattr(DinteroPartnerHook, method, wrapped)
@@ -369,13 +394,9 @@ RACE = (
 
 
 @pytest.fixture
-def secret_key(airflow_db: None) -> Iterator[str]:
-    """A fresh Variable key for a client secret, deleted afterwards."""
-    from tests.provisioning.helpers import delete_variable
-
-    key = f"dintero_reliability_{uuid.uuid4().hex[:10]}"
-    yield key
-    delete_variable(key)
+def secret_name(aws_connection: str) -> str:
+    """A fresh Secrets Manager name on moto (a Variable store needs a running task on Airflow 3)."""
+    return f"airflow/connections/dintero_reliability_{uuid.uuid4().hex[:10]}"
 
 
 @pytest.mark.parametrize(
@@ -393,7 +414,7 @@ def secret_key(airflow_db: None) -> Iterator[str]:
     ],
 )
 def test_create_api_client_twice_at_once_leaves_one_client(
-    emu: Any, secret_key: str, both_list_first: Callable[[str], None], client_id: str | None
+    emu: Any, secret_name: str, both_list_first: Callable[[str], None], client_id: str | None
 ) -> None:
     mid = emu.merchant_ids[0]
     both_list_first("list_api_clients")
@@ -405,16 +426,20 @@ def test_create_api_client_twice_at_once_leaves_one_client(
             account_id=mid,
             name="airflow reliability",
             client_id=client_id,
-            secret_variable_key=secret_key,
+            secret_destination="secrets_manager",
+            secrets_manager_secret_name=secret_name,
         ).execute({})
 
     results = _in_threads(2, work)
 
-    clients = [c for c in DinteroPartnerHook().list_api_clients(mid) if c.get("name") == "airflow reliability"]
+    clients = [
+        c for c in DinteroPartnerHook().list_api_clients(mid) if c.get("name") == "airflow reliability"
+    ]
     assert len(clients) == 1, clients
     assert len(DinteroPartnerHook().list_api_clients(mid)) == before + 1
-    for r in results:  # the loser may fail, but then it says where and why
-        assert isinstance(r, dict) or mid in str(r), r
+    assert any(isinstance(r, dict) and r["created"] for r in results), results
+    for r in results:  # the loser may fail, but then with Dintero's refusal, naming the account
+        assert isinstance(r, dict) or (isinstance(r, DinteroApiError) and mid in str(r)), r
 
 
 @pytest.mark.xfail(strict=True, reason=RACE.format(op="GrantOperator", what="client grants"))
@@ -427,11 +452,15 @@ def test_grant_twice_at_once_leaves_one_grant(emu: Any, both_list_first: Callabl
 
     results = _in_threads(
         2,
-        lambda: GrantOperator(task_id="grant", account_id=mid, client_id=login, scopes=["read:receipts"]).execute({}),
+        lambda: GrantOperator(
+            task_id="grant", account_id=mid, client_id=login, scopes=["read:receipts"]
+        ).execute({}),
     )
 
     grants = [
-        g for g in hook.list_client_grants(mid, client_uuid=client["id"]) if "read:receipts" in g.get("scope", [])
+        g
+        for g in hook.list_client_grants(mid, client_uuid=client["id"])
+        if "read:receipts" in g.get("scope", [])
     ]
     assert len(grants) == 1, (grants, results)
 
