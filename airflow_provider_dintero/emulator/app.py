@@ -1265,7 +1265,8 @@ class EmulatorApp:
         record, stream = self.attachment_stream(aid, sid, att)
         if self.settings.attachment_redirect:
             path = f"/_emulator/blobs/{aid}/{sid}/{att}"
-            return Response.empty(302, headers={"Location": self._sign_url(self.alt_base_url, path)})
+            target = self.settings.redirect_base_url or self.alt_base_url
+            return Response.empty(302, headers={"Location": self._sign_url(target, path)})
         return self._file_response(record, stream, f"{att}.{record['extension']}")
 
     # --- signed URLs ---------------------------------------------------------------------------

@@ -40,6 +40,8 @@ class EmulatorSettings:
     :param token_lifetime: ``expires_in`` of issued tokens, seconds.
     :param attachment_redirect: [I] attachment downloads answer 302 to an unauthenticated URL on
         ``alt_base_url`` instead of serving the bytes.
+    :param redirect_base_url: where attachment redirects point; ``None`` means ``alt_base_url``
+        (to test a client against a redirect off loopback or to plain http).
     :param signed_url_lifetime: lifetime of report ``signed_url`` links, seconds.
     :param accept_dintero_audience: also accept ``https://api.dintero.com/v1/accounts/<aid>`` as
         token audience (besides the emulator's own base URLs).
@@ -59,6 +61,7 @@ class EmulatorSettings:
 
     token_lifetime: int = 14400
     attachment_redirect: bool = False
+    redirect_base_url: str | None = None
     signed_url_lifetime: int = 3600
     accept_dintero_audience: bool = True
     exchange_audience: str = "partner"  # partner | merchant | either

@@ -525,6 +525,35 @@ class DinteroEmulator:
         with self._app.lock:
             return list(self._app.tokens)
 
+    def issued_secrets(self) -> list[str]:
+        """Every API client secret (seeded, created or rotated) and webhook signing secret held now."""
+        with self._app.lock:
+            found = [str(c["_secret"]) for c in self._app.clients.values() if c.get("_secret")]
+            for subscriptions in self._app.subscriptions.values():
+                for sub in subscriptions:
+                    secret = (sub.get("config") or {}).get("secret")
+                    if isinstance(secret, dict) and secret.get("value"):
+                        found.append(str(secret["value"]))
+            return found
+
+    def revoke_grants(self, account_id: str) -> int:
+        """Delete every client grant on ``account_id`` and expire all tokens, as a revocation would.
+
+        :param account_id: the account whose grants go.
+        :returns: how many grants were removed.
+        """
+        with self._app.lock:
+            before = len(self._app.grants)
+            self._app.grants[:] = [g for g in self._app.grants if g["account_id"] != account_id]
+            removed = before - len(self._app.grants)
+        self._app.expire_tokens()
+        return removed
+
+    def pending_faults(self) -> int:
+        """How many injected fault applications are still armed (not yet used up)."""
+        with self._app.lock:
+            return sum(f.count for f in self._app.faults)
+
     def expire_signed_urls(self) -> None:
         """Signed report URLs issued so far answer 403 ``AccessDenied`` ``Request has expired``."""
         self._app.expire_signed_urls()

@@ -1037,7 +1037,7 @@ class DinteroPartnerHook(BaseHook):
     def _read_shared_token(self, key: tuple[str, str, str], margin: float) -> tuple[str, float] | None:
         if self.token_cache_mode != "variable":
             return None
-        Variable = _variable_api()
+        Variable = variable_api()
 
         try:
             raw = Variable.get(self._variable_key(key), None)
@@ -1060,7 +1060,7 @@ class DinteroPartnerHook(BaseHook):
     def _write_shared_token(self, key: tuple[str, str, str], token: str, expires_at: float) -> None:
         if self.token_cache_mode != "variable":
             return
-        Variable = _variable_api()
+        Variable = variable_api()
 
         value = json.dumps({"access_token": token, "expires_at": expires_at})
         try:
@@ -1069,7 +1069,7 @@ class DinteroPartnerHook(BaseHook):
             log.warning("Could not write the shared Dintero token cache: %s", type(exc).__name__)
 
     def _delete_shared_token(self, key: tuple[str, str, str]) -> None:
-        Variable = _variable_api()
+        Variable = variable_api()
 
         try:
             Variable.delete(self._variable_key(key))
@@ -2212,7 +2212,7 @@ def _items(body: Any) -> list[Any]:
     return []
 
 
-def _variable_api() -> Any:
+def variable_api() -> Any:
     """
     The Variable API that works where the hook runs: the Task SDK's inside an Airflow 3 task
     (or triggerer), the metadata DB's outside one (scripts, Airflow 2.11 everywhere).

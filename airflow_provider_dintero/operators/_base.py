@@ -8,17 +8,25 @@ This module is private; import the operators from their own modules.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_dintero.hooks.dintero import (
+    DinteroApiError,
     DinteroInputError,
+    DinteroNotFoundError,
     DinteroPartnerHook,
     validate_account_id,
 )
+
+#: A Dintero resource as the hook returns it (a ``TypedDict`` such as ``ClientGrant``).
+Resource = TypeVar("Resource", bound=Mapping[str, object])
+
+_LATEST = datetime.max.replace(tzinfo=timezone.utc)
 
 
 class DinteroBaseOperator(BaseOperator):
@@ -40,6 +48,102 @@ class DinteroBaseOperator(BaseOperator):
     def hook(self) -> DinteroPartnerHook:
         """The Dintero hook of ``dintero_conn_id``."""
         return DinteroPartnerHook(dintero_conn_id=self.dintero_conn_id)
+
+    def reconcile_created(
+        self,
+        created: Resource,
+        *,
+        relist: Callable[[], Iterable[Resource]],
+        matches: Callable[[Resource], bool],
+        delete: Callable[[str], object],
+        what: str,
+        account_id: str,
+    ) -> Resource:
+        """
+        After a create, make concurrent runs that created the same thing converge on one copy.
+
+        Dintero has no idempotency key, so two runs that both listed before either created
+        both create. Each run therefore lists again after creating and keeps the
+        :func:`oldest` matching resource, a choice every run makes alike. When that keeper is
+        not ``created``, this run deletes ``created`` (its duplicate) and returns the keeper;
+        otherwise it returns ``created`` and leaves the other copies to their own runs.
+
+        When the second listing fails, ``created`` is kept (with a warning): a possible
+        duplicate is better than failing a run whose create went through.
+
+        :param created: what this run created (its answer from Dintero).
+        :param relist: lists the account's resources of this kind.
+        :param matches: whether a listed resource is the same thing as ``created`` (the
+            operator's match rule).
+        :param delete: deletes a resource by its ``id``.
+        :param what: the kind of resource, for logs and errors, e.g. ``"webhook subscription"``.
+        :param account_id: the account, for logs and errors.
+        """
+        own_id = str(created.get("id"))
+        try:
+            listed = [item for item in relist() if matches(item)]
+        except DinteroApiError as exc:
+            self.log.warning(
+                "Created %s %s on account %s but could not list again to check for a duplicate made "
+                "by a concurrent run (%s); keeping it",
+                what,
+                own_id,
+                account_id,
+                exc,
+            )
+            return created
+        keeper = oldest([created, *(item for item in listed if str(item.get("id")) != own_id)])
+        if str(keeper.get("id")) == own_id:
+            return created
+        try:
+            delete(own_id)
+        except DinteroNotFoundError:
+            pass  # already gone: nothing left to remove
+        except DinteroApiError as exc:
+            raise DinteroApiError(
+                f"A concurrent run created the same {what} ({keeper.get('id')}) on account {account_id} "
+                f"before this run, and removing this run's duplicate {own_id} failed: {exc}. Delete "
+                f"{what} {own_id} by hand; {keeper.get('id')} is the one to keep",
+                status=exc.status,
+                account_id=account_id,
+            ) from None
+        self.log.warning(
+            "A concurrent run created the same %s first (%s, created at %s) on account %s; this run's "
+            "duplicate %s was removed and the earlier one is reused",
+            what,
+            keeper.get("id"),
+            keeper.get("created_at"),
+            account_id,
+            own_id,
+        )
+        return keeper
+
+
+def oldest(items: Iterable[Resource]) -> Resource:
+    """
+    The item every concurrent run picks as the one to keep: the oldest by (``created_at``, ``id``).
+
+    ``created_at`` is compared as a point in time (ISO-8601, ``Z`` or an offset); an item
+    without a readable ``created_at`` sorts after every dated one. Ties go to the smaller
+    ``id``, so the choice never depends on listing order.
+
+    :param items: at least one resource.
+    :raises ValueError: when ``items`` is empty.
+    """
+    return min(items, key=_age_key)
+
+
+def _age_key(item: Mapping[str, object]) -> tuple[datetime, str]:
+    raw = item.get("created_at")
+    created = _LATEST
+    if isinstance(raw, str) and raw:
+        try:
+            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            created = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return created, str(item.get("id"))
 
 
 def check_account_id(value: Any, field: str = "account_id") -> str:

@@ -42,6 +42,7 @@ from airflow_provider_dintero.hooks.dintero import (
     DinteroNotFoundError,
     DinteroPartnerHook,
     mask_secret,
+    variable_api,
 )
 from airflow_provider_dintero.operators._base import (
     DinteroBaseOperator,
@@ -93,16 +94,12 @@ class _VariableStore(_SecretStore):
         return f"variable:{self.key}"
 
     def holds_secret_for(self, client: ApiClient) -> bool:
-        from airflow.providers.common.compat.sdk import Variable
-
-        value = Variable.get(self.key, None)
+        value = variable_api().get(self.key, None)
         mask_secret(value)
         return bool(value)
 
     def store(self, client: ApiClient, secret: str) -> None:
-        from airflow.providers.common.compat.sdk import Variable
-
-        Variable.set(
+        variable_api().set(
             self.key,
             secret,
             description=(
@@ -219,8 +216,19 @@ class CreateApiClientOperator(DinteroBaseOperator):
     there, the task fails and says how to recover, unless ``rotate_if_secret_missing`` is set:
     then the secret is rotated (the old one stops working) and the new one stored.
 
+    Dintero has no idempotency key, so two runs at the same moment may both find nothing and
+    both create. After creating, the task lists again and, before storing anything, keeps
+    the oldest matching client (by ``created_at``, then ``id``), a choice every run makes
+    alike: the run whose client that is stores its secret; a run whose client is not deletes
+    its duplicate, stores nothing and returns the kept client with
+    ``secret_stored_by_concurrent_run=True`` (the other run stores the secret at the same
+    destination, possibly a moment after this task ends). When ``client_id`` is given and
+    Dintero refuses the create as a duplicate ``client_id`` (HTTP 400) of a client that now
+    exists, the same result is returned. With ``if_exists="fail"`` such a run fails instead.
+
     Returns ``{"client": <client without secret>, "secret_stored_in": "variable:<key>" |
-    "secrets_manager:<name>", "connection_id": <id or None>, "created": bool, "rotated": bool}``.
+    "secrets_manager:<name>", "connection_id": <id or None>, "created": bool, "rotated": bool,
+    "secret_stored_by_concurrent_run": bool}``.
 
     :param account_id: the account that gets the client (a merchant of the partner connection,
         or the merchant connection's own account). Templated.
@@ -356,9 +364,15 @@ class CreateApiClientOperator(DinteroBaseOperator):
             return self._handle_existing(hook, account_id, existing, store)
 
         store.check_reachable()
-        answer = hook.create_api_client(
-            account_id, name=name, description=description, client_id=login, callbacks=callbacks
-        )
+        try:
+            answer = hook.create_api_client(
+                account_id, name=name, description=description, client_id=login, callbacks=callbacks
+            )
+        except DinteroApiError as exc:
+            rival = self._created_concurrently(hook, account_id, login, exc)
+            if rival is None:
+                raise
+            return self._lost_race(rival, store, account_id, removed=None)
         client: ApiClient = dict(answer or {})  # type: ignore[assignment]
         secret = client.pop("client_secret", None)
         if not secret or not client.get("id"):
@@ -368,6 +382,17 @@ class CreateApiClientOperator(DinteroBaseOperator):
                 account_id=account_id,
             )
         mask_secret(secret)
+        # Reconcile before storing: a run whose copy is removed must not store its dead secret.
+        kept = self.reconcile_created(
+            client,
+            relist=lambda: hook.list_api_clients(account_id),
+            matches=lambda c: c.get("client_id") == login if login else c.get("name") == name,
+            delete=lambda client_uuid: hook.delete_api_client(account_id, client_uuid),
+            what="API client",
+            account_id=account_id,
+        )
+        if kept is not client:
+            return self._lost_race(kept, store, account_id, removed=str(client.get("id")))
         self.log.info(
             "Created Dintero API client %s (id %s) on account %s; storing its secret in %s",
             client.get("client_id"),
@@ -377,6 +402,63 @@ class CreateApiClientOperator(DinteroBaseOperator):
         )
         self._store_or_fail(store, client, secret, account_id, "created")
         return self._result(client, store, created=True, rotated=False)
+
+    def _created_concurrently(
+        self, hook: DinteroPartnerHook, account_id: str, login: str | None, error: DinteroApiError
+    ) -> ApiClient | None:
+        """
+        The client a concurrent run created with the same ``client_id``, when ``error`` is
+        Dintero's 400 refusal of a duplicate ``client_id`` (else ``None``).
+
+        :param hook: the Dintero hook.
+        :param account_id: the account.
+        :param login: the requested ``client_id`` (``None``: Dintero generates one, no clash).
+        :param error: what the create answered.
+        """
+        if not login or error.status != 400:
+            return None
+        try:
+            clients = hook.list_api_clients(account_id)
+        except DinteroApiError:
+            return None
+        return next((c for c in clients if c.get("client_id") == login), None)
+
+    def _lost_race(
+        self, keeper: ApiClient, store: _SecretStore, account_id: str, *, removed: str | None
+    ) -> dict[str, Any]:
+        """
+        The result of a run whose client lost to a concurrent run's: nothing stored here.
+
+        :param keeper: the concurrent run's client, the one kept.
+        :param store: the destination (the same as the concurrent run's when the task is the same).
+        :param account_id: the account.
+        :param removed: the id of this run's duplicate client, deleted before this call
+            (``None`` when Dintero refused to create it).
+        """
+        label = f"{keeper.get('client_id')} (id {keeper.get('id')})"
+        if removed is None:
+            self.log.warning(
+                "A concurrent run created Dintero API client %s on account %s first (Dintero refused "
+                "this run's create of the same client_id); reusing it. This run has no secret to "
+                "store: the run that created it stores its secret in %s",
+                label,
+                account_id,
+                store.describe(),
+            )
+        else:
+            self.log.warning(
+                "This run's duplicate API client was removed (id %s); the secret of %s is stored in %s "
+                "by the concurrent run that created it, not by this run",
+                removed,
+                label,
+                store.describe(),
+            )
+        if self.if_exists == "fail":
+            raise AirflowException(
+                f"A concurrent run created Dintero API client {label} on account {account_id} first and "
+                "if_exists='fail'; this run created nothing that remains."
+            )
+        return self._result(keeper, store, created=False, rotated=False, concurrent=True)
 
     @staticmethod
     def _find_existing(clients: list[ApiClient], login: str | None, name: str) -> ApiClient | None:
@@ -457,7 +539,9 @@ class CreateApiClientOperator(DinteroBaseOperator):
             ) from None
 
     @staticmethod
-    def _result(client: ApiClient, store: _SecretStore, *, created: bool, rotated: bool) -> dict[str, Any]:
+    def _result(
+        client: ApiClient, store: _SecretStore, *, created: bool, rotated: bool, concurrent: bool = False
+    ) -> dict[str, Any]:
         public = {k: v for k, v in dict(client).items() if k != "client_secret"}
         connection_id = None
         if isinstance(store, _SecretsManagerStore) and store.secret_name.startswith(
@@ -470,6 +554,7 @@ class CreateApiClientOperator(DinteroBaseOperator):
             "connection_id": connection_id,
             "created": created,
             "rotated": rotated,
+            "secret_stored_by_concurrent_run": concurrent,
         }
 
 
@@ -480,7 +565,10 @@ class GrantOperator(DinteroBaseOperator):
     The client may be named by its ``client_id`` (login) or its UUID ``id``; it is looked up on
     the account and the grant is sent with the UUID, as Dintero requires. When the client
     already holds a grant on the same audience whose scopes include all requested ones (and
-    whose type is the same or ``any``), nothing is created and that grant is returned. Scope
+    whose type is the same or ``any``), nothing is created and that grant is returned. After
+    creating, the task lists again: when concurrent runs created the same grant, every run
+    keeps the oldest covering grant (by ``created_at``, then ``id``) and a run whose own grant
+    is not that one deletes it and returns the oldest, so exactly one remains. Scope
     names are checked against :data:`~airflow_provider_dintero.hooks.dintero.KNOWN_SCOPES`
     before any request.
 
@@ -558,11 +646,18 @@ class GrantOperator(DinteroBaseOperator):
             )
         client_uuid = str(client["id"])
         wanted = set(scopes)
-        for grant in hook.list_client_grants(account_id, client_uuid=client_uuid, audience=audience):
+
+        def covers(grant: ClientGrant) -> bool:
             same_client = grant.get("client_id") == client_uuid
             same_audience = str(grant.get("audience", "")).rstrip("/") == audience.rstrip("/")
             type_ok = grant.get("type", "any") in ("any", self.grant_type)
-            if same_client and same_audience and type_ok and wanted <= set(grant.get("scope") or []):
+            return same_client and same_audience and type_ok and wanted <= set(grant.get("scope") or [])
+
+        def relist() -> list[ClientGrant]:
+            return hook.list_client_grants(account_id, client_uuid=client_uuid, audience=audience)
+
+        for grant in relist():
+            if covers(grant):
                 self.log.info(
                     "API client %s already has a grant (%s) of %s on %s; nothing created",
                     client.get("client_id"),
@@ -571,9 +666,19 @@ class GrantOperator(DinteroBaseOperator):
                     audience,
                 )
                 return grant
-        grant = hook.create_client_grant(
+        created = hook.create_client_grant(
             account_id, client_uuid=client_uuid, audience=audience, scope=scopes, grant_type=self.grant_type
         )
+        grant = self.reconcile_created(
+            created,
+            relist=relist,
+            matches=covers,
+            delete=lambda grant_id: hook.delete_client_grant(account_id, grant_id),
+            what=f"client grant of {', '.join(scopes)} to API client {client.get('client_id')}",
+            account_id=account_id,
+        )
+        if grant is not created:
+            return grant
         self.log.info(
             "Granted %s on %s to API client %s (id %s): grant %s",
             ", ".join(scopes),

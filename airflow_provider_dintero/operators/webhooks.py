@@ -67,7 +67,10 @@ class CreateWebhookSubscriptionOperator(DinteroBaseOperator):
     Subscribe a URL to Dintero events on an account, idempotently.
 
     An existing subscription with the same URL and the same set of events is reused (nothing
-    is created; its signing secret is left as it is). Event names are checked against
+    is created; its signing secret is left as it is). Dintero has no idempotency key, so after
+    creating, the task lists again: when concurrent runs created the same subscription, every
+    run keeps the oldest (by ``created_at``, then ``id``) and a run whose own copy is not that
+    one deletes it and returns the oldest, so exactly one remains. Event names are checked against
     :data:`~airflow_provider_dintero.hooks.dintero.WEBHOOK_EVENTS` and the URL must be https
     (plain http only to a loopback host) before any request. The signing secret, when given,
     is masked and sent as ``{"type": "HMAC-SHA1", "value": ...}``; it is never returned.
@@ -129,9 +132,13 @@ class CreateWebhookSubscriptionOperator(DinteroBaseOperator):
         hook.resolve_account_id(account_id)
 
         wanted = set(events)
+
+        def same(subscription: WebhookSubscription) -> bool:
+            config = subscription.get("config") or {}
+            return config.get("url") == url and set(subscription.get("events") or []) == wanted
+
         for existing in hook.list_webhook_subscriptions(account_id):
-            config = existing.get("config") or {}
-            if config.get("url") == url and set(existing.get("events") or []) == wanted:
+            if same(existing):
                 if bool(existing.get("active", True)) != self.active:
                     self.log.warning(
                         "Webhook subscription %s exists with active=%s (requested %s); left unchanged",
@@ -154,6 +161,16 @@ class CreateWebhookSubscriptionOperator(DinteroBaseOperator):
         created = hook.create_webhook_subscription(
             account_id, {"config": config_body, "events": events, "active": self.active}
         )
+        kept = self.reconcile_created(
+            created,
+            relist=lambda: hook.list_webhook_subscriptions(account_id),
+            matches=same,
+            delete=lambda sub_id: hook.delete_webhook_subscription(account_id, sub_id),
+            what="webhook subscription",
+            account_id=account_id,
+        )
+        if kept is not created:
+            return _public(kept)
         self.log.info(
             "Subscribed %s to %s on account %s: subscription %s%s",
             url,

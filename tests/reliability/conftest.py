@@ -60,8 +60,7 @@ def inject(emu: Any) -> Iterator[Callable[..., None]]:
         armed += int(kwargs.get("count", 1))
 
     yield _inject
-    with emu._app.lock:  # what is left of the armed faults was never applied
-        unused = sum(f.count for f in emu._app.faults)
+    unused = emu.pending_faults()  # what is left of the armed faults was never applied
     STATS["faults"] += armed - unused
 
 

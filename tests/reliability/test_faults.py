@@ -262,10 +262,7 @@ def test_token_expiring_between_pages_loses_and_repeats_nothing(emu: Any, case: 
 
 def _revoke_partner_grants(emu: Any) -> None:
     """Remove every grant of the partner's API client, and let its tokens expire."""
-    app = emu._app  # the emulator has no public revoke; a grant deletion through the API is this
-    with app.lock:
-        app.grants[:] = [g for g in app.grants if g["account_id"] != emu.partner_id]
-    emu.expire_tokens()
+    emu.revoke_grants(emu.partner_id)
     STATS["faults"] += 1
 
 
@@ -386,13 +383,6 @@ def both_list_first(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
     return _arm
 
 
-RACE = (
-    "check-then-act race: {op}.execute lists the account's {what} and creates one when none "
-    "matches, with no reservation or post-create reconciliation, so two concurrent runs that both "
-    "list before either creates both create (two {what} on Dintero)"
-)
-
-
 @pytest.fixture
 def secret_name(aws_connection: str) -> str:
     """A fresh Secrets Manager name on moto (a Variable store needs a running task on Airflow 3)."""
@@ -403,14 +393,7 @@ def secret_name(aws_connection: str) -> str:
     "client_id",
     [
         pytest.param("airflow-reports", id="with client_id"),
-        pytest.param(
-            None,
-            id="by name only",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=RACE.format(op="CreateApiClientOperator", what="API clients (matched by name)"),
-            ),
-        ),
+        pytest.param(None, id="by name only"),
     ],
 )
 def test_create_api_client_twice_at_once_leaves_one_client(
@@ -442,7 +425,6 @@ def test_create_api_client_twice_at_once_leaves_one_client(
         assert isinstance(r, dict) or (isinstance(r, DinteroApiError) and mid in str(r)), r
 
 
-@pytest.mark.xfail(strict=True, reason=RACE.format(op="GrantOperator", what="client grants"))
 def test_grant_twice_at_once_leaves_one_grant(emu: Any, both_list_first: Callable[[str], None]) -> None:
     mid = emu.merchant_ids[0]
     login, _secret = emu.merchant_credentials(mid)
@@ -465,9 +447,6 @@ def test_grant_twice_at_once_leaves_one_grant(emu: Any, both_list_first: Callabl
     assert len(grants) == 1, (grants, results)
 
 
-@pytest.mark.xfail(
-    strict=True, reason=RACE.format(op="CreateWebhookSubscriptionOperator", what="webhook subscriptions")
-)
 def test_subscribe_twice_at_once_leaves_one_subscription(
     emu: Any, both_list_first: Callable[[str], None]
 ) -> None:

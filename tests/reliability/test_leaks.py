@@ -63,15 +63,8 @@ def _canaries(emu: Any) -> dict[str, str]:
     for i, token in enumerate(emu.issued_tokens()):
         found[f"token #{i}"] = token
         found[f"token #{i} signature"] = token.rsplit(".", 1)[-1]
-    app = emu._app  # no public accessor for created/rotated client secrets and webhook secrets
-    with app.lock:
-        for client in app.clients.values():
-            found[f"secret of client {client['client_id']}"] = client["_secret"]
-        for subs in app.subscriptions.values():
-            for sub in subs:
-                secret = (sub.get("config") or {}).get("secret")
-                if isinstance(secret, dict) and secret.get("value"):
-                    found[f"webhook secret of {sub['id']}"] = secret["value"]
+    for i, secret in enumerate(emu.issued_secrets()):
+        found[f"client or webhook secret #{i}"] = secret
     for record in settled(emu).requests:
         for signature in record.query.get("signature", []):
             found[f"signed URL signature of {record.path}"] = signature

@@ -255,7 +255,7 @@ def test_signed_url_download_carries_no_authorization(emu: Any, sent: Sent) -> N
 
 def test_redirect_to_plain_http_on_another_host_is_not_followed(emu: Any, sent: Sent) -> None:
     emu.settings.attachment_redirect = True
-    emu._app.alt_base_url = "http://downloads.example.com"  # the API redirects off loopback, in clear text
+    emu.settings.redirect_base_url = "http://downloads.example.com"  # off loopback, in clear text
     mid = emu.merchant_ids[1]
     settlement = emu.settlements(mid)[0]
     attachment = settlement["attachments"][0]

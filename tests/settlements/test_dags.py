@@ -154,7 +154,7 @@ def test_example_dag_end_to_end_isolates_a_failing_merchant(
         foreign: {"status": "failed", "step": "wait_for_settlements", "state": "failed"},
     }
     if AIRFLOW_V3:  # 2.11's dag.test() does not register datasets, so it records no events
-        extras = _asset_event_extras("s3://dintero-settlements/dintero/settlements")
+        extras = _asset_event_extras("s3://dintero-settlements/dintero/settlements", dag_run.run_id)
         assert sorted(e["account_id"] for e in extras) == sorted(good)
         assert all(e["written"] == attachments[e["account_id"]] + 1 for e in extras)
     keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])}
@@ -164,8 +164,8 @@ def test_example_dag_end_to_end_isolates_a_failing_merchant(
         assert f"{prefix}/{s['id']}/manifest.json" in keys
 
 
-def _asset_event_extras(uri: str) -> list[dict[str, Any]]:
-    """The extra of every asset (2.11: dataset) event recorded for ``uri``."""
+def _asset_event_extras(uri: str, run_id: str) -> list[dict[str, Any]]:
+    """The extra of every asset (2.11: dataset) event the run ``run_id`` recorded for ``uri``."""
     from airflow.utils.session import create_session
 
     try:
@@ -178,4 +178,5 @@ def _asset_event_extras(uri: str) -> list[dict[str, Any]]:
     with create_session() as session:
         model = session.query(Model).filter(Model.uri == uri).one()
         key = Event.asset_id if hasattr(Event, "asset_id") else Event.dataset_id
-        return [e.extra for e in session.query(Event).filter(key == model.id)]
+        events = session.query(Event).filter(key == model.id, Event.source_run_id == run_id)
+        return [e.extra for e in events]
