@@ -158,3 +158,22 @@ def _fresh_token_cache() -> Iterator[None]:
     TOKEN_CACHE.clear()
     yield
     TOKEN_CACHE.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_secrets_masker() -> Iterator[None]:
+    """
+    Start each test with an empty secrets masker, as each task process does on Airflow 3.
+
+    Every token and signed URL the hook sees is registered with the masker, and Airflow 3's masker
+    recompiles one regex over all registered secrets on each registration; in one long test
+    process that cost grows with every test.
+    """
+    try:
+        from airflow.sdk._shared.secrets_masker import reset_secrets_masker
+    except ImportError:  # Airflow 2.11: one masker, cheap enough
+        yield
+        return
+    reset_secrets_masker()
+    yield
+    reset_secrets_masker()
