@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_dintero.emulator.pytest_plugin import connection_json
+from tests.provisioning.helpers import settle as settled
 
 #: Counters reported by :func:`pytest_terminal_summary`.
 STATS: dict[str, int] = {"faults": 0, "bad_inputs": 0, "canaries": 0, "lost": 0}
@@ -62,19 +63,6 @@ def inject(emu: Any) -> Iterator[Callable[..., None]]:
     yield _inject
     unused = emu.pending_faults()  # what is left of the armed faults was never applied
     STATS["faults"] += armed - unused
-
-
-def settled(emu: Any) -> Any:
-    """Wait until the request log stops growing (a request is logged as its answer leaves)."""
-    deadline = time.monotonic() + 2.0
-    last = -1
-    while time.monotonic() < deadline:
-        count = len(emu.requests)
-        if count == last:
-            break
-        last = count
-        time.sleep(0.05)
-    return emu
 
 
 def count_when(emu: Any, expected: int, method: str | None = None, path_regex: str | None = None) -> int:
