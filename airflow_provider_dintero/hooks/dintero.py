@@ -1188,7 +1188,7 @@ class DinteroPartnerHook(BaseHook):
             if response.status_code < 400:
                 return response
             if response.status_code in _RETRYABLE_STATUS and attempt < attempts:
-                wait = self._retry_wait(response, attempt)
+                wait = self._retry_wait(response.headers, attempt)
                 log.warning(
                     "Dintero answered %s to %s %s; retrying in %.1f s (attempt %s of %s)",
                     response.status_code,
@@ -1208,8 +1208,9 @@ class DinteroPartnerHook(BaseHook):
         base = self.retry_backoff * (2 ** (attempt - 1))
         return min(self.retry_max_wait, base * (0.5 + random.random()))
 
-    def _retry_wait(self, response: requests.Response, attempt: int) -> float:
-        header = response.headers.get("Retry-After")
+    def _retry_wait(self, headers: Mapping[str, str], attempt: int) -> float:
+        """Seconds to wait before retry ``attempt + 1``: ``Retry-After`` when readable, else back-off."""
+        header = headers.get("Retry-After")
         if header:
             wait = parse_retry_after(header)
             if wait is not None:
@@ -1305,12 +1306,9 @@ class DinteroPartnerHook(BaseHook):
                 or {}
             )
             yield from page.get("items") or []
-            key = page.get("last_evaluated_key")
-            if not key or not key.get("id"):
+            marker = _settlements_cursor(page.get("last_evaluated_key"), by_created)
+            if marker is None:
                 return
-            after_date = key.get("created_at") if by_created else key.get("settled_at")
-            after_date = after_date or key.get("settled_at") or key.get("created_at")
-            marker = (str(key["id"]), str(after_date))
             if marker in seen_cursors:
                 raise DinteroApiError(
                     f"Dintero returned the same settlements page cursor twice for account {account_id}",
@@ -2042,13 +2040,10 @@ class DinteroAsyncHook(DinteroPartnerHook):
             while True:
                 body = await self._async_get_json(client, url, aid, _query({**params, **cursor}))
                 found.extend(body.get("items") or [])
-                key = body.get("last_evaluated_key")
-                if not key or not key.get("id"):
+                marker = _settlements_cursor(body.get("last_evaluated_key"), by_created)
+                if marker is None:
                     return found
-                after = (key.get("created_at") if by_created else key.get("settled_at")) or key.get(
-                    "settled_at"
-                )
-                cursor = {"starting_after_id": str(key["id"]), "starting_after_date": str(after)}
+                cursor = {"starting_after_id": marker[0], "starting_after_date": marker[1]}
 
     async def _async_get_json(
         self, client: Any, url: str, account_id: str, params: list[tuple[str, str]]
@@ -2079,11 +2074,7 @@ class DinteroAsyncHook(DinteroPartnerHook):
                 await asyncio.to_thread(self.invalidate_token, account_id, token)
                 continue
             if response.status_code in _RETRYABLE_STATUS and attempt < attempts:
-                header = response.headers.get("Retry-After")
-                wait = parse_retry_after(header) if header else None
-                await asyncio.sleep(
-                    min(self.retry_max_wait, wait) if wait is not None else self._backoff(attempt)
-                )
+                await asyncio.sleep(self._retry_wait(response.headers, attempt))
                 continue
             if response.status_code >= 400:
                 raise self._error(_HttpxResponseAdapter(response), "list settlements", account_id, attempt)  # type: ignore[arg-type]
@@ -2127,6 +2118,18 @@ def parse_retry_after(value: str) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _settlements_cursor(key: Any, by_created: bool) -> tuple[str, str] | None:
+    """
+    The next settlements page's ``(starting_after_id, starting_after_date)`` from a
+    ``last_evaluated_key``, or ``None`` on the last page. The date is the key's ``created_at``
+    when filtering on ``item_created_at``, else its ``settled_at`` (either as a fallback).
+    """
+    if not isinstance(key, dict) or not key.get("id"):
+        return None
+    preferred = key.get("created_at") if by_created else key.get("settled_at")
+    return str(key["id"]), str(preferred or key.get("settled_at") or key.get("created_at"))
 
 
 def settlement_query(

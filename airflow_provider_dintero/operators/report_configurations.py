@@ -249,6 +249,84 @@ class _ReportConfigurationOperator(DinteroBaseOperator):
         return validate_account_id(self.account_id)
 
 
+class _UpdateConfigurationOperator(_ReportConfigurationOperator):
+    """Replace one configuration by id; subclasses say which kind (validation and endpoint)."""
+
+    template_fields: Sequence[str] = ("account_id", "config_id", "configuration")
+    template_fields_renderers = {"configuration": "json"}
+    _what = "report configuration"
+
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        config_id: str,
+        configuration: dict[str, Any],
+        dintero_conn_id: str = "dintero_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(account_id=account_id, dintero_conn_id=dintero_conn_id, **kwargs)
+        self.config_id = config_id
+        self.configuration = configuration
+
+    def _validate(self, configuration: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _put(self, account_id: str, config_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Replace the configuration; return it."""
+        account_id = self._account()
+        config_id = _check_config_id(self.config_id)
+        body = self._validate(self.configuration)
+        updated = self._put(account_id, config_id, body)
+        self.log.info("Updated %s %s of account %s", self._what, config_id, account_id)
+        return updated
+
+
+class _DeleteConfigurationOperator(_ReportConfigurationOperator):
+    """Delete one configuration by id; subclasses say which kind (endpoint)."""
+
+    template_fields: Sequence[str] = ("account_id", "config_id")
+    _what = "report configuration"
+
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        config_id: str,
+        missing_ok: bool = True,
+        dintero_conn_id: str = "dintero_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(account_id=account_id, dintero_conn_id=dintero_conn_id, **kwargs)
+        self.config_id = config_id
+        self.missing_ok = missing_ok
+
+    def _delete(self, account_id: str, config_id: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        """Delete the configuration."""
+        account_id = self._account()
+        config_id = _check_config_id(self.config_id)
+        try:
+            deleted = self._delete(account_id, config_id)
+        except DinteroNotFoundError:
+            if not self.missing_ok:
+                raise
+            self.log.info(
+                "%s %s of account %s does not exist; nothing to delete",
+                self._what.capitalize(),
+                config_id,
+                account_id,
+            )
+            return None
+        self.log.info("Deleted %s %s of account %s", self._what, config_id, account_id)
+        return deleted
+
+
 # ------------------------------------------------------------------------------------ insight
 
 
@@ -366,7 +444,7 @@ class ListReportConfigurationsOperator(_ReportConfigurationOperator):
         return configs
 
 
-class UpdateReportConfigurationOperator(_ReportConfigurationOperator):
+class UpdateReportConfigurationOperator(_UpdateConfigurationOperator):
     """
     Replace an insight report configuration (Dintero's PUT takes the full configuration).
 
@@ -387,33 +465,16 @@ class UpdateReportConfigurationOperator(_ReportConfigurationOperator):
         )
     """
 
-    template_fields: Sequence[str] = ("account_id", "config_id", "configuration")
-    template_fields_renderers = {"configuration": "json"}
+    _what = "insight report configuration"
 
-    def __init__(
-        self,
-        *,
-        account_id: str,
-        config_id: str,
-        configuration: dict[str, Any],
-        dintero_conn_id: str = "dintero_default",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(account_id=account_id, dintero_conn_id=dintero_conn_id, **kwargs)
-        self.config_id = config_id
-        self.configuration = configuration
+    def _validate(self, configuration: Any) -> dict[str, Any]:
+        return validate_insight_configuration(configuration)
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        """Replace the configuration; return it."""
-        account_id = self._account()
-        config_id = _check_config_id(self.config_id)
-        body = validate_insight_configuration(self.configuration)
-        updated = self.hook.update_report_configuration(account_id, config_id, body)
-        self.log.info("Updated insight report configuration %s of account %s", config_id, account_id)
-        return updated
+    def _put(self, account_id: str, config_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.hook.update_report_configuration(account_id, config_id, body)
 
 
-class DeleteReportConfigurationOperator(_ReportConfigurationOperator):
+class DeleteReportConfigurationOperator(_DeleteConfigurationOperator):
     """
     Delete an insight report configuration; a missing one is fine unless ``missing_ok=False``.
 
@@ -429,38 +490,10 @@ class DeleteReportConfigurationOperator(_ReportConfigurationOperator):
         DeleteReportConfigurationOperator(task_id="drop_schedule", account_id="T11200001", config_id="...")
     """
 
-    template_fields: Sequence[str] = ("account_id", "config_id")
+    _what = "insight report configuration"
 
-    def __init__(
-        self,
-        *,
-        account_id: str,
-        config_id: str,
-        missing_ok: bool = True,
-        dintero_conn_id: str = "dintero_default",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(account_id=account_id, dintero_conn_id=dintero_conn_id, **kwargs)
-        self.config_id = config_id
-        self.missing_ok = missing_ok
-
-    def execute(self, context: Context) -> dict[str, Any] | None:
-        """Delete the configuration."""
-        account_id = self._account()
-        config_id = _check_config_id(self.config_id)
-        try:
-            deleted = self.hook.delete_report_configuration(account_id, config_id)
-        except DinteroNotFoundError:
-            if not self.missing_ok:
-                raise
-            self.log.info(
-                "Insight report configuration %s of account %s does not exist; nothing to delete",
-                config_id,
-                account_id,
-            )
-            return None
-        self.log.info("Deleted insight report configuration %s of account %s", config_id, account_id)
-        return deleted
+    def _delete(self, account_id: str, config_id: str) -> dict[str, Any] | None:
+        return self.hook.delete_report_configuration(account_id, config_id)
 
 
 # ------------------------------------------------------------------------------------ settlement
@@ -576,7 +609,7 @@ class ListSettlementReportConfigurationsOperator(_ReportConfigurationOperator):
         return configs
 
 
-class UpdateSettlementReportConfigurationOperator(_ReportConfigurationOperator):
+class UpdateSettlementReportConfigurationOperator(_UpdateConfigurationOperator):
     """
     Replace a settlement report configuration.
 
@@ -596,33 +629,16 @@ class UpdateSettlementReportConfigurationOperator(_ReportConfigurationOperator):
         )
     """
 
-    template_fields: Sequence[str] = ("account_id", "config_id", "configuration")
-    template_fields_renderers = {"configuration": "json"}
+    _what = "settlement report configuration"
 
-    def __init__(
-        self,
-        *,
-        account_id: str,
-        config_id: str,
-        configuration: dict[str, Any],
-        dintero_conn_id: str = "dintero_default",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(account_id=account_id, dintero_conn_id=dintero_conn_id, **kwargs)
-        self.config_id = config_id
-        self.configuration = configuration
+    def _validate(self, configuration: Any) -> dict[str, Any]:
+        return validate_settlement_report_configuration(configuration)
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        """Replace the configuration; return it."""
-        account_id = self._account()
-        config_id = _check_config_id(self.config_id)
-        body = validate_settlement_report_configuration(self.configuration)
-        updated = self.hook.update_settlement_report_configuration(account_id, config_id, body)
-        self.log.info("Updated settlement report configuration %s of account %s", config_id, account_id)
-        return updated
+    def _put(self, account_id: str, config_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.hook.update_settlement_report_configuration(account_id, config_id, body)
 
 
-class DeleteSettlementReportConfigurationOperator(_ReportConfigurationOperator):
+class DeleteSettlementReportConfigurationOperator(_DeleteConfigurationOperator):
     """
     Delete a settlement report configuration; a missing one is fine unless ``missing_ok=False``.
 
@@ -638,35 +654,7 @@ class DeleteSettlementReportConfigurationOperator(_ReportConfigurationOperator):
         )
     """
 
-    template_fields: Sequence[str] = ("account_id", "config_id")
+    _what = "settlement report configuration"
 
-    def __init__(
-        self,
-        *,
-        account_id: str,
-        config_id: str,
-        missing_ok: bool = True,
-        dintero_conn_id: str = "dintero_default",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(account_id=account_id, dintero_conn_id=dintero_conn_id, **kwargs)
-        self.config_id = config_id
-        self.missing_ok = missing_ok
-
-    def execute(self, context: Context) -> dict[str, Any] | None:
-        """Delete the configuration."""
-        account_id = self._account()
-        config_id = _check_config_id(self.config_id)
-        try:
-            deleted = self.hook.delete_settlement_report_configuration(account_id, config_id)
-        except DinteroNotFoundError:
-            if not self.missing_ok:
-                raise
-            self.log.info(
-                "Settlement report configuration %s of account %s does not exist; nothing to delete",
-                config_id,
-                account_id,
-            )
-            return None
-        self.log.info("Deleted settlement report configuration %s of account %s", config_id, account_id)
-        return deleted
+    def _delete(self, account_id: str, config_id: str) -> dict[str, Any] | None:
+        return self.hook.delete_settlement_report_configuration(account_id, config_id)
