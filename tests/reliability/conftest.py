@@ -125,3 +125,38 @@ def check_complete(emu: Any, s3_client: Any, bucket: str, account_id: str, settl
     problems += [f"open multipart upload {u['Key']}" for u in uploads]
     STATS["lost"] += len(problems)
     assert problems == []
+
+
+@pytest.fixture
+def hostile(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """
+    A :class:`tests.reliability.hostile.HostileServer` on 127.0.0.1 behind ``dintero_default``.
+
+    The connection is a partner (``T11200000``) with fast bounded retries; tests route the
+    answers they need and read ``hostile.requests``.
+    """
+    from tests.reliability.hostile import HostileServer
+
+    with HostileServer() as server:
+        monkeypatch.setenv("AIRFLOW_CONN_DINTERO_DEFAULT", hostile_connection(server))
+        yield server
+
+
+def hostile_connection(server: Any, **extra: Any) -> str:
+    """Connection JSON for a partner ``T11200000`` on a hostile server (``extra`` overrides)."""
+    return json.dumps(
+        {
+            "conn_type": "dintero",
+            "host": server.url,
+            "login": "hostile-client",
+            "password": "hostile-secret-canary-0001",
+            "extra": {
+                "account_id": "T11200000",
+                "max_retries": 2,
+                "retry_backoff": 0.01,
+                "retry_max_wait": 0.05,
+                "timeout": 3,
+                **extra,
+            },
+        }
+    )
