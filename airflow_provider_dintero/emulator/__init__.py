@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from airflow_provider_dintero.emulator.models import (
     EmulatorSettings,
+    QueryPairs,
     RateLimitRule,
     RequestRecord,
     WebhookDelivery,
@@ -19,6 +20,7 @@ __all__ = [
     "DinteroEmulator",
     "EmulatorSeed",
     "EmulatorSettings",
+    "QueryPairs",
     "RateLimitRule",
     "RequestRecord",
     "WebhookDelivery",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, SupportsIndex, overload
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -115,6 +115,111 @@ _SETTING_CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+class QueryPairs(list[tuple[str, str]]):
+    """The query string of a logged request: ``(name, value)`` pairs in the order sent.
+
+    A plain list of pairs (repeated parameters appear once per value); for convenience it also
+    answers by name: ``"limit" in q``, ``q["payment_provider"]`` and ``q.get("limit", [])`` give
+    every value of that name, in order.
+
+    :param pairs: the decoded ``(name, value)`` pairs.
+    """
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__((str(name), str(value)) for name, value in pairs)
+
+    def values(self, name: str) -> list[str]:
+        """Every value sent for ``name``, in order (empty when absent).
+
+        :param name: the parameter name.
+        """
+        return [value for key, value in self if key == name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Every value of ``name`` as a list, or ``default`` when the parameter was not sent.
+
+        :param name: the parameter name.
+        :param default: returned when absent.
+        """
+        found = self.values(name)
+        return found if found else default
+
+    def as_dict(self) -> dict[str, list[str]]:
+        """The pairs grouped by name (``parse_qs`` form); order across names is lost."""
+        out: dict[str, list[str]] = {}
+        for key, value in self:
+            out.setdefault(key, []).append(value)
+        return out
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, str):
+            return any(key == item for key, _ in self)
+        return super().__contains__(item)
+
+    @overload  # type: ignore[override]
+    def __getitem__(self, index: SupportsIndex) -> tuple[str, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, str]]: ...
+    @overload
+    def __getitem__(self, index: str) -> list[str]: ...
+    def __getitem__(self, index: SupportsIndex | slice | str) -> Any:
+        if isinstance(index, str):
+            found = self.values(index)
+            if not found:
+                raise KeyError(index)
+            return found
+        return super().__getitem__(index)
+
+
+#: What replaces a secret in the request log.
+REDACTED = "<redacted>"
+_SECRET_NAMES = frozenset({"password", "secret", "token", "api_key", "apikey", "authorization"})
+_SECRET_SUFFIXES = ("_token", "_secret", "_password", "-token", "-secret")
+_TEXT_SECRET_RE = re.compile(
+    r"(?i)((?:^|[&\s;,?])[\w.-]*(?:password|secret|token|api_?key)[\w.-]*\s*[=:]\s*)([^&\s;,]+)"
+)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a body field of this name holds a secret (client secrets, tokens, passwords).
+
+    :param name: the field name.
+    """
+    lowered = name.lower()
+    return lowered in _SECRET_NAMES or lowered.endswith(_SECRET_SUFFIXES)
+
+
+def redact(value: Any) -> Any:
+    """A copy of a parsed JSON value with every secret-named field's value replaced.
+
+    :param value: parsed JSON.
+    """
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if is_secret_name(str(key)) and item is not None else redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+def logged_body(raw: bytes) -> Any:
+    """The form of a request body kept in the request log, secrets redacted.
+
+    :param raw: the raw body.
+    :returns: the parsed JSON value, else the text (secret-named ``name=value`` pairs
+        redacted), ``None`` when the body is empty.
+    """
+    if not raw.strip():
+        return None
+    text = raw.decode("utf-8", "replace")
+    try:
+        return redact(json.loads(text))
+    except ValueError:
+        return _TEXT_SECRET_RE.sub(lambda m: m.group(1) + REDACTED, text)
+
+
 class RequestRecord(NamedTuple):
     """One request the emulator answered.
 
@@ -122,20 +227,25 @@ class RequestRecord(NamedTuple):
     :param path: path without the query string.
     :param status: status code answered.
     :param account_id: account from the path, or else from the bearer token (``None`` if neither).
-    :param query: parsed query string.
+    :param query: the query string as ``(name, value)`` pairs in the order sent (:class:`QueryPairs`).
     :param host: the ``Host`` header.
+    :param body: the body: parsed JSON, else text, ``None`` when empty; secrets (fields named
+        ``password``, ``secret``, ``token``, ``*_secret``, ``*_token``) read ``"<redacted>"``.
     """
 
     method: str
     path: str
     status: int
     account_id: str | None
-    query: dict[str, list[str]]
+    query: QueryPairs
     host: str
+    body: Any = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The record as a JSON-able dict."""
-        return self._asdict()
+        """The record as a JSON-able dict (``query`` as a list of ``[name, value]`` pairs)."""
+        out = self._asdict()
+        out["query"] = [list(pair) for pair in self.query]
+        return out
 
 
 @dataclass

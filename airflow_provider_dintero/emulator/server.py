@@ -13,16 +13,18 @@ import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from airflow_provider_dintero.emulator.app import EmulatorApp, Request, request_account
 from airflow_provider_dintero.emulator.models import (
     ApiError,
     EmulatorSettings,
     Fault,
+    QueryPairs,
     RequestRecord,
     Response,
     WebhookDelivery,
+    logged_body,
 )
 from airflow_provider_dintero.emulator.seed import EmulatorSeed, content_stream
 
@@ -177,8 +179,9 @@ class _Handler(BaseHTTPRequestHandler):
                     path=path,
                     status=response.status,
                     account_id=request_account(req),
-                    query=req.query,
+                    query=QueryPairs(parse_qsl(parts.query, keep_blank_values=True)),
                     host=req.host,
+                    body=logged_body(body),
                 ),
                 generation,
             )
