@@ -32,7 +32,13 @@ INSIGHT_BODY = {
 }
 SRC_BODY = {"filetypes": ["pdf"], "destinations": [], "providers": []}
 PROFILE_BODY = {"profile_id": "contract", "description": "Contract test", "configuration": {}}
-HOOK_BODY = {"config": {"url": "https://hooks.example.com/dintero"}, "events": ["settlement_add"]}
+HOOK_BODY = {
+    "config": {
+        "url": "https://hooks.example.com/dintero",
+        "secret": {"type": "HMAC-SHA1", "value": "s3cret"},
+    },
+    "events": ["settlement_add"],
+}
 
 
 def _settlement_with_attachment(hook: Any, merchant: str) -> tuple[str, str]:

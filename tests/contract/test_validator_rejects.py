@@ -131,13 +131,28 @@ def test_a_wrong_request_is_rejected(contract: Contract, record: dict[str, Any],
 
 def test_the_emulator_record_type_is_read(contract: Contract) -> None:
     from airflow_provider_dintero.emulator import RequestRecord
+    from airflow_provider_dintero.emulator.models import QueryPairs
 
-    fields = {"method": "GET", "path": SETTLEMENTS, "status": 200, "account_id": M, "host": "127.0.0.1:8000"}
-    record = RequestRecord(**{**fields, "query": {"limit": ["10"], "bogus": ["1"]}})  # type: ignore[arg-type]
+    record = RequestRecord(
+        method="POST",
+        path="/v1/accounts/T11200000/auth/token",
+        status=200,
+        account_id="T11200000",
+        query=QueryPairs([("limit", "10")]),
+        host="127.0.0.1:8000",
+        body={"grant_type": "client_credentials"},
+    )
 
     assert contract.check_request(record) == [
-        "list_settlements (GET /v1/accounts/T11200001/settlements): unknown query parameter 'bogus'"
+        "get_token (POST /v1/accounts/T11200000/auth/token): unknown query parameter 'limit'",
+        "get_token (POST /v1/accounts/T11200000/auth/token): body misses required field 'audience'",
     ]
+
+
+def test_a_redacted_secret_passes_any_type(contract: Contract) -> None:
+    body = {"config": {"url": "https://x.example", "secret": "<redacted>"}, "events": ["settlement_add"]}
+
+    assert contract.check_request(rec("POST", f"/v1/accounts/{M}/hooks/subscriptions", body=body)) == []
 
 
 def test_a_timestamp_filter_is_rejected_once_the_format_is_settled(contract: Contract) -> None:
