@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -182,13 +183,39 @@ CASES = [pytest.param(op, driver, id=op) for op, driver in DRIVERS.items()] + [
 SESSION_CASES = [case for case in CASES if case.id not in NOT_ON_HOOK_SESSION]
 
 
-def _run(
-    contract_hook: tuple[Any, list[Exchange]], emu: Any, driver: Driver
-) -> tuple[list[Any], list[Exchange]]:
-    hook, exchanges = contract_hook
-    emu.clear_requests()
-    driver(hook, emu, emu.merchant_ids[0])
-    return emu.requests, exchanges
+@dataclass
+class Run:
+    """Runs a driver against the reset emulator and checks what it sent.
+
+    :param contract: the contract.
+    :param hook: the partner hook whose exchanges are recorded.
+    :param exchanges: the exchanges its session saw (filled as it runs).
+    :param emulator: the emulator.
+    :param hosts: which ``host:port`` is the API host and which the checkout host.
+    """
+
+    contract: Contract
+    hook: Any
+    exchanges: list[Exchange]
+    emulator: Any
+    hosts: dict[str, str]
+
+    def __call__(self, driver: Driver) -> list[Any]:
+        """Run ``driver`` and return the emulator's request log of it."""
+        self.emulator.clear_requests()
+        driver(self.hook, self.emulator, self.emulator.merchant_ids[0])
+        return self.emulator.requests
+
+
+@pytest.fixture
+def run(
+    contract: Contract,
+    contract_hook: tuple[Any, list[Exchange]],
+    dintero_emulator: Any,
+    contract_hosts: dict[str, str],
+) -> Run:
+    """A :class:`Run` on the emulator behind the contract connection."""
+    return Run(contract, *contract_hook, dintero_emulator, contract_hosts)
 
 
 def test_every_contract_operation_has_a_driver(contract: Contract) -> None:
@@ -196,41 +223,28 @@ def test_every_contract_operation_has_a_driver(contract: Contract) -> None:
 
 
 @pytest.mark.parametrize(("operation", "driver"), CASES)
-def test_emulator_log_conforms(
-    operation: str,
-    driver: Driver,
-    contract: Contract,
-    contract_hook: tuple[Any, list[Exchange]],
-    dintero_emulator: Any,
-    contract_hosts: dict[str, str],
-) -> None:
-    records, _ = _run(contract_hook, dintero_emulator, driver)
+def test_emulator_log_conforms(operation: str, driver: Driver, run: Run) -> None:
+    records = run(driver)
 
-    seen = {op.name for op, _ in (contract.match(r.method, r.path) for r in records) if op is not None}
-    problems = [p for r in records for p in contract.check_request(r, contract_hosts)]
+    matched = (run.contract.match(r.method, r.path) for r in records)
+    seen = {op.name for op, _ in matched if op is not None}
+    problems = [p for r in records for p in run.contract.check_request(r, run.hosts)]
     assert operation in seen, f"the driver never sent {operation}; the log has {sorted(seen)}"
     assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize(("operation", "driver"), SESSION_CASES)
-def test_client_exchanges_conform(
-    operation: str,
-    driver: Driver,
-    contract: Contract,
-    contract_hook: tuple[Any, list[Exchange]],
-    dintero_emulator: Any,
-    contract_hosts: dict[str, str],
-) -> None:
-    _, exchanges = _run(contract_hook, dintero_emulator, driver)
+def test_client_exchanges_conform(operation: str, driver: Driver, run: Run) -> None:
+    run(driver)
 
     problems: list[str] = []
     answered: set[str] = set()
-    for exchange in exchanges:
-        problems.extend(contract.check_request(exchange.record, contract_hosts))
-        op, _ = contract.match(exchange.record["method"], exchange.record["path"])
+    for exchange in run.exchanges:
+        problems.extend(run.contract.check_request(exchange.record, run.hosts))
+        op, _ = run.contract.match(exchange.record["method"], exchange.record["path"])
         if op is None or not 200 <= exchange.status < 300:
             continue
         answered.add(op.name)
-        problems.extend(contract.check_response(op.name, exchange.json_body))
+        problems.extend(run.contract.check_response(op.name, exchange.json_body))
     assert operation in answered, f"no successful {operation} exchange; saw {sorted(answered)}"
     assert not problems, "\n".join(problems)
