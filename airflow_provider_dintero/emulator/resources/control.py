@@ -54,51 +54,45 @@ def _set_settings(app: EmulatorApp, req: Request) -> Response:
     return Response.json(app.settings.as_dict())
 
 
-def _then(
-    action: Callable[[EmulatorApp], object], answer: Callable[[EmulatorApp], Response]
-) -> Callable[[EmulatorApp, Request], Response]:
+def _read(view: Callable[[EmulatorApp], Any]) -> Callable[[EmulatorApp, Request], Response]:
     def handler(app: EmulatorApp, req: Request) -> Response:
         with app.lock:
-            action(app)
-            return answer(app)
+            return Response.json(view(app))
 
     return handler
 
 
-def _no_content(app: EmulatorApp) -> Response:
-    return Response.empty(204)
+def _do(action: Callable[[EmulatorApp], object]) -> Callable[[EmulatorApp, Request], Response]:
+    def handler(app: EmulatorApp, req: Request) -> Response:
+        with app.lock:
+            action(app)
+        return Response.empty(204)
 
+    return handler
+
+
+def _reset(app: EmulatorApp, req: Request) -> Response:
+    app.reset()
+    return Response.json({"status": "reset"})
+
+
+_SETTLEMENT_FIELDS = ("provider", "created_at", "settled_at", "attachment_sizes")
+_REPORT_FIELDS = ("report_config_id", "data_from", "data_to", "content_type", "size")
 
 _CONTROL: list[tuple[str, str, Callable[[EmulatorApp, Request], Response]]] = [
-    ("POST", "reset", _then(lambda app: app.reset(), lambda app: Response.json({"status": "reset"}))),
-    (
-        "POST",
-        "settlements",
-        _adder(add_settlement, ("provider", "created_at", "settled_at", "attachment_sizes")),
-    ),
-    (
-        "POST",
-        "reports",
-        _adder(add_report, ("report_config_id", "data_from", "data_to", "content_type", "size")),
-    ),
+    ("POST", "reset", _reset),
+    ("POST", "settlements", _adder(add_settlement, _SETTLEMENT_FIELDS)),
+    ("POST", "reports", _adder(add_report, _REPORT_FIELDS)),
     ("POST", "faults", _fault),
-    ("DELETE", "faults", _then(lambda app: app.faults.clear(), _no_content)),
-    ("POST", "expire-tokens", _then(lambda app: app.expire_tokens(), _no_content)),
-    ("POST", "expire-signed-urls", _then(signing.expire_signed_urls, _no_content)),
-    (
-        "GET",
-        "requests",
-        _then(lambda app: None, lambda app: Response.json([r.as_dict() for r in app.requests])),
-    ),
-    ("DELETE", "requests", _then(lambda app: app.requests.clear(), _no_content)),
-    ("GET", "state", _then(lambda app: None, lambda app: Response.json(app.state_summary()))),
-    ("GET", "settings", _then(lambda app: None, lambda app: Response.json(app.settings.as_dict()))),
+    ("DELETE", "faults", _do(lambda app: app.faults.clear())),
+    ("POST", "expire-tokens", _do(lambda app: app.expire_tokens())),
+    ("POST", "expire-signed-urls", _do(signing.expire_signed_urls)),
+    ("GET", "requests", _read(lambda app: [r.as_dict() for r in app.requests])),
+    ("DELETE", "requests", _do(lambda app: app.requests.clear())),
+    ("GET", "state", _read(lambda app: app.state_summary())),
+    ("GET", "settings", _read(lambda app: app.settings.as_dict())),
     ("POST", "settings", _set_settings),
-    (
-        "GET",
-        "deliveries",
-        _then(lambda app: None, lambda app: Response.json([d.as_dict() for d in app.deliveries])),
-    ),
+    ("GET", "deliveries", _read(lambda app: [d.as_dict() for d in app.deliveries])),
 ]
 
 ROUTES = [
