@@ -57,6 +57,21 @@ class EmulatorSettings:
     :param rate_limits: automatic 429 rules.
     :param webhook_timeout: timeout of outbound webhook deliveries, seconds.
     :param ping_on_subscription_create: send a ``ping`` delivery when a subscription is created.
+    :param strict_dates: [I] date-typed settlement filters: ``off`` accepts dates and timestamps;
+        ``spec`` answers 400 to anything but ``YYYY-MM-DD`` in ``created_at.gte/.lte`` (typed
+        ``format: date`` in the 2024 payments spec); ``all`` also in ``item_created_at.gte/.lte``.
+    :param list_envelopes: [I] per list endpoint (a key of ``LIST_ENDPOINTS``): ``documented``
+        (default), ``array`` (a bare array), ``items`` (``{"items": [...]}``) or the endpoint's
+        own wrapper key where it has one (``reports``).
+    :param duplicate_status: [I] status of a refused duplicate create: 400 or 409.
+    :param refuse_duplicates: [I] which creates refuse a duplicate: ``client`` (same
+        ``client_id``), ``grant`` (same client and audience), ``subscription`` (same
+        ``config.url``), ``profile`` (same ``profile_id``).
+    :param profiles_paging: the payment-profile list pages with ``limit`` (1-100, default 10)
+        and ``starting_after`` (the last ``profile_id``), as Dintero's checkout client does;
+        ``False`` answers every profile at once and ignores both.
+    :param exchange_audience_status: [I] status when a merchant-token request names an audience
+        ``exchange_audience`` refuses: 400 or 403.
     """
 
     token_lifetime: int = 14400
@@ -72,6 +87,12 @@ class EmulatorSettings:
     rate_limits: list[RateLimitRule] = field(default_factory=list)
     webhook_timeout: float = 5.0
     ping_on_subscription_create: bool = True
+    strict_dates: str = "off"
+    list_envelopes: dict[str, str] = field(default_factory=dict)
+    duplicate_status: int = 400
+    refuse_duplicates: list[str] = field(default_factory=lambda: ["client", "profile"])
+    profiles_paging: bool = True
+    exchange_audience_status: int = 403
 
     def update(self, values: dict[str, Any]) -> None:
         """Set attributes from a JSON object (control API); unknown names raise ``ValueError``.
@@ -82,9 +103,17 @@ class EmulatorSettings:
             if name not in self.__dataclass_fields__:
                 raise ValueError(f"unknown setting {name!r}")
             if name == "rate_limits":
-                if not isinstance(value, list) or not all(isinstance(rule, dict) for rule in value):
+                if not isinstance(value, list) or not all(
+                    isinstance(rule, (dict, RateLimitRule)) for rule in value
+                ):
                     raise ValueError("rate_limits must be a list of objects")
-                value = [RateLimitRule(**rule) for rule in value]
+                value = [rule if isinstance(rule, RateLimitRule) else RateLimitRule(**rule) for rule in value]
+            elif name == "list_envelopes":
+                value = _check_envelopes(value)
+            elif name == "refuse_duplicates":
+                if not isinstance(value, list) or not set(value) <= set(DUPLICATE_KINDS):
+                    raise ValueError(f"refuse_duplicates must be a list of {', '.join(DUPLICATE_KINDS)}")
+                value = list(value)
             else:
                 current = getattr(self, name)
                 expected: tuple[type, ...] = (int, float) if isinstance(current, float) else (type(current),)
@@ -94,7 +123,7 @@ class EmulatorSettings:
                     raise ValueError(f"setting {name!r} must be of type {type(current).__name__}")
                 choices = _SETTING_CHOICES.get(name)
                 if choices is not None and value not in choices:
-                    raise ValueError(f"setting {name!r} must be one of {', '.join(choices)}")
+                    raise ValueError(f"setting {name!r} must be one of {', '.join(map(str, choices))}")
             setattr(self, name, value)
 
     def as_dict(self) -> dict[str, Any]:
@@ -104,15 +133,53 @@ class EmulatorSettings:
             value = getattr(self, name)
             if name == "rate_limits":
                 value = [vars(rule).copy() for rule in value]
+            elif isinstance(value, (dict, list)):
+                value = type(value)(value)
             out[name] = value
         return out
 
 
-_SETTING_CHOICES: dict[str, tuple[str, ...]] = {
+_SETTING_CHOICES: dict[str, tuple[Any, ...]] = {
     "exchange_audience": ("partner", "merchant", "either"),
     "last_page_key_mode": ("absent", "when_full"),
     "reports_cursor_mode": ("absent", "when_full"),
+    "strict_dates": ("off", "spec", "all"),
+    "duplicate_status": (400, 409),
+    "exchange_audience_status": (400, 403),
 }
+
+#: The list endpoints and their documented wrapper key (``None``: a bare array).
+LIST_ENDPOINTS: dict[str, str | None] = {
+    "accounts": None,
+    "clients": None,
+    "grants": None,
+    "profiles": None,
+    "settlements": "items",
+    "settlement_report_configs": "items",
+    "insight_configs": None,
+    "reports": "reports",
+    "subscriptions": None,
+}
+
+#: The creates that can refuse a duplicate (``settings.refuse_duplicates``).
+DUPLICATE_KINDS = ("client", "grant", "subscription", "profile")
+
+
+def _check_envelopes(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError("list_envelopes must be an object of endpoint: envelope")
+    for endpoint, mode in value.items():
+        if endpoint not in LIST_ENDPOINTS:
+            raise ValueError(
+                f"list_envelopes: unknown endpoint {endpoint!r} (one of {', '.join(LIST_ENDPOINTS)})"
+            )
+        allowed = ["documented", "array", "items"]
+        own = LIST_ENDPOINTS[endpoint]
+        if own is not None and own not in allowed:
+            allowed.append(own)
+        if mode not in allowed:
+            raise ValueError(f"list_envelopes[{endpoint!r}] must be one of {', '.join(allowed)}")
+    return dict(value)
 
 
 class QueryPairs(list[tuple[str, str]]):
