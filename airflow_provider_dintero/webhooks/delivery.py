@@ -140,8 +140,9 @@ def _text(envelope: dict[str, Any], name: str, pattern: re.Pattern[str], expecte
 def _settlements(envelope: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Settlement ids and providers of a ``settlement_add``: its ``settlement`` object (or list)."""
     raw = envelope.get("settlement", envelope.get("settlements"))
-    items = raw if isinstance(raw, list) else [raw]
-    if not items or len(items) > MAX_SETTLEMENTS or not all(isinstance(i, dict) for i in items):
+    raw_items: list[Any] = raw if isinstance(raw, list) else [raw]
+    items = [i for i in raw_items if isinstance(i, dict)]
+    if not items or len(items) > MAX_SETTLEMENTS or len(items) != len(raw_items):
         raise DeliveryRefused(
             400, f"malformed delivery: settlement must be an object (or a list of 1 to {MAX_SETTLEMENTS})"
         )

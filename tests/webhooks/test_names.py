@@ -32,7 +32,7 @@ def test_names_derive_from_the_account(name: object, expected: str) -> None:
 @pytest.mark.parametrize("function", [settlement_events_asset, webhook_secret_variable, receiver_path])
 @pytest.mark.parametrize("account_id", ["P112", "../P11200000", "p11200000", ""])
 def test_names_refuse_what_is_not_an_account_id(function: object, account_id: str) -> None:
-    with pytest.raises(DinteroInputError, match="^account_id:"):
+    with pytest.raises(DinteroInputError, match=r"^account_id:"):
         function(account_id)  # type: ignore[operator]
 
 

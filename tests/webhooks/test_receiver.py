@@ -262,4 +262,7 @@ def test_refusals_never_log_the_secret_or_the_body(
     assert "does not match" in caplog.text
     for leaked in (SECRET, "wrong-secret-value", "s-secretive", headers["event-signature"]):
         assert leaked not in caplog.text
-    assert json.loads(response.text) == {"status": "refused", "detail": "event-signature does not match the body"}
+    assert json.loads(response.text) == {
+        "status": "refused",
+        "detail": "event-signature does not match the body",
+    }

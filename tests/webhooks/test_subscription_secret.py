@@ -1,4 +1,4 @@
-"""CreateWebhookSubscriptionOperator(generate_secret=True): the secret the receiver reads (both Airflow lines)."""
+"""CreateWebhookSubscriptionOperator(generate_secret=True): the secret the receiver reads (2.11 and 3)."""
 
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ def _stored(key: str) -> str | None:
 
 
 def _subscribe(merchant: str, **kwargs: Any) -> Any:
-    return CreateWebhookSubscriptionOperator(task_id="subscribe", account_id=merchant, url=URL, **kwargs).execute(
-        {}
-    )
+    return CreateWebhookSubscriptionOperator(
+        task_id="subscribe", account_id=merchant, url=URL, **kwargs
+    ).execute({})
 
 
 def _ping_signed_with(emulator: Any, count: int, secret: str) -> bool:
