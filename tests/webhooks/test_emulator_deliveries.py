@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.webhooks.conftest import airflow3_only, asset_event_extras, clear_events, queued_dag_ids
+from tests.webhooks.conftest import airflow3_only, asset_event_extras, queued_dag_ids
 
 pytestmark = [airflow3_only]
 
@@ -52,10 +52,34 @@ def _wait_for_events(partner: str, count: int, timeout: float = 10.0) -> list[di
         time.sleep(0.02)
 
 
-def test_an_emulator_settlement_add_becomes_one_asset_event(
+@pytest.fixture
+def subscribe(
     dintero_emulator: Any,
     dintero_connection: str,
     receiver_base_url: str,
+    partner: str,
+    consumer_dag: str,
+    stored_secret_key: str,
+) -> Callable[[], tuple[str, str]]:
+    """Subscribe a merchant's ``settlement_add`` to the receiver with a generated secret; returns
+    ``(merchant, receiver URL)``."""
+    from airflow_provider_dintero.operators.webhooks import CreateWebhookSubscriptionOperator
+    from airflow_provider_dintero.webhooks import receiver_path
+
+    def _subscribe() -> tuple[str, str]:
+        merchant = dintero_emulator.merchant_ids[0]
+        url = f"{receiver_base_url}{receiver_path(partner)}"
+        CreateWebhookSubscriptionOperator(
+            task_id="subscribe", account_id=merchant, url=url, generate_secret=True
+        ).execute({})
+        return merchant, url
+
+    return _subscribe
+
+
+def test_an_emulator_settlement_add_becomes_one_asset_event(
+    subscribe: Callable[[], tuple[str, str]],
+    dintero_emulator: Any,
     partner: str,
     consumer_dag: str,
     stored_secret_key: str,
@@ -63,17 +87,8 @@ def test_an_emulator_settlement_add_becomes_one_asset_event(
 ) -> None:
     from airflow.models.variable import Variable
 
-    from airflow_provider_dintero.operators.webhooks import CreateWebhookSubscriptionOperator
-    from airflow_provider_dintero.webhooks import receiver_path
-
-    merchant = dintero_emulator.merchant_ids[0]
-    url = f"{receiver_base_url}{receiver_path(partner)}"
-    clear_events(partner)
-
     with caplog.at_level("INFO"):
-        CreateWebhookSubscriptionOperator(
-            task_id="subscribe", account_id=merchant, url=url, generate_secret=True
-        ).execute({})
+        merchant, _ = subscribe()
         ping = dintero_emulator.wait_for_deliveries(1)[0]
         settlement = _add_settlement_via_control_api(dintero_emulator, merchant)
         deliveries = dintero_emulator.wait_for_deliveries(2)
@@ -96,23 +111,11 @@ def test_an_emulator_settlement_add_becomes_one_asset_event(
 
 
 def test_a_replayed_emulator_delivery_records_nothing(
-    dintero_emulator: Any,
-    dintero_connection: str,
-    receiver_base_url: str,
-    partner: str,
-    consumer_dag: str,
-    stored_secret_key: str,
+    subscribe: Callable[[], tuple[str, str]], dintero_emulator: Any, partner: str
 ) -> None:
     import httpx
 
-    from airflow_provider_dintero.operators.webhooks import CreateWebhookSubscriptionOperator
-    from airflow_provider_dintero.webhooks import receiver_path
-
-    merchant = dintero_emulator.merchant_ids[0]
-    url = f"{receiver_base_url}{receiver_path(partner)}"
-    CreateWebhookSubscriptionOperator(
-        task_id="subscribe", account_id=merchant, url=url, generate_secret=True
-    ).execute({})
+    merchant, url = subscribe()
     dintero_emulator.add_settlement(merchant)
     original = dintero_emulator.wait_for_deliveries(2)[1]
     assert original.status == 202
