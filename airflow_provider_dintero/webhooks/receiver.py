@@ -23,11 +23,17 @@ Status When
 
 Replays are refused without a table of our own: every asset event the receiver records carries
 the delivery id in its extra (``event_delivery``), and before recording the receiver looks for an
-event of the same asset with that id (a JSON lookup in the metadata DB, by asset). The record is
-as durable as the asset events themselves and needs no cleanup; a process-wide lock serialises
-look-up and insert, so one api-server worker never records a delivery twice. A duplicate answers
-200, not an error: Dintero retries a delivery whose answer it did not see, and counts non-2xx
-answers toward deleting the subscription.
+event of the same asset with that id recorded in the replay window (default 30 days,
+``[dintero] webhook_replay_window_days``; the look-up uses the ``(asset_id, timestamp)`` index,
+so its cost is bounded by the window, not by the history). The record is as durable as the asset
+events themselves (it survives restarts and is shared by every api-server on the same DB) and
+needs no cleanup of its own. A process-wide lock serialises look-up and insert, so one api-server
+process never records a delivery twice; two processes receiving the same delivery in the same
+instant could both record it, which costs one extra DAG run that finds the files already copied.
+A delivery replayed after the window (or after ``airflow db clean`` removed its event) is taken
+as a new wake-up, which is harmless for the same reason. A duplicate answers 200, not an error:
+Dintero retries a delivery whose answer it did not see, and counts non-2xx answers toward
+deleting the subscription.
 
 This module imports FastAPI only inside :func:`create_app`; on Airflow 2.11 (no FastAPI app in
 the webserver) :func:`create_app` raises :class:`RuntimeError` with that explanation.
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dintero.hooks.dintero import ACCOUNT_ID_PATTERN
@@ -64,6 +71,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Default replay window in days (Dintero's retries of one delivery span minutes to hours).
+REPLAY_WINDOW_DAYS = 30
+
 #: Serialises the replay look-up and the insert of one asset event within a process.
 _RECORD_LOCK = threading.Lock()
 
@@ -80,6 +90,14 @@ def max_body_bytes() -> int:
 
     value = conf.getint("dintero", "webhook_max_body_bytes", fallback=MAX_BODY_BYTES)
     return value if value > 0 else MAX_BODY_BYTES
+
+
+def replay_window() -> timedelta:
+    """How far back replays are looked for: ``[dintero] webhook_replay_window_days``, default 30."""
+    from airflow.configuration import conf
+
+    days = conf.getint("dintero", "webhook_replay_window_days", fallback=REPLAY_WINDOW_DAYS)
+    return timedelta(days=days if days > 0 else REPLAY_WINDOW_DAYS)
 
 
 def load_secret(account_id: str) -> str | None:
@@ -122,6 +140,7 @@ def record_settlement_event(receiver_account: str, delivery: Delivery) -> tuple[
             select(AssetEvent.id)
             .where(
                 AssetEvent.asset_id == model.id,
+                AssetEvent.timestamp >= datetime.now(timezone.utc) - replay_window(),
                 AssetEvent.extra["event_delivery"].as_string() == delivery.event_delivery,
             )
             .limit(1)

@@ -95,6 +95,29 @@ def test_replays_are_recognised_by_a_new_receiver_from_the_metadata_db(
 
 
 @pytest.mark.parametrize(
+    ("age_days", "outcome"), [(29, "duplicate"), (31, "accepted")], ids=["inside-window", "after-window"]
+)
+def test_replays_are_looked_for_within_the_replay_window(
+    post: Callable[..., Any], partner: str, age_days: int, outcome: str
+) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    body, headers = signed(delivery(partner))
+    first = post(_path(partner), body, headers).json()["asset_event_id"]
+    with create_session() as session:
+        session.query(AssetEvent).filter(AssetEvent.id == first).update(
+            {"timestamp": datetime.now(timezone.utc) - timedelta(days=age_days)}
+        )
+
+    replay = post(_path(partner), body, headers)
+
+    assert replay.json()["status"] == outcome
+
+
+@pytest.mark.parametrize(
     ("event", "outcome"), [("ping", "pong"), ("account_update", "ignored")], ids=["ping", "other-event"]
 )
 def test_signed_events_other_than_settlement_add_are_acknowledged_without_an_event(
