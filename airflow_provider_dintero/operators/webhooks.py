@@ -216,12 +216,31 @@ class CreateWebhookSubscriptionOperator(DinteroBaseOperator):
 
         if variable_key:
             secret = stored or _store_new_secret(variable_key, account_id)
-        config_body: dict[str, Any] = {"url": url}
-        if secret:
-            config_body["secret"] = {"type": "HMAC-SHA1", "value": secret}
-        created = hook.create_webhook_subscription(
-            account_id, {"config": config_body, "events": events, "active": self.active}
-        )
+
+        def create(signing_secret: str | None) -> WebhookSubscription:
+            config_body: dict[str, Any] = {"url": url}
+            if signing_secret:
+                config_body["secret"] = {"type": "HMAC-SHA1", "value": signing_secret}
+            return hook.create_webhook_subscription(
+                account_id, {"config": config_body, "events": events, "active": self.active}
+            )
+
+        created = create(secret)
+        for _ in range(2):
+            # A concurrent first run (mapped over merchants) may have stored another secret
+            # meanwhile; the receiver checks against the stored one, so sign with that.
+            now_stored = _read_secret(variable_key) if variable_key else None
+            if now_stored is None or now_stored == secret:
+                break
+            self.log.warning(
+                "Variable %s changed while subscription %s was being created (another run stored "
+                "a secret); re-creating the subscription signed with the stored secret",
+                variable_key,
+                created.get("id"),
+            )
+            hook.delete_webhook_subscription(account_id, str(created.get("id")))
+            secret = now_stored
+            created = create(secret)
         kept = self.reconcile_created(
             created,
             relist=lambda: hook.list_webhook_subscriptions(account_id),
@@ -274,9 +293,8 @@ def _store_new_secret(key: str, account_id: str) -> str:
     """
     Generate a signing secret, store it in Variable ``key`` and return what the Variable holds.
 
-    Reading back after writing makes concurrent first runs (mapped over merchants) converge on
-    the last secret written in most interleavings; a subscription signed with an overwritten
-    secret is refused by the receiver (401) and fixed by deleting the Variable and re-running.
+    Reading back after writing, and again after creating the subscription (in ``execute``), makes
+    concurrent first runs (mapped over merchants) converge on the last secret written.
     """
     secret = secrets.token_urlsafe(32)
     mask_secret(secret)

@@ -160,3 +160,34 @@ def test_the_generated_secret_is_never_logged_returned_or_rendered(
     captured = capsys.readouterr()
     for text in (repr(result), rendered_fields(dagrun, "subscribe"), caplog.text, captured.out, captured.err):
         assert secret not in text
+
+
+def test_a_secret_stored_by_a_concurrent_run_meanwhile_is_the_one_signed_with(
+    dintero_emulator: Any, dintero_connection: str, secret_key: str
+) -> None:
+    import threading
+    import time
+
+    from airflow.models.variable import Variable
+
+    merchant = dintero_emulator.merchant_ids[0]
+    dintero_emulator.inject_fault(path_regex=r"/hooks/subscriptions$", method="POST", delay=1.5)
+    other_run_secret = "stored-by-another-run-9d8c7b6a"
+
+    def other_run() -> None:  # stores its own secret while this run's create is in flight
+        deadline = time.monotonic() + 10
+        while _stored(secret_key) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        Variable.set(secret_key, other_run_secret)
+
+    racer = threading.Thread(target=other_run)
+    racer.start()
+    final = _subscribe(merchant, generate_secret=True)
+    racer.join()
+
+    subscriptions = [
+        (r.method, r.path) for r in settle(dintero_emulator).requests if "/hooks/subscriptions" in r.path
+    ]
+    assert subscriptions.count(("POST", f"/v1/accounts/{merchant}/hooks/subscriptions")) == 2
+    pings = [d for d in dintero_emulator.wait_for_deliveries(2) if d.subscription_id == final["id"]]
+    assert [p.headers["event-signature"] for p in pings] == [hmac_sha1(pings[0].body, other_run_secret)]
