@@ -309,15 +309,18 @@ def reported_merchants(payload: Any, merchants: set[str]) -> set[str]:
     """
     found: set[str] = set()
 
+    def has_settlements(node: dict[str, Any]) -> bool:
+        return bool(node.get("settlements", [None]))
+
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             if node.get("status") == "error":
                 return
             aid = node.get("account_id")
-            if isinstance(aid, str) and aid in merchants and node.get("settlements", [None]):
+            if isinstance(aid, str) and aid in merchants and has_settlements(node):
                 found.add(aid)
             for key, value in node.items():
-                if key in merchants and value:
+                if key in merchants and value and (not isinstance(value, dict) or has_settlements(value)):
                     found.add(key)
                 walk(value)
         elif isinstance(node, list):
@@ -553,6 +556,7 @@ class Run:
             "polled": len(first),
             "all_polled": first[-1] if len(first) >= size else None,
             "elapsed": self.marks["end"] - ref,
+            "wall": self.marks["end"] - t_start,
             "added": len(self.added),
             "reported": len(self.reported),
             "all_reported": (max(self.reported.values()) - self.marks["first add"])
@@ -570,6 +574,12 @@ class Run:
             "lag_after_max": max(lag_after) if lag_after else None,
             "lag_after_p99": _percentile(lag_after, 0.99) if lag_after else None,
             "lag_after_samples": sum(lag_after.values()),
+            "cpu_polled": (
+                self.cpu["all polled"]["runner"]["cpu"],
+                self.cpu["all polled"]["supervisor"]["cpu"],
+            )
+            if "all polled" in self.cpu
+            else None,
             "cpu_runner": end.get("runner", {}).get("cpu"),
             "cpu_supervisor": end.get("supervisor", {}).get("cpu"),
             "rss_runner": end.get("runner", {}).get("peak_rss"),
@@ -664,6 +674,16 @@ def table(results: list[dict[str, Any]], budget: float) -> list[tuple[str, list[
         "CPU s runner + supervisor (whole run)",
         "-",
         lambda r: f"{r['cpu_runner']:.1f} + {r['cpu_supervisor']:.1f}",
+    )
+    add(
+        "CPU s runner + supervisor until every merchant was polled once",
+        "-",
+        lambda r: "-" if r["cpu_polled"] is None else f"{r['cpu_polled'][0]:.1f} + {r['cpu_polled'][1]:.1f}",
+    )
+    add(
+        "  CPU share they got (CPU s / wall s from triggerer start; 2 cores = 2.0)",
+        "-",
+        lambda r: f"{(r['cpu_runner'] + r['cpu_supervisor']) / r['wall']:.2f}",
     )
     add(
         "steady CPU ms per settlements list (both processes)",
