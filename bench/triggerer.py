@@ -25,6 +25,9 @@ trigger with ``{--accounts-kwarg: [every merchant]}``. A merchant counts as repo
 event's payload names it (``account_id`` or a key) with a non-empty ``settlements`` list (or
 without one).
 
+Airflow 3.3 only (2.11's triggerer has no supervisor/runner split). Figures are from a shared
+machine: read them with the load-average and CPU-share rows.
+
 Prints a table (ratios, counts, peak memory; no wall-clock assertion) and writes it to
 ``--markdown`` (default ``bench/RESULTS-triggerer.md``). Run: ``bash bench/run.sh --only triggerer``
 or ``.venv-af3/bin/python bench/triggerer.py --sizes 10 100``.
