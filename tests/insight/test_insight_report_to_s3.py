@@ -394,6 +394,7 @@ def test_operator_declares_templates_and_defaults() -> None:
         "report_config_id",
         "since",
         "until",
+        "s3_extra_args",
     }
     assert op.s3_key == DEFAULT_KEY_TEMPLATE
     assert (op.replace, op.aws_conn_id, op.dintero_conn_id) == (False, "aws_default", "dintero_default")
