@@ -399,3 +399,49 @@ def test_operator_declares_templates_and_defaults() -> None:
     assert op.s3_key == DEFAULT_KEY_TEMPLATE
     assert (op.replace, op.aws_conn_id, op.dintero_conn_id) == (False, "aws_default", "dintero_default")
     assert [type(o).__name__ for o in op.outlets] in (["AssetAlias"], ["DatasetAlias"])
+
+
+def test_every_report_carries_the_requested_kms_encryption_and_acl(
+    env: Any, s3_server: str, s3_bucket: str, s3_client: Any
+) -> None:
+    import boto3
+
+    kms = boto3.client(
+        "kms",
+        endpoint_url=s3_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+
+    uris = _operator(
+        s3_bucket=s3_bucket,
+        acl_policy="public-read",
+        s3_extra_args={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id},
+    ).execute(_context())
+
+    assert len(uris) == 4
+    for uri in uris:
+        key = uri.split("/", 3)[3]
+        head = s3_client.head_object(Bucket=s3_bucket, Key=key)
+        assert (head.get("ServerSideEncryption"), head.get("SSEKMSKeyId")) == ("aws:kms", key_id)
+        grants = s3_client.get_object_acl(Bucket=s3_bucket, Key=key)["Grants"]
+        assert any(g["Grantee"].get("URI", "").endswith("/global/AllUsers") for g in grants)
+
+
+def test_encrypt_true_is_sse_s3_on_every_report(env: Any, s3_bucket: str, s3_client: Any) -> None:
+    uris = _operator(s3_bucket=s3_bucket, encrypt=True).execute(_context())
+
+    assert {
+        s3_client.head_object(Bucket=s3_bucket, Key=uri.split("/", 3)[3]).get("ServerSideEncryption")
+        for uri in uris
+    } == {"AES256"}
+
+
+def test_bad_upload_arguments_fail_before_any_download(env: Any, s3_bucket: str) -> None:
+    with pytest.raises(DinteroInputError) as raised:
+        _operator(s3_bucket=s3_bucket, s3_extra_args={"Metadata": {"a": "b"}}).execute(_context())
+
+    assert raised.value.field == "s3_extra_args"
+    assert env.count() == 0

@@ -7,15 +7,18 @@ import json
 import re
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
 from airflow_provider_dintero.hooks.dintero import DinteroInputError, DinteroStreamError
 from airflow_provider_dintero.transfers._s3_stream import (
+    key_part,
     key_template_fields,
     object_exists,
     render_key,
     stream_to_s3,
+    streaming_config,
 )
 from airflow_provider_dintero.transfers.settlements_to_s3 import (
     KEY_FIELDS,
@@ -242,6 +245,14 @@ def test_missing_bucket_fails_before_any_download(emu: Any, aws_connection: str)
         ({"attachments": "pdf"}, "attachments", "normalized"),
         ({"settlement_ids": [""]}, "settlement_ids", "settlement ids"),
         ({"account_id": "T1"}, "account_id", "8 digits"),
+        ({"encrypt": "yes"}, "encrypt", "True or False"),
+        ({"acl_policy": "everyone"}, "acl_policy", "bucket-owner-full-control"),
+        ({"s3_extra_args": "AES256"}, "s3_extra_args", "a dict"),
+        ({"s3_extra_args": {"Bogus": 1}}, "s3_extra_args", "not Bogus"),
+        ({"s3_extra_args": {"ContentType": "text/plain"}}, "s3_extra_args", "not ContentType"),
+        ({"s3_extra_args": {"SSECustomerKey": "k" * 32}}, "s3_extra_args", "not SSECustomerKey"),
+        ({"s3_extra_args": {"SSEKMSKeyId": "k1"}}, "s3_extra_args", "aws:kms"),
+        ({"encrypt": True, "s3_extra_args": {"ServerSideEncryption": "aws:kms"}}, "encrypt", "SSE-S3"),
     ],
 )
 def test_bad_input_fails_before_any_request(
@@ -394,3 +405,198 @@ def test_stream_to_s3_size_mismatch_deletes_the_object(
 def test_render_key_refuses_absolute_keys() -> None:
     with pytest.raises(DinteroInputError, match="relative key"):
         render_key("{account_id}/x", {"account_id": "/etc"})
+
+
+# ---------------------------------------------------------------------------- keys
+
+
+_TRICKY_VALUES = [
+    "a/b",
+    "a_b",
+    "a%2Fb",
+    "a%252Fb",
+    "a b",
+    "a%20b",
+    ".",
+    "..",
+    "%2E",
+    "...",
+    "manifest",
+    "%6Danifest",
+    "x\ny",
+    "x\x00y",
+    "x%0Ay",
+    "æøå",
+    "%C3%A6",
+    "日本",
+    "a\\b",
+    "",
+]
+
+
+def test_key_part_is_injective_and_never_a_path_level() -> None:
+    parts = [key_part(v, reserved=("manifest",)) for v in _TRICKY_VALUES]
+
+    assert len(set(parts)) == len(parts)
+    for value, part in zip(_TRICKY_VALUES, parts, strict=True):
+        assert "/" not in part and part not in (".", "..", "manifest")
+        assert not any(ord(ch) < 32 or ord(ch) == 127 for ch in part)
+        assert unquote(part) == value  # readable: percent-decoding gives the value back
+
+
+def test_key_part_keeps_plain_and_non_ascii_ids_as_they_are() -> None:
+    for value in ("S-123_abc.1", "kvittering-æøå", "日本"):
+        assert key_part(value) == value
+
+
+# ---------------------------------------------------------------------------- S3 through S3Hook
+
+
+@pytest.fixture
+def kms_key_id(s3_server: str) -> str:
+    """A KMS key created in moto's KMS (the same server as S3)."""
+    import boto3
+
+    kms = boto3.client(
+        "kms",
+        endpoint_url=s3_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    return str(kms.create_key(Description="dintero copies")["KeyMetadata"]["KeyId"])
+
+
+_KMS = "<kms key id>"
+_ACL_GROUPS = {
+    "public-read": "http://acs.amazonaws.com/groups/global/AllUsers",
+    "authenticated-read": "http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
+}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "sse", "acl"),
+    [
+        pytest.param(
+            {"encrypt": True, "acl_policy": "authenticated-read"}, "AES256", "authenticated-read", id="sse-s3"
+        ),
+        pytest.param(
+            {
+                "s3_extra_args": {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": _KMS},
+                "acl_policy": "public-read",
+            },
+            "aws:kms",
+            "public-read",
+            id="sse-kms",
+        ),
+        pytest.param(
+            {"s3_extra_args": {"ServerSideEncryption": "AES256", "ACL": "public-read"}},
+            "AES256",
+            "public-read",
+            id="extra-args-only",
+        ),
+    ],
+)
+def test_every_object_manifest_included_carries_the_requested_encryption_and_acl(
+    emu: Any, s3_bucket: str, s3_client: Any, kms_key_id: str, kwargs: dict[str, Any], sse: str, acl: str
+) -> None:
+    mid = emu.merchant_ids[0]
+    settlement = _settlement(emu, mid, "vipps")
+    if "s3_extra_args" in kwargs:
+        kwargs = {
+            **kwargs,
+            "s3_extra_args": {k: kms_key_id if v == _KMS else v for k, v in kwargs["s3_extra_args"].items()},
+        }
+
+    result = _operator(
+        account_id=mid, s3_bucket=s3_bucket, settlement_ids=[settlement["id"]], **kwargs
+    ).execute({})
+
+    keys = _keys(s3_client, s3_bucket)
+    assert len(keys) == len(settlement["attachments"]) + 1 == len(result["written"])
+    for key in keys:
+        head = s3_client.head_object(Bucket=s3_bucket, Key=key)
+        assert head.get("ServerSideEncryption") == sse, key
+        if sse == "aws:kms":
+            assert head.get("SSEKMSKeyId", "").endswith(kms_key_id), key
+        grants = s3_client.get_object_acl(Bucket=s3_bucket, Key=key)["Grants"]
+        assert any(g["Grantee"].get("URI") == _ACL_GROUPS[acl] for g in grants), key
+
+
+def test_multipart_copies_follow_the_aws_connections_transfer_config_and_stay_encrypted(
+    emu: Any, s3_server: str, s3_bucket: str, s3_client: Any, kms_key_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    part = 5 * MIB
+    conn = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {
+            "endpoint_url": s3_server,
+            "region_name": "us-east-1",
+            "service_config": {
+                "s3": {"transfer_config_args": {"multipart_chunksize": part, "multipart_threshold": part}}
+            },
+        },
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
+    mid = emu.merchant_ids[0]
+    added = emu.add_settlement(mid, provider="payex", attachment_sizes={"pdf": 11 * MIB})
+    (pdf,) = added["attachments"]
+
+    _operator(
+        account_id=mid,
+        s3_bucket=s3_bucket,
+        settlement_ids=[added["id"]],
+        s3_extra_args={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id},
+    ).execute({})
+
+    key = f"{_prefix(mid, added)}{pdf['id']}.pdf"
+    head = s3_client.head_object(Bucket=s3_bucket, Key=key)
+    assert head["ETag"].strip('"').endswith("-3")  # 5 MiB parts from the connection, not 8 MiB
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", kms_key_id)
+    assert _sha256(s3_client, s3_bucket, key) == emu.attachment_sha256(mid, added["id"], pdf["id"])
+    assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+def test_streaming_config_starts_from_the_hooks_config_and_bounds_memory(aws_connection: str) -> None:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    default = streaming_config(S3Hook(aws_conn_id=aws_connection))
+    tuned = streaming_config(
+        S3Hook(
+            aws_conn_id=aws_connection,
+            transfer_config_args={"max_concurrency": 4, "multipart_chunksize": 16 * MIB},
+        )
+    )
+
+    assert (default.multipart_chunksize, default.max_concurrency, default.max_in_memory_upload_chunks) == (
+        8 * MIB,
+        2,
+        3,
+    )
+    assert (tuned.multipart_chunksize, tuned.max_concurrency, tuned.max_in_memory_upload_chunks) == (
+        16 * MIB,
+        4,
+        5,
+    )
+    with pytest.raises(DinteroInputError, match="multipart_chunksize"):
+        streaming_config(
+            S3Hook(aws_conn_id=aws_connection, transfer_config_args={"multipart_chunksize": MIB})
+        )
+
+
+def test_the_hooks_own_extra_args_apply_to_every_object(
+    emu: Any, s3_bucket: str, s3_client: Any, aws_connection: str
+) -> None:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    mid = emu.merchant_ids[0]
+    settlement = _settlement(emu, mid, "vipps")
+    op = _operator(account_id=mid, s3_bucket=s3_bucket, settlement_ids=[settlement["id"]])
+    op.__dict__["s3_hook"] = S3Hook(aws_conn_id=aws_connection, extra_args={"StorageClass": "STANDARD_IA"})
+
+    op.execute({})
+
+    for key in _keys(s3_client, s3_bucket):
+        assert s3_client.head_object(Bucket=s3_bucket, Key=key).get("StorageClass") == "STANDARD_IA", key
