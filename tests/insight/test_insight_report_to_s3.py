@@ -445,3 +445,26 @@ def test_bad_upload_arguments_fail_before_any_download(env: Any, s3_bucket: str)
 
     assert raised.value.field == "s3_extra_args"
     assert env.count() == 0
+
+
+def test_openlineage_names_the_reports_read_and_every_object_written(
+    env: Any, s3_bucket: str, s3_client: Any
+) -> None:
+    import hashlib
+
+    op = _operator(s3_bucket=s3_bucket)
+    uris = op.execute(_context())
+
+    lineage = op.get_openlineage_facets_on_complete(None)
+
+    host = env.base_url.split("://", 1)[1]
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [
+        (f"dintero://{host}", f"accounts/{MERCHANT}/reports")
+    ]
+    assert sorted(f"{d.namespace}/{d.name}" for d in lineage.outputs) == sorted(uris)
+    for dataset in lineage.outputs:
+        assert dataset.namespace == f"s3://{s3_bucket}"
+        body = s3_client.get_object(Bucket=s3_bucket, Key=dataset.name)["Body"].read()
+        facet = dataset.facets["dinteroObject"]
+        assert (facet.size, facet.sha256) == (len(body), hashlib.sha256(body).hexdigest())
+        assert facet.contentType in ("application/pdf", "text/csv")

@@ -600,3 +600,91 @@ def test_the_hooks_own_extra_args_apply_to_every_object(
 
     for key in _keys(s3_client, s3_bucket):
         assert s3_client.head_object(Bucket=s3_bucket, Key=key).get("StorageClass") == "STANDARD_IA", key
+
+
+# ---------------------------------------------------------------------------- OpenLineage
+
+
+def test_openlineage_names_the_settlements_read_and_every_object_written(
+    emu: Any, s3_bucket: str, s3_client: Any
+) -> None:
+    from openlineage.client.serde import Serde
+
+    mid = emu.merchant_ids[0]
+    settlement = _settlement(emu, mid, "vipps")
+    op = _operator(account_id=mid, s3_bucket=s3_bucket, settlement_ids=[settlement["id"]])
+    result = op.execute({})
+
+    lineage = op.get_openlineage_facets_on_complete(None)
+
+    host = emu.base_url.split("://", 1)[1]
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [
+        (f"dintero://{host}", f"accounts/{mid}/settlements")
+    ]
+    assert [f"{d.namespace}/{d.name}" for d in lineage.outputs] == result["written"]
+    for dataset in lineage.outputs:
+        body = s3_client.get_object(Bucket=s3_bucket, Key=dataset.name)["Body"].read()
+        facet = dataset.facets["dinteroObject"]
+        assert (facet.size, facet.sha256) == (len(body), hashlib.sha256(body).hexdigest())
+        assert dataset.facets["version"].datasetVersion == f"sha256:{facet.sha256}"
+        assert dataset.outputFacets["outputStatistics"].size == len(body)
+        as_json = Serde.to_dict(dataset)
+        assert as_json["facets"]["dinteroObject"]["sha256"] == facet.sha256
+        assert as_json["facets"]["dinteroObject"]["_schemaURL"].startswith("https://openlineage.io/spec/")
+
+
+def test_openlineage_of_a_rerun_that_wrote_nothing_has_no_outputs(emu: Any, s3_bucket: str) -> None:
+    mid = emu.merchant_ids[0]
+    settlement = _settlement(emu, mid, "vipps")
+    _operator(account_id=mid, s3_bucket=s3_bucket, settlement_ids=[settlement["id"]]).execute({})
+    again = _operator(account_id=mid, s3_bucket=s3_bucket, settlement_ids=[settlement["id"]])
+    again.execute({})
+
+    lineage = again.get_openlineage_facets_on_complete(None)
+
+    assert [d.name for d in lineage.inputs] == [f"accounts/{mid}/settlements"]
+    assert lineage.outputs == []
+
+
+_WITHOUT_OPENLINEAGE = """
+    import sys
+    from importlib.abc import MetaPathFinder
+
+    class Refuse(MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            # the OpenLineage client and what the transfers would use of the providers (Airflow's
+            # provider registry still reads the installed provider's metadata)
+            blocked = (
+                "openlineage.",
+                "airflow.providers.openlineage.extractors",
+                "airflow.providers.common.compat.openlineage",
+            )
+            if name == "openlineage" or name.startswith(blocked):
+                raise ModuleNotFoundError(name)
+            return None
+
+    sys.meta_path.insert(0, Refuse())
+    from airflow_provider_dintero.transfers.insight_report_to_s3 import InsightReportToS3Operator
+    from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
+
+    SettlementsToS3Operator(task_id="a", account_id="T11200001", s3_bucket="b")
+    InsightReportToS3Operator(task_id="b", account_id="T11200001", s3_bucket="b")
+    print("imported without openlineage")
+"""
+
+
+def test_the_transfers_import_without_the_openlineage_provider() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", textwrap.dedent(_WITHOUT_OPENLINEAGE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "imported without openlineage" in done.stdout
