@@ -123,7 +123,13 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
     """
     Stream the attachments of an account's settlements into S3, then a manifest per settlement.
 
-    **Which settlements.** ``settlement_ids`` when given (e.g. the sensor's
+    **Which settlements.** With ``use_triggering_events=True`` in a run scheduled on assets,
+    exactly the settlements named by the run's triggering asset events (``triggering_asset_events``;
+    ``triggering_dataset_events`` on Airflow 2.11) whose extra is
+    ``{"account_id", "settlement_ids", "providers"}`` and whose ``account_id`` is this task's:
+    events of other accounts are refused (never copied, logged); the settlements are re-read
+    from the API by id, so an event cannot inject data. A run without such events (a manual
+    run) selects as below. Otherwise ``settlement_ids`` when given (e.g. the sensor's
     ``settlement_ids`` XCom; an empty list copies nothing); otherwise those recorded
     (``created_at``, the ``item_created_at`` filter) on or after ``since``; and by default those
     recorded within the run's data interval ``[start, end]`` (when it is empty or missing, the
@@ -180,6 +186,8 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
     :param payment_providers: only these payout providers (API or product names). Templated.
     :param attachments: ``"all"``, ``"source"`` (the provider's files) or ``"normalized"``
         (Dintero's). Templated.
+    :param use_triggering_events: copy the settlements named by the run's triggering asset events
+        (see above); not together with ``settlement_ids``.
     :param replace: overwrite objects that already exist.
     :param aws_conn_id: the AWS connection for S3.
     :param encrypt: server-side encryption with S3-managed keys (SSE-S3, ``AES256``) for every
@@ -212,6 +220,7 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         since: str | datetime | None = None,
         payment_providers: Sequence[str] | str | None = None,
         attachments: str = AttachmentKind.ALL.value,
+        use_triggering_events: bool = False,
         replace: bool = False,
         aws_conn_id: str | None = "aws_default",
         encrypt: bool = False,
@@ -231,6 +240,7 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         self.since = since
         self.payment_providers = payment_providers
         self.attachments = attachments
+        self.use_triggering_events = use_triggering_events
         self.replace = replace
         self.aws_conn_id = aws_conn_id
         self.encrypt = encrypt
@@ -258,6 +268,50 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
             raise DinteroInputError("settlement_ids", "a list of settlement ids", self.settlement_ids)
         return list(dict.fromkeys(value))
 
+    def _ids_from_events(self, context: Context, account_id: str) -> list[str] | None:
+        """
+        The settlement ids named by the run's triggering asset events for ``account_id``.
+
+        ``None`` when no triggering event carries ``settlement_ids`` (a manual run).
+        """
+        by_asset: Any = context.get("triggering_asset_events")
+        if by_asset is None:
+            by_asset = context.get("triggering_dataset_events")  # Airflow 2.11
+        named: list[str] = []
+        found = False
+        by_asset = by_asset or {}
+        for asset in list(by_asset):  # keys first: Airflow 3's accessor resolves keys lazily
+            for event in by_asset[asset] or []:
+                extra = getattr(event, "extra", None)
+                if not isinstance(extra, Mapping) or "settlement_ids" not in extra:
+                    continue
+                found = True
+                ids = extra.get("settlement_ids")
+                if not isinstance(ids, list) or not all(isinstance(i, str) and i.strip() for i in ids):
+                    raise DinteroInputError(
+                        "triggering_asset_events",
+                        "events whose extra has settlement_ids as a list of ids",
+                        ids,
+                    )
+                owner = extra.get("account_id")
+                if owner != account_id:
+                    self.log.warning(
+                        "Refusing an asset event for account %s: this task copies account %s "
+                        "(%s settlement id(s) not copied)",
+                        str(owner)[:40],
+                        account_id,
+                        len(ids),
+                    )
+                    continue
+                named.extend(ids)
+        if not found:
+            self.log.info("No triggering asset event names settlements; selecting them as without events")
+            return None
+        self.log.info(
+            "Triggering asset events name %s settlement(s) of account %s", len(set(named)), account_id
+        )
+        return list(dict.fromkeys(named))
+
     def _window(self, context: Context) -> tuple[str, str | None]:
         if self.since not in (None, ""):
             return format_timestamp(self.since, "since"), None
@@ -278,6 +332,14 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         providers = parse_payment_providers(self.payment_providers)
         key_template_fields(self.s3_key, KEY_FIELDS, required=("settlement_id", "attachment_id"))
         ids = self._settlement_ids()
+        if not isinstance(self.use_triggering_events, bool):
+            raise DinteroInputError("use_triggering_events", "True or False", self.use_triggering_events)
+        if self.use_triggering_events:
+            if ids is not None:
+                raise DinteroInputError(
+                    "settlement_ids", "None when use_triggering_events=True (the events name the settlements)"
+                )
+            ids = self._ids_from_events(context, account_id)
         window = self._window(context) if ids is None else None
         extra_args = self._upload_args()
         ensure_bucket(self.s3_hook, self.s3_bucket)

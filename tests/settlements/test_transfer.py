@@ -25,6 +25,7 @@ from airflow_provider_dintero.transfers.settlements_to_s3 import (
     SettlementsToS3Operator,
     settlements_asset,
 )
+from tests.conftest import AIRFLOW_V3
 
 from .conftest import ATTACHMENT_PATH, LIST_PATH, settled_count
 
@@ -688,3 +689,92 @@ def test_the_transfers_import_without_the_openlineage_provider() -> None:
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert "imported without openlineage" in done.stdout
+
+
+# ---------------------------------------------------------------------------- asset events
+
+
+_WATCHED = settlements_asset("finance")  # an asset as the DB holds it (normalized URI)
+
+
+def _triggering_events(extras: list[dict[str, Any]]) -> dict[str, Any]:
+    """The context entry a run scheduled on an asset gets, built from Airflow's own classes."""
+    if AIRFLOW_V3:
+        from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
+        from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+
+        events = [
+            AssetEventDagRunReferenceResult(
+                asset={"name": _WATCHED.name, "uri": _WATCHED.uri, "extra": {}},
+                extra=extra,
+                source_task_id=None,
+                source_dag_id=None,
+                source_run_id=None,
+                source_map_index=None,
+                source_aliases=[],
+                timestamp=datetime(2026, 11, 28, tzinfo=timezone.utc),
+            )
+            for extra in extras
+        ]
+        return {"triggering_asset_events": TriggeringAssetEventsAccessor.build(events)}
+    from airflow.models.dataset import DatasetEvent
+
+    return {"triggering_dataset_events": {_WATCHED.uri: [DatasetEvent(extra=e) for e in extras]}}
+
+
+def test_copies_exactly_the_settlements_its_triggering_events_name_for_its_account(
+    emu: Any, s3_bucket: str, s3_client: Any
+) -> None:
+    mid, other = emu.merchant_ids[0], emu.merchant_ids[1]
+    vipps, klarna = _settlement(emu, mid, "vipps"), _settlement(emu, mid, "klarna")
+    theirs = _settlement(emu, other, "payex")
+    context = _triggering_events(
+        [
+            {"account_id": mid, "settlement_ids": [vipps["id"]], "providers": ["vipps"]},
+            {"account_id": other, "settlement_ids": [theirs["id"]], "providers": ["payex"]},
+            {
+                "account_id": mid,
+                "settlement_ids": [klarna["id"], vipps["id"]],
+                "providers": ["klarna", "vipps"],
+            },
+        ]
+    )
+
+    result = _operator(account_id=mid, s3_bucket=s3_bucket, use_triggering_events=True).execute(context)  # type: ignore[arg-type]
+
+    assert result["settlement_ids"] == [vipps["id"], klarna["id"]]
+    keys = _keys(s3_client, s3_bucket)
+    assert {k.split("/")[5] for k in keys} == {vipps["id"], klarna["id"]}
+    assert all(f"/account={mid}/" in f"/{k}" for k in keys)
+    assert not any(f"/accounts/{other}/" in r.path for r in emu.requests)
+
+
+def test_a_run_without_triggering_events_selects_as_usual(emu: Any, s3_bucket: str) -> None:
+    mid = emu.merchant_ids[0]
+
+    result = _operator(
+        account_id=mid, s3_bucket=s3_bucket, use_triggering_events=True, since="2026-11-01"
+    ).execute(_triggering_events([{"account_id": mid, "written": 3}]))  # type: ignore[arg-type]
+
+    assert result["settlement_ids"] == [_settlement(emu, mid, "klarna")["id"]]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "extras", "field"),
+    [
+        ({"settlement_ids": ["S1"]}, [], "settlement_ids"),
+        ({"use_triggering_events": "yes"}, [], "use_triggering_events"),
+        ({}, [{"account_id": "T11200001", "settlement_ids": "S1"}], "triggering_asset_events"),
+    ],
+)
+def test_bad_triggering_event_input_fails_before_any_request(
+    emu: Any, s3_bucket: str, kwargs: dict[str, Any], extras: list[dict[str, Any]], field: str
+) -> None:
+    params = {"use_triggering_events": True, **kwargs}
+    with pytest.raises(DinteroInputError) as err:
+        _operator(account_id=emu.merchant_ids[0], s3_bucket=s3_bucket, **params).execute(
+            _triggering_events(extras)
+        )  # type: ignore[arg-type]
+
+    assert err.value.field == field
+    assert emu.requests == []
