@@ -402,30 +402,19 @@ def test_operator_declares_templates_and_defaults() -> None:
 
 
 def test_every_report_carries_the_requested_kms_encryption_and_acl(
-    env: Any, s3_server: str, s3_bucket: str, s3_client: Any
+    env: Any, s3_bucket: str, s3_client: Any, kms_key_id: str
 ) -> None:
-    import boto3
-
-    kms = boto3.client(
-        "kms",
-        endpoint_url=s3_server,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
-
     uris = _operator(
         s3_bucket=s3_bucket,
         acl_policy="public-read",
-        s3_extra_args={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id},
+        s3_extra_args={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id},
     ).execute(_context())
 
     assert len(uris) == 4
     for uri in uris:
         key = uri.split("/", 3)[3]
         head = s3_client.head_object(Bucket=s3_bucket, Key=key)
-        assert (head.get("ServerSideEncryption"), head.get("SSEKMSKeyId")) == ("aws:kms", key_id)
+        assert (head.get("ServerSideEncryption"), head.get("SSEKMSKeyId")) == ("aws:kms", kms_key_id)
         grants = s3_client.get_object_acl(Bucket=s3_bucket, Key=key)["Grants"]
         assert any(g["Grantee"].get("URI", "").endswith("/global/AllUsers") for g in grants)
 

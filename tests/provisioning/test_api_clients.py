@@ -383,16 +383,26 @@ def test_default_secret_names_identify_the_client_so_two_clients_keep_their_secr
         assert _token_status(dintero_emulator, merchant, login, stored["password"]) == 403  # its own, valid
 
 
+@pytest.mark.parametrize("second_exists", [False, True], ids=["create", "rotate"])
 def test_a_secrets_manager_secret_of_another_client_is_never_overwritten(
-    dintero_emulator: Any, dintero_connection: str, aws_connection: str, secretsmanager: Any, secret_name: str
+    dintero_emulator: Any,
+    dintero_connection: str,
+    aws_connection: str,
+    secretsmanager: Any,
+    secret_name: str,
+    second_exists: bool,
 ) -> None:
     merchant = dintero_emulator.merchant_ids[0]
     _sm_operator(merchant, secret_name, name="first", client_id="airflow-first").execute({})
     before = _sm_secret(secretsmanager, secret_name)
+    if second_exists:  # its secret is not stored anywhere: the rotation must not land on the first's
+        DinteroPartnerHook().create_api_client(merchant, name="second", client_id="airflow-second")
     clear_log(dintero_emulator)
 
     with pytest.raises(AirflowException, match=r"API client airflow-first.*Nothing was created") as info:
-        _sm_operator(merchant, secret_name, name="second", client_id="airflow-second").execute({})
+        _sm_operator(
+            merchant, secret_name, name="second", client_id="airflow-second", rotate_if_secret_missing=True
+        ).execute({})
 
     assert before["password"] not in str(info.value)
     assert writes(dintero_emulator) == []
@@ -411,24 +421,6 @@ def test_a_secret_that_is_not_a_dintero_connection_is_never_overwritten(
     assert writes(dintero_emulator) == []
     value = secretsmanager.get_secret_value(SecretId=secret_name)["SecretString"]
     assert value == "postgres://someone:else@db/prod"
-
-
-def test_rotation_never_overwrites_another_clients_secret(
-    dintero_emulator: Any, dintero_connection: str, aws_connection: str, secretsmanager: Any, secret_name: str
-) -> None:
-    merchant = dintero_emulator.merchant_ids[0]
-    _sm_operator(merchant, secret_name, name="first", client_id="airflow-first").execute({})
-    before = _sm_secret(secretsmanager, secret_name)
-    DinteroPartnerHook().create_api_client(merchant, name="second", client_id="airflow-second")
-    clear_log(dintero_emulator)
-
-    with pytest.raises(AirflowException, match=r"Nothing was created or rotated"):
-        _sm_operator(
-            merchant, secret_name, name="second", client_id="airflow-second", rotate_if_secret_missing=True
-        ).execute({})
-
-    assert writes(dintero_emulator) == []
-    assert _sm_secret(secretsmanager, secret_name) == before
 
 
 def test_a_variable_holding_another_clients_secret_is_never_overwritten(

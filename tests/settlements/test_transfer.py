@@ -453,21 +453,6 @@ def test_key_part_keeps_plain_and_non_ascii_ids_as_they_are() -> None:
 # ---------------------------------------------------------------------------- S3 through S3Hook
 
 
-@pytest.fixture
-def kms_key_id(s3_server: str) -> str:
-    """A KMS key created in moto's KMS (the same server as S3)."""
-    import boto3
-
-    kms = boto3.client(
-        "kms",
-        endpoint_url=s3_server,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    return str(kms.create_key(Description="dintero copies")["KeyMetadata"]["KeyId"])
-
-
 _KMS = "<kms key id>"
 _ACL_GROUPS = {
     "public-read": "http://acs.amazonaws.com/groups/global/AllUsers",
