@@ -36,7 +36,8 @@ extra_args=None, chunk_size=None, max_concurrency=None) -> int``
     on a mismatch the object is deleted and :class:`S3CopyError` is raised.
 
 ``abort_open_uploads(s3_hook, bucket, key) -> int``
-    Abort every open multipart upload of exactly ``key``; return how many.
+    Abort every open multipart upload of exactly ``key``; return how many. Best effort: when
+    the connection may not list or abort multipart uploads (403), it logs a warning and returns.
 
 ``object_exists(s3_hook, bucket, key) -> bool``
     ``HEAD`` the object (``S3Hook.check_for_key``): ``True`` if it exists, ``False`` on 404.
@@ -360,19 +361,33 @@ def abort_open_uploads(s3_hook: S3Hook, bucket: str, key: str) -> int:
     :param bucket: the bucket name.
     :param key: the object key.
     """
+    from botocore.exceptions import ClientError
+
     client = s3_hook.get_conn()
     aborted = 0
-    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key):
-        for upload in page.get("Uploads") or []:
-            if upload.get("Key") != key:
-                continue
-            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
-            aborted += 1
-            log.warning(
-                "Aborted an unfinished multipart upload of %s (started %s) left by an earlier copy",
-                s3_uri(bucket, key),
-                upload.get("Initiated"),
-            )
+    try:
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key):
+            for upload in page.get("Uploads") or []:
+                if upload.get("Key") != key:
+                    continue
+                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+                aborted += 1
+                log.warning(
+                    "Aborted an unfinished multipart upload of %s (started %s) left by an earlier copy",
+                    s3_uri(bucket, key),
+                    upload.get("Initiated"),
+                )
+    except ClientError as exc:
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 403:
+            raise
+        # Cleaning up is best effort: a bucket policy without s3:ListBucketMultipartUploads or
+        # s3:AbortMultipartUpload must not stop the copy itself.
+        log.warning(
+            "Could not look for unfinished multipart uploads of %s (access denied: the AWS connection "
+            "lacks s3:ListBucketMultipartUploads or s3:AbortMultipartUpload); parts left by a killed "
+            "copy stay until a lifecycle rule (AbortIncompleteMultipartUpload) removes them",
+            s3_uri(bucket, key),
+        )
     return aborted
 
 

@@ -763,3 +763,25 @@ def test_bad_triggering_event_input_fails_before_any_request(
 
     assert err.value.field == field
     assert emu.requests == []
+
+
+def test_a_connection_that_may_not_list_multipart_uploads_still_copies(
+    s3_bucket: str, s3_client: Any, aws_connection: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.exceptions import ClientError
+
+    def deny(**_: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "AccessDenied", "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
+            "ListMultipartUploads",
+        )
+
+    hook = S3Hook(aws_conn_id=aws_connection)
+    hook.get_conn().meta.events.register("before-call.s3.ListMultipartUploads", deny)
+    source = _Source(1000)
+
+    size = stream_to_s3(hook, source, s3_bucket, "small.bin", content_type="text/plain", expected_size=1000)
+
+    assert size == 1000 and _sha256(s3_client, s3_bucket, "small.bin") == source.digest.hexdigest()
+    assert "s3:ListBucketMultipartUploads" in caplog.text
