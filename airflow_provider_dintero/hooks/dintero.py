@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
-from airflow.providers.common.compat.sdk import AirflowException, BaseHook
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseHook
 from requests.auth import HTTPBasicAuth
 
 from airflow_provider_dintero import __version__
@@ -265,9 +265,12 @@ class WebhookSubscription(TypedDict, total=False):
 # --------------------------------------------------------------------------------------------
 
 
-class DinteroInputError(AirflowException, ValueError):
+class DinteroInputError(AirflowFailException, ValueError):
     """
     A parameter or connection field is not what Dintero accepts; raised before any request.
+
+    A configuration error: the task fails at once, without using its retries (it is an
+    ``AirflowFailException``, hence still an ``AirflowException``).
 
     :param field: the parameter or connection field at fault.
     :param expected: what was expected, in words.
