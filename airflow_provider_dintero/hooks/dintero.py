@@ -722,7 +722,7 @@ class DinteroPartnerHook(BaseHook):
                 validators=[Optional(), NumberRange(min=0, max=20)],
                 default=DEFAULT_MAX_RETRIES,
             ),
-            "token_cache": StringField(
+            "cache_mode": StringField(
                 lazy_gettext("Token cache (memory or variable)"),
                 widget=BS3TextFieldWidget(),
                 validators=[Optional(), AnyOf(["memory", "variable"])],
@@ -838,9 +838,10 @@ class DinteroPartnerHook(BaseHook):
     @cached_property
     def token_cache_mode(self) -> Literal["memory", "variable"]:
         """``memory`` (per process) or ``variable`` (shared through an Airflow Variable)."""
-        mode = str(self._extra.get("token_cache") or "memory").lower()
+        key = "cache_mode" if self._extra.get("cache_mode") else "token_cache"  # token_cache: the old name
+        mode = str(self._extra.get(key) or "memory").lower()
         if mode not in ("memory", "variable"):
-            raise DinteroInputError("extra.token_cache", "'memory' or 'variable'", mode)
+            raise DinteroInputError(f"extra.{key}", "'memory' or 'variable'", mode)
         return "variable" if mode == "variable" else "memory"
 
     @cached_property
