@@ -66,9 +66,10 @@ def _install_chromium() -> None:
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's Chromium, installed with apt-get when missing and we are root (never downloaded)."""
-    pytest.importorskip(
-        "playwright.sync_api", reason="Python playwright is not installed (see requirements/)"
-    )
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("Python playwright is not installed (it is in the dev locks in requirements/)")
     if (
         not Path(CHROMIUM).exists()
         and hasattr(os, "geteuid")
