@@ -95,7 +95,7 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Retries on 429/5xx/connection errors",
                         "schema": {"type": ["integer", "null"], "default": 5, "minimum": 0},
                     },
-                    "token_cache": {
+                    "cache_mode": {
                         "label": "Token cache",
                         "schema": {
                             "type": ["string", "null"],

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
-from airflow.providers.common.compat.sdk import AirflowException, BaseHook
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseHook
 from requests.auth import HTTPBasicAuth
 
 from airflow_provider_dintero import __version__
@@ -265,9 +265,12 @@ class WebhookSubscription(TypedDict, total=False):
 # --------------------------------------------------------------------------------------------
 
 
-class DinteroInputError(AirflowException, ValueError):
+class DinteroInputError(AirflowFailException, ValueError):
     """
     A parameter or connection field is not what Dintero accepts; raised before any request.
+
+    A configuration error: the task fails at once, without using its retries (it is an
+    ``AirflowFailException``, hence still an ``AirflowException``).
 
     :param field: the parameter or connection field at fault.
     :param expected: what was expected, in words.
@@ -719,7 +722,7 @@ class DinteroPartnerHook(BaseHook):
                 validators=[Optional(), NumberRange(min=0, max=20)],
                 default=DEFAULT_MAX_RETRIES,
             ),
-            "token_cache": StringField(
+            "cache_mode": StringField(
                 lazy_gettext("Token cache (memory or variable)"),
                 widget=BS3TextFieldWidget(),
                 validators=[Optional(), AnyOf(["memory", "variable"])],
@@ -835,9 +838,10 @@ class DinteroPartnerHook(BaseHook):
     @cached_property
     def token_cache_mode(self) -> Literal["memory", "variable"]:
         """``memory`` (per process) or ``variable`` (shared through an Airflow Variable)."""
-        mode = str(self._extra.get("token_cache") or "memory").lower()
+        key = "cache_mode" if self._extra.get("cache_mode") else "token_cache"  # token_cache: the old name
+        mode = str(self._extra.get(key) or "memory").lower()
         if mode not in ("memory", "variable"):
-            raise DinteroInputError("extra.token_cache", "'memory' or 'variable'", mode)
+            raise DinteroInputError(f"extra.{key}", "'memory' or 'variable'", mode)
         return "variable" if mode == "variable" else "memory"
 
     @cached_property

@@ -57,7 +57,7 @@ def test_provider_info_declares_the_connection_form() -> None:
     info = get_provider_info()
     (conn_type,) = info["connection-types"]
     assert conn_type["connection-type"] == "dintero"
-    assert {"account_id", "timeout", "max_retries", "token_cache"} <= set(conn_type["conn-fields"])
+    assert {"account_id", "timeout", "max_retries", "cache_mode"} <= set(conn_type["conn-fields"])
     assert conn_type["ui-field-behaviour"]["relabeling"]["password"] == "Client secret"
 
 
@@ -67,7 +67,7 @@ def test_hook_declares_the_same_form_for_airflow_2() -> None:
     flask_appbuilder = pytest.importorskip("flask_appbuilder")
     assert flask_appbuilder
     widgets = DinteroPartnerHook.get_connection_form_widgets()
-    assert {"account_id", "checkout_base_url", "timeout", "max_retries", "token_cache"} <= set(widgets)
+    assert {"account_id", "checkout_base_url", "timeout", "max_retries", "cache_mode"} <= set(widgets)
 
 
 def test_json_connection_from_environment(dintero_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
