@@ -341,9 +341,10 @@ def check_declared_imports(dist: Any, files: list[Path], problems: Problems) -> 
     return checked
 
 
-def check_modules_import(files: list[Path], problems: Problems) -> int:
+def check_modules_import(dist: Any, files: list[Path], problems: Problems) -> int:
     """Every module of the package imports, and pkgutil finds every ``.py`` file of the wheel.
 
+    :param dist: the installed distribution.
     :param files: the package's Python files.
     :param problems: where problems go.
     """
@@ -367,12 +368,12 @@ def check_modules_import(files: list[Path], problems: Problems) -> int:
         except Exception as exc:
             last = traceback.format_exception_only(type(exc), exc)[-1].strip()
             problems.add(f"import {name} failed: {last}")
-    module_files = {str(Path(sys.modules[n].__file__ or "").resolve()) for n in found if n in sys.modules}
+    root = Path(str(dist.locate_file("")))
     for path in files:
-        if str(path.resolve()) not in module_files:
-            problems.add(
-                f"{path.name} ({path}) is in the wheel but no package imports it (missing __init__.py?)"
-            )
+        parts = path.relative_to(root).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if module not in found:
+            problems.add(f"{module} is in the wheel but pkgutil does not find it (a missing __init__.py?)")
     return len(found)
 
 
@@ -414,6 +415,26 @@ def check_registration(version: str, env: dict[str, str], problems: Problems) ->
     :param env: the Airflow environment.
     :param problems: where problems go.
     """
+    import importlib
+
+    from airflow_provider_dintero.get_provider_info import get_provider_info
+
+    info = get_provider_info()
+    if info.get("package-name") != DISTRIBUTION or info.get("versions", [None])[0] != version:
+        problems.add(f"get_provider_info() says {info.get('package-name')} {info.get('versions')}")
+    named = {
+        m
+        for kind in ("hooks", "operators", "sensors", "triggers")
+        for i in info.get(kind, [])
+        for m in i["python-modules"]
+    }
+    named |= {t["python-module"] for t in info.get("transfers", [])}
+    named |= {c["hook-class-name"].rsplit(".", 1)[0] for c in info.get("connection-types", [])}
+    for module in sorted(named):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            problems.add(f"get_provider_info() names {module}, which does not import: {exc}")
     rows = airflow_json(["providers", "list"], env, problems)
     ours = [r for r in rows if r.get("package_name") == DISTRIBUTION]
     if not ours:
@@ -565,7 +586,7 @@ def check_installed(example_dags: Path, lower_bounds: bool) -> int:
         if lower_bounds:
             check_lower_bounds(dist, problems)
         imported = check_declared_imports(dist, files, problems)
-        modules = check_modules_import(files, problems)
+        modules = check_modules_import(dist, files, problems)
         check_registration(dist.version, env, problems)
         check_emulator(env, problems)
         dags = check_example_dags(example_dags.resolve(), problems)
