@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import traceback
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -350,7 +351,6 @@ def check_modules_import(dist: Any, files: list[Path], problems: Problems) -> in
     """
     import importlib
     import pkgutil
-    import traceback
 
     import airflow_provider_dintero
 
@@ -389,7 +389,8 @@ def airflow_json(args: list[str], env: dict[str, str], problems: Problems) -> li
         [str(airflow), *args, "-o", "json"], env=env, capture_output=True, text=True, timeout=240
     )
     if proc.returncode != 0:
-        problems.add(f"airflow {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        tail = " | ".join(line.strip() for line in proc.stderr.strip().splitlines()[-3:])
+        problems.add(f"airflow {' '.join(args)} failed (exit {proc.returncode}): {tail}")
         return []
     rows: Any = None
     for line in proc.stdout.splitlines():  # log lines may precede the JSON
@@ -433,7 +434,7 @@ def check_registration(version: str, env: dict[str, str], problems: Problems) ->
     for module in sorted(named):
         try:
             importlib.import_module(module)
-        except ImportError as exc:
+        except Exception as exc:
             problems.add(f"get_provider_info() names {module}, which does not import: {exc}")
     rows = airflow_json(["providers", "list"], env, problems)
     ours = [r for r in rows if r.get("package_name") == DISTRIBUTION]
@@ -582,22 +583,36 @@ def check_installed(example_dags: Path, lower_bounds: bool) -> int:
                 del os.environ[key]
         os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW")})
         dist, files = installed_files()
-        check_origin(dist, problems)
-        if lower_bounds:
-            check_lower_bounds(dist, problems)
-        imported = check_declared_imports(dist, files, problems)
-        modules = check_modules_import(dist, files, problems)
-        check_registration(dist.version, env, problems)
-        check_emulator(env, problems)
-        dags = check_example_dags(example_dags.resolve(), problems)
-    import airflow
 
+        def step(name: str, check: Any, *args: Any) -> Any:
+            try:
+                return check(*args, problems)
+            except Exception as exc:  # a crash in one check must not hide the others' findings
+                last = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                problems.add(f"{name} check crashed: {last}")
+                return "?"
+
+        step("origin", check_origin, dist)
+        if lower_bounds:
+            step("lower bounds", check_lower_bounds, dist)
+        imported = step("declared imports", check_declared_imports, dist, files)
+        modules = step("module imports", check_modules_import, dist, files)
+        step("registration", check_registration, dist.version, env)
+        step("emulator", check_emulator, env)
+        dags = step("example DAGs", check_example_dags, example_dags.resolve())
+    bounds = " at its lower bounds" if lower_bounds else ""
     return problems.exit(
-        f"installed {DISTRIBUTION} {dist.version}{' at its lower bounds' if lower_bounds else ''} "
-        f"on Airflow {airflow.__version__}: "
-        f"{imported} third-party imports declared, {modules} modules import, provider registered, "
-        f"emulator served, {dags} example DAGs parse"
+        f"installed {DISTRIBUTION} {dist.version}{bounds} on Airflow {airflow_version()}: "
+        f"{imported} third-party imports checked, {modules} modules, registration, emulator, "
+        f"{dags} example DAGs"
     )
+
+
+def airflow_version() -> str:
+    """The installed Airflow version (from metadata: importing airflow may be what broke)."""
+    from importlib.metadata import version
+
+    return version("apache-airflow")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,9 +33,8 @@ echo "== wheel: twine check and contents"
 twine="$REPO/.venv-af3/bin/twine"
 [ -x "$twine" ] || twine="$(make_env 3.3)/bin/twine"
 "$twine" check --strict "$work"/dist/*
-python3 scripts/check_wheel.py dist "$work/dist"
-
 status=0
+python3 scripts/check_wheel.py dist "$work/dist" || status=1
 for name in "${envs[@]}"; do
   venv="$work/venv-$name"
   echo "== wheel: clean virtualenv $name"
