@@ -52,10 +52,18 @@ SDIST_EXTRAS = ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md")
 # Airflow 3 ships the ``airflow`` package as apache-airflow-core and apache-airflow-task-sdk;
 # the apache-airflow distribution (the one providers declare) pins both.
 DISTRIBUTION_ALIASES = {"apache-airflow-core": "apache-airflow", "apache-airflow-task-sdk": "apache-airflow"}
-# Modules that only Airflow 2's webserver provides, imported only inside the hook method that this
-# webserver alone calls (the pattern of every Airflow provider): allowed there and nowhere else.
-WEBSERVER_ONLY = {"flask_appbuilder", "flask_babel", "wtforms"}
-WEBSERVER_FUNCTIONS = {"get_connection_form_widgets"}
+# Modules that the Airflow component loading a piece of code provides, allowed in that code only.
+# Declaring them would install one Airflow line's web stack into the other line's deployments.
+# - Airflow 2's webserver (Flask AppBuilder) calls get_connection_form_widgets, nothing else does
+#   (the pattern of every Airflow provider).
+# - Airflow 3's api-server (apache-airflow-core requires FastAPI) mounts the webhook receiver;
+#   webhooks/plugin.py imports it only when fastapi imports.
+HOST_PROVIDED_IN_FUNCTION = {
+    "flask_appbuilder": "get_connection_form_widgets",
+    "flask_babel": "get_connection_form_widgets",
+    "wtforms": "get_connection_form_widgets",
+}
+HOST_PROVIDED_IN_PACKAGE = {"fastapi": f"{PACKAGE}/webhooks/", "starlette": f"{PACKAGE}/webhooks/"}
 
 
 class Problems:
@@ -325,10 +333,12 @@ def check_declared_imports(dist: Any, files: list[Path], problems: Problems) -> 
             top = module.split(".", 1)[0]
             if top in stdlib or top == PACKAGE:
                 continue
-            if top in WEBSERVER_ONLY and WEBSERVER_FUNCTIONS & set(scope):
+            where = path.relative_to(root).as_posix()
+            if HOST_PROVIDED_IN_FUNCTION.get(top) in scope:
+                continue
+            if top in HOST_PROVIDED_IN_PACKAGE and where.startswith(HOST_PROVIDED_IN_PACKAGE[top]):
                 continue
             checked += 1
-            where = path.relative_to(root).as_posix()
             found, dists = owner_of(module, owners)
             if not dists:
                 problems.add(
