@@ -15,10 +15,10 @@ from airflow.providers.common.compat.openlineage.facet import (
     Dataset,
     DatasetFacet,
     OutputDataset,
+    OutputStatisticsOutputDatasetFacet,
 )
 from airflow.providers.openlineage.extractors import OperatorLineage
 from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
-from openlineage.client.generated.output_statistics_output_dataset import OutputStatisticsOutputDatasetFacet
 
 
 @attr.define
