@@ -7,9 +7,11 @@ Sections (``--only`` picks some): ``copy`` (one 100 MiB and one 1 GiB attachment
 moto S3, each method in a fresh process: a bare requests->boto3 baseline, the amazon provider's
 HttpToS3Operator, SettlementsToS3Operator; peak RSS over the process baseline, throughput ratio),
 ``tokens`` (token endpoint calls for many API calls; the shared Variable cache across
-processes), ``import`` (import cost over ``import airflow``), ``merchants`` (the settlements
-example DAG through dag.test for 10 and 100 merchants, and its per-merchant path, sensor poke +
-copy operator, for 10, 100 and 1,000 merchants: API calls and time per merchant),
+processes), ``masking`` (secrets-masker patterns and registration cost after 10, 100 and 1,000
+merchants' tokens in one process), ``import`` (import cost over ``import airflow``),
+``merchants`` (the settlements example DAG through dag.test for 10 and 100 merchants, and its
+per-merchant path, sensor poke + copy operator, for 10, 100 and 1,000 merchants: API calls and
+time per merchant),
 ``deferrable`` (the task's state and list requests per poll while a deferrable sensor waits).
 
 The emulator and moto run in their own processes (``python -m airflow_provider_dintero.emulator``,
@@ -160,6 +162,70 @@ def bench_tokens() -> None:
         "<= 1 + 10 + 10",
     )
     bench_shared_variable_cache()
+
+
+def bench_masking() -> None:
+    """
+    Secrets-masker patterns after 10, 100 and 1,000 merchants' tokens in one process (the
+    triggerer's case), with the provider's policy (only the partner's credentials registered) and
+    with the old one (every access and exchange token registered), and the cost of one more
+    registration at that size (Airflow recompiles one regex over every pattern on each).
+    """
+    code = """
+        import json, os, time
+        from airflow_provider_dintero.emulator import DinteroEmulator, EmulatorSeed
+        from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+        from airflow_provider_dintero.redaction import masker_pattern_count, _masker
+        from airflow.providers.common.compat.sdk import mask_secret
+
+        calls = []
+        masker = _masker()
+        original = masker.add_mask
+        def counting(secret, *a, **k):
+            calls.append(secret)
+            return original(secret, *a, **k)
+        masker.add_mask = counting
+
+        def one_more_ms():
+            start = time.perf_counter()
+            original(f"probe-{time.perf_counter_ns()}-0123456789abcdef")
+            return (time.perf_counter() - start) * 1000
+
+        out = {}
+        with DinteroEmulator(EmulatorSeed(merchants=1000)) as emu:
+            os.environ["AIRFLOW_CONN_DINTERO_DEFAULT"] = json.dumps({
+                "conn_type": "dintero", "host": emu.base_url, "login": emu.partner_client_id,
+                "password": emu.partner_client_secret, "extra": {"account_id": emu.partner_id}})
+            done = 0
+            for n in (10, 100, 1000):
+                for mid in emu.merchant_ids[done:n]:
+                    DinteroPartnerHook().get_account(mid)
+                done = n
+                out[n] = {"patterns": masker_pattern_count(), "registrations": len(calls)}
+                out[n]["ms"] = one_more_ms()
+            masker.add_mask = original
+            for token in emu.issued_tokens():  # the old policy: every token registered
+                mask_secret(token)
+            out["old"] = {"patterns": masker_pattern_count(), "ms": one_more_ms()}
+        print(json.dumps(out))
+    """
+    with tempfile.TemporaryDirectory() as home:
+        result = json.loads(run_python(code, airflow_env(Path(home)), timeout=1800).strip().splitlines()[-1])
+    for n in ("10", "100", "1000"):
+        r = result[n]
+        row(
+            "masking",
+            f"masker patterns / registrations / ms per new one, after {n} merchants",
+            f"{r['patterns']} / {r['registrations']} / {r['ms']:.2f}",
+            "flat in N",
+        )
+    old = result["old"]
+    row(
+        "masking",
+        "old policy (every token registered), 1,000 merchants",
+        f"{old['patterns']} / - / {old['ms']:.2f}",
+        "",
+    )
 
 
 def bench_shared_variable_cache(processes: int = 20) -> None:
@@ -888,6 +954,7 @@ def bench_deferrable() -> None:
 SECTIONS: dict[str, Callable[[], None]] = {
     "copy": bench_copy,
     "tokens": bench_tokens,
+    "masking": bench_masking,
     "import": bench_import,
     "merchants": bench_merchants,
     "deferrable": bench_deferrable,
