@@ -6,7 +6,6 @@ settlements list query.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -115,53 +114,50 @@ def parse_payment_providers(value: Any, field: str = "payment_providers") -> lis
     return out
 
 
-def settlement_query(
-    *,
-    limit: int = 100,
-    created_at_gte: Any = None,
-    created_at_lte: Any = None,
-    item_created_at_gte: Any = None,
-    item_created_at_lte: Any = None,
-    payment_providers: Sequence[str] | None = None,
-    payout_destination_id: str | None = None,
-    search: str | None = None,
-) -> dict[str, Any]:
+#: The settlements list's filters, as the hook's ``list_settlements`` takes them.
+SETTLEMENT_FILTERS = (
+    "created_at_gte",
+    "created_at_lte",
+    "item_created_at_gte",
+    "item_created_at_lte",
+    "payment_providers",
+    "payout_destination_id",
+    "search",
+)
+
+
+def settlement_query(*, limit: int = 100, **filters: Any) -> dict[str, Any]:
     """
     Build and check the query of the settlements list; raise :class:`DinteroInputError`.
 
     :param limit: page size, 1 to 1000.
-    :param created_at_gte: settled on or after.
-    :param created_at_lte: settled on or before.
-    :param item_created_at_gte: recorded on or after.
-    :param item_created_at_lte: recorded on or before.
-    :param payment_providers: payout providers.
-    :param payout_destination_id: seller id.
-    :param search: settlement id search.
+    :param filters: any of :data:`SETTLEMENT_FILTERS` (see ``DinteroPartnerHook.list_settlements``);
+        ``created_at_*`` filter the settlement date, ``item_created_at_*`` when it was recorded.
     """
+    unknown = sorted(set(filters) - set(SETTLEMENT_FILTERS))
+    if unknown:
+        raise DinteroInputError(
+            ", ".join(unknown), f"one of the settlement filters {', '.join(SETTLEMENT_FILTERS)}"
+        )
     params: dict[str, Any] = {"limit": check_limit(limit, 1000)}
-    if created_at_gte is not None and item_created_at_gte is not None:
-        raise DinteroInputError(
-            "created_at_gte", "not to be combined with item_created_at_gte (Dintero refuses both)"
-        )
-    if created_at_lte is not None and item_created_at_lte is not None:
-        raise DinteroInputError(
-            "created_at_lte", "not to be combined with item_created_at_lte (Dintero refuses both)"
-        )
-    for name, value in (
-        ("created_at.gte", created_at_gte),
-        ("created_at.lte", created_at_lte),
-        ("item_created_at.gte", item_created_at_gte),
-        ("item_created_at.lte", item_created_at_lte),
-    ):
+    for bound in ("gte", "lte"):
+        if (
+            filters.get(f"created_at_{bound}") is not None
+            and filters.get(f"item_created_at_{bound}") is not None
+        ):
+            raise DinteroInputError(
+                f"created_at_{bound}",
+                f"not to be combined with item_created_at_{bound} (Dintero refuses both)",
+            )
+    for name in ("created_at.gte", "created_at.lte", "item_created_at.gte", "item_created_at.lte"):
+        value = filters.get(name.replace(".", "_"))
         if value is not None:
             params[name] = format_timestamp(value, name.replace(".", "_"))
-    providers = parse_payment_providers(payment_providers)
-    if payment_providers is not None:
-        params["payment_provider"] = providers or []
-    if payout_destination_id:
-        params["payout_destination_id"] = payout_destination_id
-    if search:
-        params["search"] = search
+    if filters.get("payment_providers") is not None:
+        params["payment_provider"] = parse_payment_providers(filters["payment_providers"]) or []
+    for name in ("payout_destination_id", "search"):
+        if filters.get(name):
+            params[name] = filters[name]
     return params
 
 

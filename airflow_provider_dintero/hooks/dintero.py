@@ -473,16 +473,8 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param payout_destination_id: only this seller.
         :param search: matches the settlement id.
         """
-        params = settlement_query(
-            limit=limit,
-            created_at_gte=created_at_gte,
-            created_at_lte=created_at_lte,
-            item_created_at_gte=item_created_at_gte,
-            item_created_at_lte=item_created_at_lte,
-            payment_providers=payment_providers,
-            payout_destination_id=payout_destination_id,
-            search=search,
-        )
+        filters = {k: v for k, v in locals().items() if k not in ("self", "account_id")}
+        params = settlement_query(**filters)
         request = self._request("GET", account_id, "settlements", "list settlements")
         return pipeline.collect(pipeline.paged_settlements(request, self.limits, params), self)
 

@@ -7,7 +7,6 @@ base URL with user info is refused, naming the field, before any request.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -19,7 +18,7 @@ from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputErr
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from tests.reliability.hostile import HostileServer, Reply, Seen, jwt_like
 
-from .conftest import STATS, hostile_connection
+from .conftest import STATS, first_trigger_event, hostile_connection
 
 MID = "T11200001"
 SECRET = "hostile-secret-canary-0001"
@@ -93,12 +92,7 @@ def test_trigger_events_carry_no_credential(
     hostile.route(method, path, responder)
     trigger = SettlementTrigger(account_id=MID, since="2026-11-24T00:00:00Z", poll_interval=0.01)
 
-    async def first_event() -> Any:
-        async for event in trigger.run():
-            return event.payload
-        return None
-
-    event = asyncio.run(first_event())
+    event = first_trigger_event(trigger)
 
     assert event["status"] == "error"
     stored = json.dumps(event)  # what the metadata DB keeps and the resumed worker raises

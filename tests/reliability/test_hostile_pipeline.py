@@ -18,7 +18,7 @@ from airflow_provider_dintero.exceptions import DinteroApiError, DinteroNotFound
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook, DinteroPartnerHook
 from tests.reliability.hostile import HostileServer, Reply, Seen, endless
 
-from .conftest import STATS, hostile_connection
+from .conftest import STATS, first_trigger_event, hostile_connection
 
 MID = "T11200001"
 LIST = r"/v1/accounts/T11200001/settlements$"
@@ -229,11 +229,6 @@ def test_the_trigger_reports_html_as_an_error_event_instead_of_crashing(hostile:
     hostile.route("GET", LIST, Reply(body=b"<html>maintenance</html>", headers={"Content-Type": "text/html"}))
     trigger = SettlementTrigger(account_id=MID, since="2026-11-24T00:00:00Z", poll_interval=0.01)
 
-    async def first_event() -> Any:
-        async for event in trigger.run():
-            return event.payload
-        return None
-
-    event = asyncio.run(first_event())
+    event = first_trigger_event(trigger)
 
     assert event["status"] == "error" and "not JSON" in event["message"] and MID in event["message"]

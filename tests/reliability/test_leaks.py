@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import AIRFLOW_V3, REPO
 
-from .conftest import STATS, settled
+from .conftest import STATS, first_trigger_event, settled
 
 LOGICAL_DATE = datetime(2026, 11, 24, tzinfo=timezone.utc)
 EXAMPLE_DAGS = sorted(p.name for p in (REPO / "example_dags").glob("*.py") if not p.name.startswith("_"))
@@ -166,7 +166,6 @@ def test_signed_urls_are_redacted_in_urllib3_debug_lines(
 def test_the_trigger_leaks_no_merchant_token_in_logs_or_events(
     emu: Any, merchant: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import asyncio
 
     from airflow_provider_dintero.triggers.settlements import SettlementTrigger
 
@@ -178,12 +177,7 @@ def test_the_trigger_leaks_no_merchant_token_in_logs_or_events(
     emu.inject_fault(status=401, path_regex=r"/settlements$", count=1)  # a re-mint: more tokens to leak
     trigger = SettlementTrigger(account_id=mid, since="2026-11-24T00:00:00Z", poll_interval=0.01)
 
-    async def first_event() -> Any:
-        async for event in trigger.run():
-            return event.payload
-        return None
-
-    event = asyncio.run(first_event())
+    event = first_trigger_event(trigger)
 
     captured = capsys.readouterr()
     corpus = "\n".join([caplog.text, captured.out, captured.err, json.dumps(event)])
