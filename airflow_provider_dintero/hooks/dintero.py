@@ -36,120 +36,98 @@ from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_dintero import pipeline
 from airflow_provider_dintero.connection import (
-    DEFAULT_BASE_URL as DEFAULT_BASE_URL,
-)
-from airflow_provider_dintero.connection import (
-    DEFAULT_CHECKOUT_BASE_URL as DEFAULT_CHECKOUT_BASE_URL,
-)
-from airflow_provider_dintero.connection import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CHECKOUT_BASE_URL,
     DinteroConnectionMixin,
 )
 from airflow_provider_dintero.exceptions import (
-    DinteroApiError as DinteroApiError,
+    DinteroApiError,
+    DinteroAuthError,
+    DinteroInputError,
+    DinteroNotFoundError,
+    DinteroStreamError,
 )
-from airflow_provider_dintero.exceptions import (
-    DinteroAuthError as DinteroAuthError,
-)
-from airflow_provider_dintero.exceptions import (
-    DinteroInputError as DinteroInputError,
-)
-from airflow_provider_dintero.exceptions import (
-    DinteroNotFoundError as DinteroNotFoundError,
-)
-from airflow_provider_dintero.exceptions import (
-    DinteroStreamError as DinteroStreamError,
-)
-from airflow_provider_dintero.pipeline import Request
-from airflow_provider_dintero.pipeline import parse_retry_after as parse_retry_after
-from airflow_provider_dintero.redaction import guard_logger
-from airflow_provider_dintero.redaction import mask_secret as mask_secret
-from airflow_provider_dintero.redaction import redact_url as redact_url
-from airflow_provider_dintero.settlements import (
-    format_timestamp as format_timestamp,
-)
-from airflow_provider_dintero.settlements import (
-    settlement_query as settlement_query,
-)
+from airflow_provider_dintero.pipeline import Request, parse_retry_after
+from airflow_provider_dintero.redaction import guard_logger, mask_secret, redact_url
+from airflow_provider_dintero.settlements import format_timestamp, settlement_query
 from airflow_provider_dintero.tokens import (
-    TOKEN_CACHE as TOKEN_CACHE,
-)
-from airflow_provider_dintero.tokens import (
+    TOKEN_CACHE,
     SharedTokenStore,
+    TokenCache,
     read_token_answer,
-)
-from airflow_provider_dintero.tokens import (
-    TokenCache as TokenCache,
-)
-from airflow_provider_dintero.tokens import (
-    variable_api as variable_api,
+    variable_api,
 )
 from airflow_provider_dintero.transport import (
-    USER_AGENT as USER_AGENT,
-)
-from airflow_provider_dintero.transport import (
-    DownloadStream as DownloadStream,
-)
-from airflow_provider_dintero.transport import (
+    USER_AGENT,
+    DownloadStream,
     HttpxTransport,
     RequestsTransport,
     new_session,
     shared_async_client,
 )
 from airflow_provider_dintero.validation import (
-    ACCOUNT_ID_PATTERN as ACCOUNT_ID_PATTERN,
-)
-from airflow_provider_dintero.validation import (
+    ACCOUNT_ID_PATTERN,
     check_limit,
+    is_loopback_host,
+    is_partner_account,
     path_segment,
-)
-from airflow_provider_dintero.validation import (
-    is_loopback_host as is_loopback_host,
-)
-from airflow_provider_dintero.validation import (
-    is_partner_account as is_partner_account,
-)
-from airflow_provider_dintero.validation import (
-    validate_account_id as validate_account_id,
-)
-from airflow_provider_dintero.validation import (
-    validate_base_url as validate_base_url,
+    validate_account_id,
+    validate_base_url,
 )
 from airflow_provider_dintero.vocabulary import (
-    KNOWN_SCOPES as KNOWN_SCOPES,
+    KNOWN_SCOPES,
+    WEBHOOK_EVENTS,
+    AccessToken,
+    Account,
+    ApiClient,
+    AttachmentKind,
+    ClientGrant,
+    PayoutProvider,
+    ReportMetadata,
+    Settlement,
+    SettlementAttachment,
+    WebhookSubscription,
 )
-from airflow_provider_dintero.vocabulary import (
-    WEBHOOK_EVENTS as WEBHOOK_EVENTS,
-)
-from airflow_provider_dintero.vocabulary import (
-    AccessToken as AccessToken,
-)
-from airflow_provider_dintero.vocabulary import (
-    Account as Account,
-)
-from airflow_provider_dintero.vocabulary import (
-    ApiClient as ApiClient,
-)
-from airflow_provider_dintero.vocabulary import (
-    AttachmentKind as AttachmentKind,
-)
-from airflow_provider_dintero.vocabulary import (
-    ClientGrant as ClientGrant,
-)
-from airflow_provider_dintero.vocabulary import (
-    PayoutProvider as PayoutProvider,
-)
-from airflow_provider_dintero.vocabulary import (
-    ReportMetadata as ReportMetadata,
-)
-from airflow_provider_dintero.vocabulary import (
-    Settlement as Settlement,
-)
-from airflow_provider_dintero.vocabulary import (
-    SettlementAttachment as SettlementAttachment,
-)
-from airflow_provider_dintero.vocabulary import (
-    WebhookSubscription as WebhookSubscription,
-)
+
+#: The hooks, and the names this module has always offered (now defined in their own modules).
+__all__ = [
+    "ACCOUNT_ID_PATTERN",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_CHECKOUT_BASE_URL",
+    "KNOWN_SCOPES",
+    "TOKEN_CACHE",
+    "USER_AGENT",
+    "WEBHOOK_EVENTS",
+    "AccessToken",
+    "Account",
+    "ApiClient",
+    "AttachmentKind",
+    "ClientGrant",
+    "DinteroApiError",
+    "DinteroAsyncHook",
+    "DinteroAuthError",
+    "DinteroInputError",
+    "DinteroNotFoundError",
+    "DinteroPartnerHook",
+    "DinteroStreamError",
+    "DownloadStream",
+    "PayoutProvider",
+    "ReportMetadata",
+    "Settlement",
+    "SettlementAttachment",
+    "TokenCache",
+    "WebhookSubscription",
+    "format_timestamp",
+    "is_loopback_host",
+    "is_partner_account",
+    "mask_secret",
+    "parse_retry_after",
+    "redact_url",
+    "settlement_query",
+    "validate_account_id",
+    "validate_base_url",
+    "variable_api",
+]
 
 log = guard_logger(__name__)
 
