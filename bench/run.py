@@ -12,7 +12,10 @@ merchants' tokens in one process), ``import`` (import cost over ``import airflow
 ``merchants`` (the settlements example DAG through dag.test for 10 and 100 merchants, and its
 per-merchant path, sensor poke + copy operator, for 10, 100 and 1,000 merchants: API calls and
 time per merchant),
-``deferrable`` (the task's state and list requests per poll while a deferrable sensor waits).
+``deferrable`` (the task's state and list requests per poll while a deferrable sensor waits),
+``triggerer`` (10 to 1,000 deferred settlement triggers in Airflow's real triggerer processes:
+``bench/triggerer.py``, which also writes ``bench/RESULTS-triggerer.md``; run it directly for
+other sizes, modes or trigger classes).
 
 The emulator and moto run in their own processes (``python -m airflow_provider_dintero.emulator``,
 ``moto_server -H 127.0.0.1``), on loopback only.
@@ -952,6 +955,16 @@ def bench_deferrable() -> None:
     row("deferrable", "run succeeded with the added settlement in XCom", "yes" if ok else "NO", "yes")
 
 
+# ------------------------------------------------------------------------------------ triggerer
+
+
+def bench_triggerer() -> None:
+    """Deferred settlement triggers at scale in Airflow's real triggerer: see ``bench/triggerer.py``."""
+    import triggerer  # bench/triggerer.py, beside this file
+
+    triggerer.run([], row=row)
+
+
 # ------------------------------------------------------------------------------------ main
 
 
@@ -962,6 +975,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "import": bench_import,
     "merchants": bench_merchants,
     "deferrable": bench_deferrable,
+    "triggerer": bench_triggerer,
 }
 
 
