@@ -8,6 +8,125 @@ from airflow_provider_dintero import __version__
 
 _INTEGRATION = "Dintero"
 
+#: Defaults of the connection's extra fields (the hook reads these when a field is empty).
+DEFAULTS: dict[str, Any] = {
+    "checkout_base_url": "https://checkout.dintero.com",
+    "timeout": 30,
+    "max_retries": 5,
+    "retry_backoff": 1.0,
+    "retry_max_wait": 60.0,
+    "cache_mode": "memory",
+    "refresh_margin": 300,
+    "max_response_bytes": 16 * 1024 * 1024,
+    "max_pages": 10000,
+    "min_download_rate": 1024,
+}
+
+
+def _field(label: str, kind: str, description: str, placeholder: Any = None, **schema: Any) -> dict[str, Any]:
+    name_default = schema.pop("name", None)
+    default = DEFAULTS.get(name_default) if name_default else None
+    spec: dict[str, Any] = {
+        "label": label,
+        "schema": {"type": [kind, "null"], **({"default": default} if default is not None else {}), **schema},
+        "description": description,
+    }
+    if placeholder is not None:  # Airflow 3's form shows a string field's ``examples`` as its hint
+        spec["placeholder"] = placeholder
+        if kind == "string" and "enum" not in schema:
+            spec["schema"]["examples"] = [placeholder]
+    return spec
+
+
+#: The extra fields of the Dintero connection form, read by Airflow 3's UI (``conn-fields``) and
+#: turned into Airflow 2.11's widgets by the hook. No name contains a word Airflow treats as
+#: sensitive ("token", "secret", "password", ...): such fields come back from the UI as ``***``.
+CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
+    "account_id": _field(
+        "Account ID",
+        "string",
+        "Partner (ends in 00000) or merchant account: T (test) or P (production) and 8 digits, "
+        "e.g. T11200000.",
+        "T11200000",
+        pattern="^[PT][0-9]{8}$",
+    ),
+    "checkout_base_url": _field(
+        "Checkout base URL",
+        "string",
+        "Checkout API for payment profiles (default https://checkout.dintero.com).",
+        DEFAULTS["checkout_base_url"],
+        name="checkout_base_url",
+    ),
+    "timeout": _field(
+        "Request timeout (seconds)",
+        "number",
+        "Seconds to wait for a connection or a read (default 30); also the grace period before "
+        "the minimum download rate applies.",
+        DEFAULTS["timeout"],
+        name="timeout",
+        exclusiveMinimum=0,
+        maximum=3600,
+    ),
+    "max_retries": _field(
+        "Retries on 429/5xx/connection errors",
+        "integer",
+        "How many times a request is retried, 0 to 20 (default 5).",
+        DEFAULTS["max_retries"],
+        name="max_retries",
+        minimum=0,
+        maximum=20,
+    ),
+    "cache_mode": _field(
+        "Access token cache",
+        "string",
+        "memory: per worker process (default); variable: shared by all workers through an "
+        "(encrypted) Airflow Variable.",
+        DEFAULTS["cache_mode"],
+        name="cache_mode",
+        enum=["memory", "variable"],
+    ),
+    "refresh_margin": _field(
+        "Access token refresh margin (seconds)",
+        "number",
+        "Seconds before expiry at which a cached access token is replaced (default 300).",
+        DEFAULTS["refresh_margin"],
+        name="refresh_margin",
+        minimum=0,
+    ),
+    "max_response_bytes": _field(
+        "Largest JSON answer (bytes)",
+        "integer",
+        "Answers above this size are refused (default 16 MiB); downloads are not capped.",
+        DEFAULTS["max_response_bytes"],
+        name="max_response_bytes",
+        minimum=1024,
+    ),
+    "max_pages": _field(
+        "Page cap per listing",
+        "integer",
+        "A listing that returns more pages than this fails (default 10000).",
+        DEFAULTS["max_pages"],
+        name="max_pages",
+        minimum=1,
+    ),
+}
+
+#: How the standard connection fields are shown (both UIs).
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port"],
+    "relabeling": {"host": "Base URL", "login": "Client ID", "password": "Client secret"},
+    "placeholders": {
+        "host": "https://api.dintero.com",
+        "login": "API client id",
+        "password": "API client secret",
+        **{
+            name: str(spec["placeholder"])
+            for name, spec in CONNECTION_FIELDS.items()
+            if "placeholder" in spec
+        },
+    },
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     """
@@ -76,50 +195,8 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_provider_dintero.hooks.dintero.DinteroPartnerHook",
                 "hook-name": "Dintero",
                 "connection-type": "dintero",
-                "conn-fields": {
-                    "account_id": {
-                        "label": "Account ID",
-                        "schema": {"type": ["string", "null"], "pattern": "^[PT][0-9]{8}$"},
-                        "description": "Partner (ends in 00000) or merchant account: T (test) or P "
-                        "(production) and 8 digits, e.g. T11200000.",
-                    },
-                    "checkout_base_url": {
-                        "label": "Checkout base URL",
-                        "schema": {"type": ["string", "null"], "default": "https://checkout.dintero.com"},
-                    },
-                    "timeout": {
-                        "label": "Request timeout (seconds)",
-                        "schema": {"type": ["number", "null"], "default": 30},
-                    },
-                    "max_retries": {
-                        "label": "Retries on 429/5xx/connection errors",
-                        "schema": {"type": ["integer", "null"], "default": 5, "minimum": 0},
-                    },
-                    "cache_mode": {
-                        "label": "Token cache",
-                        "schema": {
-                            "type": ["string", "null"],
-                            "default": "memory",
-                            "enum": ["memory", "variable"],
-                        },
-                        "description": "memory: per worker process; variable: shared by all "
-                        "workers through an (encrypted) Airflow Variable.",
-                    },
-                },
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port"],
-                    "relabeling": {
-                        "host": "Base URL",
-                        "login": "Client ID",
-                        "password": "Client secret",
-                    },
-                    "placeholders": {
-                        "host": "https://api.dintero.com",
-                        "login": "API client id",
-                        "password": "API client secret",
-                        "account_id": "T11200000",
-                    },
-                },
+                "conn-fields": CONNECTION_FIELDS,
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
             }
         ],
     }

@@ -7,9 +7,11 @@ Sections (``--only`` picks some): ``copy`` (one 100 MiB and one 1 GiB attachment
 moto S3, each method in a fresh process: a bare requests->boto3 baseline, the amazon provider's
 HttpToS3Operator, SettlementsToS3Operator; peak RSS over the process baseline, throughput ratio),
 ``tokens`` (token endpoint calls for many API calls; the shared Variable cache across
-processes), ``import`` (import cost over ``import airflow``), ``merchants`` (the settlements
-example DAG through dag.test for 10 and 100 merchants, and its per-merchant path, sensor poke +
-copy operator, for 10, 100 and 1,000 merchants: API calls and time per merchant),
+processes), ``masking`` (secrets-masker patterns and registration cost after 10, 100 and 1,000
+merchants' tokens in one process), ``import`` (import cost over ``import airflow``),
+``merchants`` (the settlements example DAG through dag.test for 10 and 100 merchants, and its
+per-merchant path, sensor poke + copy operator, for 10, 100 and 1,000 merchants: API calls and
+time per merchant),
 ``deferrable`` (the task's state and list requests per poll while a deferrable sensor waits),
 ``triggerer`` (10 to 1,000 deferred settlement triggers in Airflow's real triggerer processes:
 ``bench/triggerer.py``, which also writes ``bench/RESULTS-triggerer.md``; run it directly for
@@ -163,6 +165,74 @@ def bench_tokens() -> None:
         "<= 1 + 10 + 10",
     )
     bench_shared_variable_cache()
+
+
+def bench_masking() -> None:
+    """
+    Secrets-masker patterns after 10, 100 and 1,000 merchants' tokens in one process (the
+    triggerer's case), with the provider's policy (only the partner's credentials registered) and
+    with the old one (every access and exchange token registered), and the cost of one more
+    registration at that size (Airflow recompiles one regex over every pattern on each).
+    """
+    code = """
+        import json, os, sys, time
+        sys.path.insert(0, REPO_PATH)
+        from tests.reliability.hostile import HostileServer  # JWT-shaped tokens for every account
+        from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+        from airflow_provider_dintero.redaction import masker_pattern_count, _masker
+        from airflow.providers.common.compat.sdk import mask_secret
+
+        calls = []
+        masker = _masker()
+        original = masker.add_mask
+        def counting(secret, *a, **k):
+            calls.append(secret)
+            return original(secret, *a, **k)
+        masker.add_mask = counting
+
+        def one_more_ms():
+            start = time.perf_counter()
+            original(f"probe-{time.perf_counter_ns()}-0123456789abcdef")
+            return (time.perf_counter() - start) * 1000
+
+        out = {}
+        with HostileServer() as server:
+            os.environ["AIRFLOW_CONN_DINTERO_DEFAULT"] = json.dumps({
+                "conn_type": "dintero", "host": server.url, "login": "bench-client",
+                "password": "bench-secret-0123456789", "extra": {"account_id": "T11200000"}})
+            done = 0
+            for n in (10, 100, 1000):
+                for i in range(done + 1, n + 1):
+                    DinteroPartnerHook().get_token(f"T112{i:05d}")
+                done = n
+                probes = len(out)  # each earlier probe left one pattern
+                out[n] = {"patterns": masker_pattern_count() - probes, "registrations": len(calls)}
+                out[n]["ms"] = one_more_ms()
+            masker.add_mask = original
+            # the old policy registered every access and exchange token: 100 merchants' worth
+            # (the cost grows with N squared, so 1,000 would take tens of minutes here)
+            for token in server.issued_tokens[:201]:
+                mask_secret(token)
+            out["old"] = {"patterns": masker_pattern_count(), "ms": one_more_ms()}
+        print(json.dumps(out))
+    """.replace("REPO_PATH", repr(str(REPO)))
+    with tempfile.TemporaryDirectory() as home:
+        result = json.loads(run_python(code, airflow_env(Path(home)), timeout=900).strip().splitlines()[-1])
+    for n in ("10", "100", "1000"):
+        r = result[n]
+        row(
+            "masking",
+            f"masker patterns / add_mask calls (Airflow's connection reads) / ms per new one, {n} merchants",
+            f"{r['patterns']} / {r['registrations']} / {r['ms']:.2f}",
+            "flat in N",
+        )
+    old = result["old"]
+    row(
+        "masking",
+        "old policy (every access and exchange token registered), 100 merchants",
+        f"{old['patterns']} / - / {old['ms']:.2f}",
+        "",
+    )
 
 
 def bench_shared_variable_cache(processes: int = 20) -> None:
@@ -901,6 +971,7 @@ def bench_triggerer() -> None:
 SECTIONS: dict[str, Callable[[], None]] = {
     "copy": bench_copy,
     "tokens": bench_tokens,
+    "masking": bench_masking,
     "import": bench_import,
     "merchants": bench_merchants,
     "deferrable": bench_deferrable,

@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroApiError,
-    DinteroInputError,
-    DinteroNotFoundError,
-    DinteroPartnerHook,
-    validate_account_id,
-)
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError, DinteroNotFoundError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+from airflow_provider_dintero.settlements import parse_timestamp
+from airflow_provider_dintero.validation import validate_account_id
+
+#: The one account id check (ASCII digits, nothing stripped), under the operators' historical name.
+check_account_id = validate_account_id
 
 #: A Dintero resource as the hook returns it (a ``TypedDict`` such as ``ClientGrant``).
 Resource = TypeVar("Resource", bound=Mapping[str, object])
@@ -134,28 +134,7 @@ def oldest(items: Iterable[Resource]) -> Resource:
 
 
 def _age_key(item: Mapping[str, object]) -> tuple[datetime, str]:
-    raw = item.get("created_at")
-    created = _LATEST
-    if isinstance(raw, str) and raw:
-        try:
-            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            created = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    return created, str(item.get("id"))
-
-
-def check_account_id(value: Any, field: str = "account_id") -> str:
-    """
-    Return ``value`` stripped if it is a Dintero account id; empty or malformed ids are refused.
-
-    :param value: the candidate account id.
-    :param field: the parameter name for the error message.
-    """
-    if isinstance(value, str):
-        value = value.strip()
-    return validate_account_id(value, field)
+    return parse_timestamp(item.get("created_at")) or _LATEST, str(item.get("id"))
 
 
 def check_text(value: Any, field: str, *, required: bool = True) -> str | None:

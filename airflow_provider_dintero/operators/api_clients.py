@@ -50,6 +50,7 @@ from airflow_provider_dintero.operators._base import (
     check_names,
     check_text,
 )
+from airflow_provider_dintero.validation import validate_audience
 
 SecretDestination = Literal["variable", "secrets_manager"]
 IfExists = Literal["reuse", "fail"]
@@ -705,10 +706,8 @@ class GrantOperator(DinteroBaseOperator):
         if self.grant_type not in GRANT_TYPES:
             raise DinteroInputError("grant_type", f"one of {', '.join(GRANT_TYPES)}", self.grant_type)
         audience = check_text(self.audience, "audience", required=False)
-        if audience is not None and not re.match(r"^https?://[^/\s]+/v1/accounts/[PT]\d{8}/?$", audience):
-            raise DinteroInputError(
-                "audience", "an account URL such as https://api.dintero.com/v1/accounts/T11200001", audience
-            )
+        if audience is not None:
+            validate_audience(audience, "audience")  # ASCII digits only (never \d)
         hook = self.hook
         hook.resolve_account_id(account_id)
         audience = audience or hook.audience(account_id)

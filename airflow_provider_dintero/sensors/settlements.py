@@ -31,63 +31,28 @@ from airflow.providers.common.compat.sdk import (
     BaseSensorOperator,
     PokeReturnValue,
     conf,
-    timezone,
 )
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroApiError,
-    DinteroInputError,
-    DinteroPartnerHook,
-    PayoutProvider,
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+from airflow_provider_dintero.settlements import (
     format_timestamp,
-    validate_account_id,
+)
+from airflow_provider_dintero.settlements import (
+    parse_payment_providers as parse_payment_providers,
+)
+from airflow_provider_dintero.settlements import (
+    run_window as run_window,
 )
 from airflow_provider_dintero.triggers.settlements import (
     SettlementTrigger,
     access_error_message,
     settlement_summary,
 )
+from airflow_provider_dintero.validation import validate_account_id
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-
-
-def parse_payment_providers(value: Any, field: str = "payment_providers") -> list[str] | None:
-    """
-    Normalise a payout provider filter to API names; ``None`` or empty means every provider.
-
-    :param value: ``None``, one provider, or a list; API names or product names (``"Walley"``).
-    :param field: the parameter name for error messages.
-    """
-    if value is None or value == "" or value == []:
-        return None
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple, set)):
-        raise DinteroInputError(field, "a list of payout providers", value)
-    out: list[str] = []
-    for item in value:
-        parsed = PayoutProvider.parse(item, field=field).value
-        if parsed not in out:
-            out.append(parsed)
-    return out
-
-
-def run_window(context: Context) -> tuple[datetime, datetime]:
-    """
-    Return the run's ``(start, end)`` window: its data interval, when it has a non-empty one.
-
-    An empty interval (Airflow 3's default ``CronTriggerTimetable`` gives ``start == end``) or
-    none (a manual run) becomes the day that ends at the interval end, the logical date, or now.
-
-    :param context: the task context.
-    """
-    start: datetime | None = context.get("data_interval_start")
-    end: datetime | None = context.get("data_interval_end")
-    if start is not None and end is not None and end > start:
-        return start, end
-    until: datetime = end or context.get("logical_date") or timezone.utcnow()
-    return until - timedelta(days=1), until
 
 
 def _as_bool(value: Any, field: str) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AssetAlias
@@ -32,6 +32,8 @@ from airflow_provider_dintero.hooks.dintero import (
     redact_url,
     validate_account_id,
 )
+from airflow_provider_dintero.settlements import date_part as _date_part
+from airflow_provider_dintero.settlements import parse_timestamp as _parse_time
 from airflow_provider_dintero.transfers._base import DinteroToS3BaseOperator, api_id, check_owner
 
 if TYPE_CHECKING:
@@ -467,28 +469,6 @@ def _as_datetime(value: Any, field: str) -> datetime | None:
     if parsed is None:  # pragma: no cover - format_timestamp already raised
         raise DinteroInputError(field, "a date or ISO-8601 timestamp", value)
     return parsed
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    import pendulum
-
-    try:
-        parsed = pendulum.parse(value.strip())
-    except (ValueError, pendulum.parsing.exceptions.ParserError):
-        return None
-    if isinstance(parsed, datetime):
-        aware = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-        return aware.astimezone(timezone.utc)
-    if hasattr(parsed, "year") and hasattr(parsed, "day"):
-        return datetime(parsed.year, parsed.month, parsed.day, tzinfo=timezone.utc)  # type: ignore[union-attr]
-    return None
-
-
-def _date_part(value: Any) -> str:
-    parsed = _parse_time(value)
-    return parsed.date().isoformat() if parsed else "unknown"
 
 
 def _s3_reason(body: str | None) -> str:

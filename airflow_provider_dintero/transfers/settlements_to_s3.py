@@ -38,7 +38,8 @@ from airflow_provider_dintero.hooks.dintero import (
     format_timestamp,
     validate_account_id,
 )
-from airflow_provider_dintero.sensors.settlements import parse_payment_providers, run_window
+from airflow_provider_dintero.settlements import date_part as _date_part
+from airflow_provider_dintero.settlements import parse_payment_providers, run_window
 from airflow_provider_dintero.transfers._base import DinteroToS3BaseOperator, api_id, check_owner
 from airflow_provider_dintero.transfers._s3_stream import (
     check_unique_keys,
@@ -98,10 +99,6 @@ def settlements_asset(bucket: str, s3_key: str = DEFAULT_KEY_TEMPLATE) -> Asset:
     """
     prefix = s3_key.split("{", 1)[0].rsplit("/", 1)[0].strip("/")
     return Asset(f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}")
-
-
-def _date_part(value: Any) -> str:
-    return str(value)[:10] if value else "unknown"
 
 
 def _attachment_kind(attachment: SettlementAttachment) -> str:

@@ -22,12 +22,11 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroApiError,
-    DinteroAsyncHook,
-    DinteroInputError,
-    Settlement,
-)
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
+from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook
+from airflow_provider_dintero.redaction import redact_text
+from airflow_provider_dintero.transport import hold_async_clients
+from airflow_provider_dintero.vocabulary import Settlement
 
 
 def settlement_summary(settlement: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,7 +129,17 @@ class SettlementTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll every ``poll_interval`` seconds; yield one event and stop."""
+        """
+        Poll every ``poll_interval`` seconds; yield one event and stop.
+
+        The polls share the process's HTTP client for this event loop; the last trigger to stop
+        closes it.
+        """
+        async with hold_async_clients():
+            async for event in self._events():
+                yield event
+
+    async def _events(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
         polls = 0
         while True:
@@ -139,6 +148,8 @@ class SettlementTrigger(BaseTrigger):
                 found = await self._poll(hook)
             except DinteroApiError as exc:
                 message = access_error_message(self.account_id, exc) if exc.status in (403, 404) else str(exc)
+                # the event is stored in the metadata DB and read by another process: no credential
+                message = redact_text(message)
                 yield TriggerEvent(
                     {
                         "status": "error",
@@ -154,7 +165,7 @@ class SettlementTrigger(BaseTrigger):
                         "status": "error",
                         "account_id": self.account_id,
                         "status_code": None,
-                        "message": str(exc),
+                        "message": redact_text(exc),
                     }
                 )
                 return

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_dintero.get_provider_info import CONNECTION_FIELDS
 from airflow_provider_dintero.hooks.dintero import (
     DEFAULT_BASE_URL,
     DinteroInputError,
@@ -57,7 +58,8 @@ def test_provider_info_declares_the_connection_form() -> None:
     info = get_provider_info()
     (conn_type,) = info["connection-types"]
     assert conn_type["connection-type"] == "dintero"
-    assert {"account_id", "timeout", "max_retries", "cache_mode"} <= set(conn_type["conn-fields"])
+    fields = set(conn_type["conn-fields"])
+    assert {"account_id", "timeout", "max_retries", "cache_mode", "refresh_margin"} <= fields
     assert conn_type["ui-field-behaviour"]["relabeling"]["password"] == "Client secret"
 
 
@@ -67,7 +69,7 @@ def test_hook_declares_the_same_form_for_airflow_2() -> None:
     flask_appbuilder = pytest.importorskip("flask_appbuilder")
     assert flask_appbuilder
     widgets = DinteroPartnerHook.get_connection_form_widgets()
-    assert {"account_id", "checkout_base_url", "timeout", "max_retries", "cache_mode"} <= set(widgets)
+    assert set(widgets) == set(CONNECTION_FIELDS)
 
 
 def test_json_connection_from_environment(dintero_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,7 +126,9 @@ BAD_CONNECTIONS = [
     ),
     pytest.param({"extra": {"timeout": "soon"}}, "extra.timeout", id="timeout-not-number"),
     pytest.param({"extra": {"max_retries": -1}}, "extra.max_retries", id="retries-negative"),
-    pytest.param({"extra": {"token_cache": "redis"}}, "extra.token_cache", id="token-cache-unknown"),
+    pytest.param({"extra": {"token_cache": "redis"}}, "extra.token_cache", id="old-token-cache-unknown"),
+    pytest.param({"extra": {"cache_mode": "redis"}}, "extra.cache_mode", id="cache-mode-unknown"),
+    pytest.param({"extra": {"refresh_margin": "soon"}}, "extra.refresh_margin", id="refresh-margin-text"),
 ]
 
 
@@ -209,3 +213,45 @@ def test_test_connection_names_the_cause(
     assert not ok
     assert cause in message
     assert "not-the-secret" not in message
+
+
+def test_no_form_field_has_a_name_airflow_hides_as_sensitive() -> None:
+    try:
+        from airflow.sdk._shared.secrets_masker.secrets_masker import should_hide_value_for_key
+    except ImportError:  # Airflow 2.11
+        from airflow.utils.log.secrets_masker import should_hide_value_for_key  # type: ignore[no-redef]
+
+    assert [name for name in CONNECTION_FIELDS if should_hide_value_for_key(name)] == []
+
+
+@pytest.mark.parametrize("name", sorted(CONNECTION_FIELDS))
+def test_every_form_field_shows_its_help_and_default(name: str) -> None:
+    spec = CONNECTION_FIELDS[name]
+    assert spec["description"] and spec["label"]
+    assert "default" in spec["schema"] or name == "account_id"
+    assert str(spec.get("placeholder", "")) == str(
+        DinteroPartnerHook.get_ui_field_behaviour()["placeholders"].get(name, "")
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "mode", "margin"),
+    [
+        ({"cache_mode": "variable", "refresh_margin": 60}, "variable", 60.0),
+        (
+            {"token_cache": "variable", "token_refresh_margin": 60},
+            "variable",
+            60.0,
+        ),  # saved before the rename
+        ({}, "memory", 300.0),
+    ],
+)
+def test_cache_mode_and_refresh_margin_read_new_and_old_keys(
+    dintero_emulator: Any, monkeypatch: pytest.MonkeyPatch, extra: dict[str, Any], mode: str, margin: float
+) -> None:
+    conn = _conn(dintero_emulator)
+    conn["extra"].update(extra)
+    _set_conn(monkeypatch, "dintero_keys", conn)
+    hook = DinteroPartnerHook("dintero_keys")
+
+    assert (hook.token_cache_mode, hook.token_refresh_margin) == (mode, margin)

@@ -160,3 +160,15 @@ def hostile_connection(server: Any, **extra: Any) -> str:
             },
         }
     )
+
+
+def first_trigger_event(trigger: Any) -> Any:
+    """Run ``trigger`` in a fresh event loop until its first event; return the event's payload."""
+    import asyncio
+
+    async def first() -> Any:
+        async for event in trigger.run():
+            return event.payload
+        return None
+
+    return asyncio.run(first())

@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import AIRFLOW_V3, REPO
 
-from .conftest import STATS, settled
+from .conftest import STATS, first_trigger_event, settled
 
 LOGICAL_DATE = datetime(2026, 11, 24, tzinfo=timezone.utc)
 EXAMPLE_DAGS = sorted(p.name for p in (REPO / "example_dags").glob("*.py") if not p.name.startswith("_"))
@@ -51,6 +51,10 @@ RUNS: dict[str, Callable[[Any, str], dict[str, Any]]] = {
     "insight_reports_to_s3.py": _prepare_insight,
     "provision_merchant.py": _prepare_provisioning,
 }
+
+
+#: Loggers that can print request lines or headers, at DEBUG level during the scans.
+DEBUG_LOGGERS = ("urllib3", "httpx", "httpcore", "airflow_provider_dintero")
 
 
 def _canaries(emu: Any) -> dict[str, str]:
@@ -110,8 +114,8 @@ def test_example_dag_leaks_no_credential(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.INFO)
-    caplog.set_level(logging.DEBUG, logger="urllib3")
-    caplog.set_level(logging.DEBUG, logger="airflow_provider_dintero")
+    for name in DEBUG_LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
     conf = RUNS[dag_file](emu, s3_bucket)
     dag = load_example_dag(dag_file)
 
@@ -156,3 +160,32 @@ def test_signed_urls_are_redacted_in_urllib3_debug_lines(
 
     assert signed_lines, "the report downloads must appear in urllib3's request log"
     assert all("signature=<redacted>" in line for line in signed_lines), signed_lines
+
+
+@pytest.mark.parametrize("merchant", ["with-settlements", "foreign"])
+def test_the_trigger_leaks_no_merchant_token_in_logs_or_events(
+    emu: Any, merchant: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+
+    from airflow_provider_dintero.triggers.settlements import SettlementTrigger
+
+    for name in DEBUG_LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    mid = emu.merchant_ids[0] if merchant == "with-settlements" else emu.foreign_merchant_id
+    if merchant == "with-settlements":
+        emu.add_settlement(mid, provider="vipps", created_at=LOGICAL_DATE)
+    emu.inject_fault(status=401, path_regex=r"/settlements$", count=1)  # a re-mint: more tokens to leak
+    trigger = SettlementTrigger(account_id=mid, since="2026-11-24T00:00:00Z", poll_interval=0.01)
+
+    event = first_trigger_event(trigger)
+
+    captured = capsys.readouterr()
+    corpus = "\n".join([caplog.text, captured.out, captured.err, json.dumps(event)])
+    canaries = _canaries(emu)
+    merchant_tokens = [name for name in canaries if name.startswith("token #")]
+    assert len(merchant_tokens) >= 2  # at least the partner token and its signature
+    if merchant == "with-settlements":  # httpx's request lines were captured and scanned
+        assert "HTTP Request: GET" in corpus
+    leaks = sorted(name for name, value in canaries.items() if value and value in corpus)
+    STATS["canaries"] += len(leaks)
+    assert leaks == []

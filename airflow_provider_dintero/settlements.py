@@ -1,0 +1,176 @@
+"""
+Settlement helpers shared by the hook, the sensor, the trigger and the transfers: the run's time
+window, payout provider filters, timestamps (one parser, one formatter, one date part) and the
+settlements list query.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_dintero.exceptions import DinteroInputError
+from airflow_provider_dintero.validation import check_limit
+from airflow_provider_dintero.vocabulary import PayoutProvider
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """
+    Read an ISO-8601 date or timestamp as an aware UTC datetime; ``None`` when unreadable.
+
+    A date alone means midnight UTC; a timestamp without an offset is taken as UTC.
+
+    :param value: a :class:`datetime.datetime`, :class:`datetime.date` or ISO-8601 string.
+    """
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        try:
+            return aware.astimezone(timezone.utc)
+        except (OverflowError, ValueError):
+            return None
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    import pendulum
+
+    try:
+        parsed = pendulum.parse(value.strip())
+    except (ValueError, OverflowError, pendulum.parsing.exceptions.ParserError):
+        return None
+    if isinstance(parsed, datetime | date):
+        return parse_timestamp(parsed)
+    return None
+
+
+def format_timestamp(value: Any, field: str) -> str:
+    """
+    Render a date or datetime as Dintero's query parameters take it (ISO-8601 UTC).
+
+    :param value: a :class:`datetime.datetime`, :class:`datetime.date` or ISO-8601 string.
+    :param field: the parameter name for the error message.
+    """
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    parsed = parse_timestamp(value)
+    if parsed is None:
+        if isinstance(value, datetime):
+            raise DinteroInputError(field, "a timestamp Dintero can take (out of range)", value)
+        raise DinteroInputError(field, "a date or ISO-8601 timestamp such as 2026-11-01T00:00:00Z", value)
+    # isoformat, not strftime: strftime("%Y") does not pad years before 1000
+    return parsed.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def date_part(value: Any) -> str:
+    """
+    The UTC date (``YYYY-MM-DD``) of a timestamp, or ``"unknown"`` when it is unreadable.
+
+    :param value: an ISO-8601 timestamp as Dintero returns it.
+    """
+    parsed = parse_timestamp(value)
+    return parsed.date().isoformat() if parsed else "unknown"
+
+
+def run_window(context: Context) -> tuple[datetime, datetime]:
+    """
+    Return the run's ``(start, end)`` window: its data interval, when it has a non-empty one.
+
+    An empty interval (Airflow 3's default ``CronTriggerTimetable`` gives ``start == end``) or
+    none (a manual run) becomes the day that ends at the interval end, the logical date, or now.
+
+    :param context: the task context.
+    """
+    from airflow.providers.common.compat.sdk import timezone as airflow_timezone
+
+    start: datetime | None = context.get("data_interval_start")
+    end: datetime | None = context.get("data_interval_end")
+    if start is not None and end is not None and end > start:
+        return start, end
+    until: datetime = end or context.get("logical_date") or airflow_timezone.utcnow()
+    return until - timedelta(days=1), until
+
+
+def parse_payment_providers(value: Any, field: str = "payment_providers") -> list[str] | None:
+    """
+    Normalise a payout provider filter to API names; ``None`` or empty means every provider.
+
+    :param value: ``None``, one provider, or a list; API names or product names (``"Walley"``).
+    :param field: the parameter name for error messages.
+    """
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple | set):
+        raise DinteroInputError(field, "a list of payout providers", value)
+    out: list[str] = []
+    for item in value:
+        parsed = PayoutProvider.parse(item, field=field).value
+        if parsed not in out:
+            out.append(parsed)
+    return out
+
+
+#: The settlements list's filters, as the hook's ``list_settlements`` takes them.
+SETTLEMENT_FILTERS = (
+    "created_at_gte",
+    "created_at_lte",
+    "item_created_at_gte",
+    "item_created_at_lte",
+    "payment_providers",
+    "payout_destination_id",
+    "search",
+)
+
+
+def settlement_query(*, limit: int = 100, **filters: Any) -> dict[str, Any]:
+    """
+    Build and check the query of the settlements list; raise :class:`DinteroInputError`.
+
+    :param limit: page size, 1 to 1000.
+    :param filters: any of :data:`SETTLEMENT_FILTERS` (see ``DinteroPartnerHook.list_settlements``);
+        ``created_at_*`` filter the settlement date, ``item_created_at_*`` when it was recorded.
+    """
+    unknown = sorted(set(filters) - set(SETTLEMENT_FILTERS))
+    if unknown:
+        raise DinteroInputError(
+            ", ".join(unknown), f"one of the settlement filters {', '.join(SETTLEMENT_FILTERS)}"
+        )
+    params: dict[str, Any] = {"limit": check_limit(limit, 1000)}
+    for bound in ("gte", "lte"):
+        if (
+            filters.get(f"created_at_{bound}") is not None
+            and filters.get(f"item_created_at_{bound}") is not None
+        ):
+            raise DinteroInputError(
+                f"created_at_{bound}",
+                f"not to be combined with item_created_at_{bound} (Dintero refuses both)",
+            )
+    for name in ("created_at.gte", "created_at.lte", "item_created_at.gte", "item_created_at.lte"):
+        value = filters.get(name.replace(".", "_"))
+        if value is not None:
+            params[name] = format_timestamp(value, name.replace(".", "_"))
+    if filters.get("payment_providers") is not None:
+        params["payment_provider"] = parse_payment_providers(filters["payment_providers"]) or []
+    for name in ("payout_destination_id", "search"):
+        if filters.get(name):
+            params[name] = filters[name]
+    return params
+
+
+def settlements_cursor(key: Any, by_created: bool) -> tuple[str, str] | None:
+    """
+    The next settlements page's ``(starting_after_id, starting_after_date)`` from a
+    ``last_evaluated_key``, or ``None`` on the last page. The date is the key's ``created_at``
+    when filtering on ``item_created_at``, else its ``settled_at`` (either as a fallback).
+
+    :param key: the page's ``last_evaluated_key``.
+    :param by_created: whether the list is filtered on ``item_created_at``.
+    """
+    if not isinstance(key, dict) or not key.get("id"):
+        return None
+    preferred = key.get("created_at") if by_created else key.get("settled_at")
+    return str(key["id"]), str(preferred or key.get("settled_at") or key.get("created_at"))

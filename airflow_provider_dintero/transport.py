@@ -1,0 +1,410 @@
+"""
+The two thin transports that carry out the pipeline's :class:`~airflow_provider_dintero.pipeline.Send`
+actions: :class:`RequestsTransport` (the sync hook) and :class:`HttpxTransport` (the async hook,
+for triggers), plus :class:`DownloadStream` for attachments and reports.
+
+A transport sends, reads the body within the caps (size, deadline) and reports what happened as a
+:class:`~airflow_provider_dintero.pipeline.Reply` or :class:`~airflow_provider_dintero.pipeline.Failure`;
+every decision (retry, error, parse) is the pipeline's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import http.client
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import requests
+
+from airflow_provider_dintero import __version__
+from airflow_provider_dintero.exceptions import DinteroInputError, DinteroStreamError
+from airflow_provider_dintero.pipeline import Failure, Reply, Send
+from airflow_provider_dintero.redaction import redact_url
+from airflow_provider_dintero.validation import validate_base_url
+
+if TYPE_CHECKING:
+    import httpx
+
+USER_AGENT = f"airflow-provider-dintero/{__version__}"
+#: Redirects followed per request (the same on both transports).
+MAX_REDIRECTS = 10
+_CHUNK = 64 * 1024
+
+
+def default_headers() -> dict[str, str]:
+    """The headers every request carries (no credentials)."""
+    try:
+        from airflow import __version__ as airflow_version
+    except ImportError:  # pragma: no cover
+        airflow_version = "unknown"
+    return {
+        "User-Agent": USER_AGENT,
+        "Accept": "application/json",
+        "Dintero-System-Name": "apache-airflow",
+        "Dintero-System-Version": str(airflow_version),
+        "Dintero-System-Plugin-Name": "airflow-provider-dintero",
+        "Dintero-System-Plugin-Version": __version__,
+    }
+
+
+def check_redirect(location: str) -> None:
+    """
+    Refuse a redirect to plain http on a non-loopback host (or to a URL with user info).
+
+    :param location: the absolute redirect target.
+    """
+    try:
+        validate_base_url(location.split("?", 1)[0].split("#", 1)[0], "redirect")
+    except DinteroInputError as exc:
+        raise DinteroInputError("redirect", f"a redirect to {exc.expected}", redact_url(location)) from None
+
+
+# ------------------------------------------------------------------------------------------
+# requests (sync)
+# ------------------------------------------------------------------------------------------
+
+
+def _refuse_insecure_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    if response.is_redirect:
+        from urllib.parse import urljoin
+
+        try:
+            check_redirect(urljoin(response.url, response.headers.get("location", "")))
+        except DinteroInputError:
+            response.close()
+            raise
+    return response
+
+
+def new_session(verify: bool | str) -> requests.Session:
+    """
+    A pooled :class:`requests.Session` with the provider's headers, TLS setting and redirect rules.
+
+    :param verify: TLS verification (a CA bundle path, or a bool).
+    """
+    session = requests.Session()
+    session.headers.update(default_headers())
+    session.verify = verify
+    session.max_redirects = MAX_REDIRECTS
+    session.hooks["response"].append(_refuse_insecure_redirect)
+    return session
+
+
+class RequestsTransport:
+    """
+    Send pipeline requests with :mod:`requests`, reading bodies within the size cap and deadline.
+
+    :param session: the pooled session.
+    :param verify: TLS verification, passed on every request (``REQUESTS_CA_BUNDLE`` would
+        otherwise override the session's).
+    """
+
+    def __init__(self, session: requests.Session, verify: bool | str) -> None:
+        self.session = session
+        self.verify = verify
+
+    def send(self, action: Send) -> Reply | Failure:
+        """
+        Send one request and read its answer within the size cap and the deadline.
+
+        :param action: what to send, and the limits.
+        """
+        request, limits, remaining = action.request, action.limits, action.deadline_at - time.monotonic()
+        if remaining <= 0:
+            return Failure("deadline")
+        try:
+            response = self.session.request(
+                request.method,
+                request.url,
+                params=list(request.params) if request.params else None,
+                json=request.json,
+                headers=action.headers,
+                stream=True,
+                timeout=min(limits.timeout, remaining),
+                verify=self.verify,
+            )
+        except requests.TooManyRedirects:
+            return Failure("redirects", "TooManyRedirects")
+        except requests.Timeout as exc:
+            return Failure("timeout", type(exc).__name__)
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            return Failure("connect", type(exc).__name__)
+        except requests.RequestException as exc:
+            return Failure("connect", type(exc).__name__)
+        if request.stream and response.status_code < 400:
+            return Reply(response.status_code, response.headers, None, raw=response)
+        try:
+            body = _read_capped(response, limits.max_body, action.deadline_at)
+        except _Capped as capped:
+            return Failure(capped.kind, capped.kind)
+        except Exception as exc:  # urllib3 ProtocolError/IncompleteRead/DecodeError, OSError
+            timed_out = "Timeout" in type(exc).__name__
+            return Failure("timeout" if timed_out else "truncated", type(exc).__name__)
+        finally:
+            response.close()
+        return Reply(response.status_code, response.headers, body)
+
+
+class _Capped(Exception):
+    def __init__(self, kind: str) -> None:
+        self.kind: Any = kind
+
+
+def _read_capped(response: requests.Response, max_body: int, deadline_at: float) -> bytes:
+    already = getattr(response, "_content", False)  # a session response hook may have read it
+    if isinstance(already, bytes):
+        if len(already) > max_body:
+            raise _Capped("too_large")
+        return already
+    raw = response.raw
+    body = bytearray()
+    read1 = getattr(raw, "read1", None)
+    while True:
+        chunk = read1(_CHUNK, decode_content=True) if read1 else raw.read(_CHUNK, decode_content=True)
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > max_body:
+            raise _Capped("too_large")
+        if time.monotonic() > deadline_at:
+            raise _Capped("deadline")
+
+
+# ------------------------------------------------------------------------------------------
+# httpx (async, for triggers)
+# ------------------------------------------------------------------------------------------
+
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
+_CLIENTS_LOCK = threading.Lock()
+
+
+async def _refuse_insecure_redirect_async(response: httpx.Response) -> None:
+    if response.is_redirect:
+        check_redirect(str(response.url.join(response.headers.get("location", ""))))
+
+
+@functools.cache
+def ssl_context(verify: bool | str) -> Any:
+    """
+    The TLS setting for httpx, built once per process (building an SSL context costs ~50 ms).
+
+    :param verify: ``False``, ``True`` (certifi's bundle) or a CA bundle path.
+    """
+    if verify is False:
+        return False
+    import ssl
+
+    import certifi
+
+    return ssl.create_default_context(cafile=verify if isinstance(verify, str) else certifi.where())
+
+
+def shared_async_client(verify: bool | str) -> httpx.AsyncClient:
+    """
+    The ``httpx.AsyncClient`` of the running event loop for this TLS setting: one per process,
+    loop and ``verify`` value, so the SSL context and the connection pool are built once.
+
+    :param verify: TLS verification (a CA bundle path, or a bool).
+    """
+    import httpx
+
+    loop = asyncio.get_running_loop()
+    with _CLIENTS_LOCK:
+        clients = _CLIENTS.setdefault(loop, {})
+        client = clients.get(verify)
+        if client is None or client.is_closed:
+            client = httpx.AsyncClient(
+                verify=ssl_context(verify),
+                headers=default_headers(),
+                follow_redirects=True,
+                max_redirects=MAX_REDIRECTS,
+                event_hooks={"response": [_refuse_insecure_redirect_async]},
+                trust_env=False,
+            )
+            clients[verify] = client
+    return client
+
+
+_HOLDERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def hold_async_clients() -> AsyncIterator[None]:
+    """
+    Keep the running loop's shared clients open while the block runs (a trigger's lifetime);
+    when the last holder leaves (every trigger done, or the triggerer stopping and cancelling
+    them), the clients are closed.
+    """
+    loop = asyncio.get_running_loop()
+    with _CLIENTS_LOCK:
+        _HOLDERS[loop] = _HOLDERS.get(loop, 0) + 1
+    try:
+        yield
+    finally:
+        with _CLIENTS_LOCK:
+            _HOLDERS[loop] -= 1
+            last = _HOLDERS[loop] == 0
+            clients = list(_CLIENTS.pop(loop, {}).values()) if last else []
+        for client in clients:
+            await client.aclose()
+
+
+class HttpxTransport:
+    """
+    Send pipeline requests with :mod:`httpx` on the running loop, within the same caps.
+
+    :param client: the loop's shared client.
+    """
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def send(self, action: Send) -> Reply | Failure:
+        """
+        Send one request and read its answer (the whole attempt bounded by the deadline).
+
+        :param action: what to send, and the limits.
+        """
+        import httpx
+
+        request, limits = action.request, action.limits
+        remaining = action.deadline_at - time.monotonic()
+        if remaining <= 0:
+            return Failure("deadline")
+        try:
+            async with asyncio.timeout(remaining):
+                async with self.client.stream(
+                    request.method,
+                    request.url,
+                    params=list(request.params) if request.params else None,
+                    json=request.json,
+                    headers=action.headers,
+                    timeout=min(limits.timeout, remaining),
+                ) as response:
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > limits.max_body:
+                            return Failure("too_large", "too_large")
+                    return Reply(response.status_code, response.headers, bytes(body))
+        except TimeoutError:
+            return Failure("deadline", "deadline")
+        except httpx.TooManyRedirects:
+            return Failure("redirects", "TooManyRedirects")
+        except httpx.TimeoutException as exc:
+            return Failure("timeout", type(exc).__name__)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError) as exc:
+            return Failure("truncated", type(exc).__name__)
+        except httpx.TransportError as exc:
+            return Failure("connect", type(exc).__name__)
+
+
+# ------------------------------------------------------------------------------------------
+# Downloads
+# ------------------------------------------------------------------------------------------
+
+
+class DownloadStream:
+    """
+    A file-like, read-only view of a streamed HTTP response body.
+
+    ``read()`` raises :class:`DinteroStreamError` when the connection ends before
+    ``Content-Length`` bytes arrived (a truncated file is never mistaken for a whole one), and
+    when the download runs slower than ``min_rate`` bytes per second once ``grace`` seconds
+    have passed: downloads have no total deadline, so a large honest file is never cut, while a
+    server trickling bytes fails within a small multiple of the timeout.
+
+    :param response: a ``requests`` response opened with ``stream=True``.
+    :param description: what is being downloaded, for error messages (no credentials).
+    :param account_id: the account, for error messages.
+    :param min_rate: the slowest acceptable average, in bytes per second.
+    :param grace: seconds before the rate is enforced (the connection's timeout).
+    """
+
+    def __init__(
+        self,
+        response: requests.Response,
+        description: str,
+        account_id: str | None,
+        *,
+        min_rate: float = 0.0,
+        grace: float = 30.0,
+    ) -> None:
+        self._response = response
+        self._raw = response.raw
+        self.description = description
+        self.account_id = account_id
+        length = response.headers.get("Content-Length")
+        self.content_length: int | None = int(length) if length and length.isdigit() else None
+        self.content_type: str = response.headers.get("Content-Type", "application/octet-stream")
+        self.bytes_read = 0
+        self._sha256 = hashlib.sha256()
+        self._min_rate = min_rate
+        self._grace = grace
+        self._started = time.monotonic()
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the bytes read so far."""
+        return self._sha256.hexdigest()
+
+    def readable(self) -> bool:
+        """Tell io-aware callers (boto3) that this object can be read."""
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        """
+        Read up to ``size`` bytes (all remaining when negative); fewer only at the end.
+
+        :param size: the maximum number of bytes to return.
+        """
+        out = bytearray()
+        while size is None or size < 0 or len(out) < size:
+            want = _CHUNK if size is None or size < 0 else min(_CHUNK, size - len(out))
+            chunk = self._read_some(want)
+            if not chunk:
+                break
+            out += chunk
+        if not out and self.content_length is not None and self.bytes_read < self.content_length:
+            raise self._broken(f"ended after {self.bytes_read} of {self.content_length} bytes")
+        return bytes(out)
+
+    def _read_some(self, size: int) -> bytes:
+        read1 = getattr(self._raw, "read1", None)
+        try:
+            chunk = read1(size, decode_content=True) if read1 else self._raw.read(size, decode_content=True)
+        except (Exception, http.client.HTTPException) as exc:  # urllib3 ProtocolError / ReadTimeout
+            raise self._broken(f"broke off after {self.bytes_read} bytes: {type(exc).__name__}") from None
+        if chunk:
+            self.bytes_read += len(chunk)
+            self._sha256.update(chunk)
+        elapsed = time.monotonic() - self._started
+        if self._min_rate and elapsed > self._grace and self.bytes_read < self._min_rate * elapsed and chunk:
+            raise self._broken(
+                f"was slower than {self._min_rate:g} bytes/s ({self.bytes_read} bytes in {elapsed:.0f} s; "
+                "extra.min_download_rate)"
+            )
+        return bytes(chunk or b"")
+
+    def _broken(self, what: str) -> DinteroStreamError:
+        return DinteroStreamError(
+            f"Download of {self.description} for account {self.account_id} {what}",
+            account_id=self.account_id,
+        )
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(1024 * 1024):
+            yield chunk
+
+    def close(self) -> None:
+        """Release the connection."""
+        self._response.close()

@@ -1,0 +1,206 @@
+"""
+Dintero's API vocabulary: payout providers, attachment kinds, scope and webhook event names, and
+the shapes (typed dicts) of the resources the hook returns.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, TypedDict
+
+from airflow_provider_dintero.exceptions import DinteroInputError
+
+
+class PayoutProvider(str, Enum):
+    """Payout providers whose settlements Dintero collects (the ``provider`` field)."""
+
+    DINTERO_PAYOUT = "dintero_psp"
+    VIPPS = "vipps"
+    SWEDBANK_PAY = "payex"
+    BAMBORA = "bambora"
+    WALLEY = "collector"
+    KLARNA = "klarna"
+
+    @classmethod
+    def parse(cls, value: str, *, field: str = "payment_providers") -> PayoutProvider:
+        """
+        Turn an API value or a friendly name (``"swedbank_pay"``, ``"Walley"``) into a member.
+
+        :param value: the provider as the API spells it, or its product name.
+        :param field: the parameter name used in the error message.
+        """
+        key = str(value).strip().lower().replace(" ", "_").replace("-", "_")
+        for member in cls:
+            if key in (member.value, member.name.lower()):
+                return member
+        raise DinteroInputError(field, f"a payout provider, one of {', '.join(m.value for m in cls)}", value)
+
+
+class AttachmentKind(str, Enum):
+    """Which settlement attachments to copy: the provider's own files, Dintero's, or both."""
+
+    ALL = "all"
+    SOURCE = "source"
+    NORMALIZED = "normalized"
+
+
+#: Scope names Dintero documents for API client grants (docs.dintero.com/docs/clients and the
+#: endpoint pages of the operations this provider calls).
+KNOWN_SCOPES: frozenset[str] = frozenset(
+    [
+        f"{level}:{area}"
+        for level in ("admin", "write", "read")
+        for area in (
+            "accounts",
+            "automations",
+            "billing",
+            "checkout",
+            "customers",
+            "discounts",
+            "hooks",
+            "insight",
+            "locations",
+            "receipts",
+            "reports",
+            "settlements",
+        )
+    ]
+    + [
+        "admin:account",
+        "write:accounts:/auth/users",
+        "create:account",
+        "create:applicant",
+        "create:accounts:auth:refresh_token",
+        "create:customers:/users",
+        "public:customers",
+        "user:customers",
+        "user:receipts",
+        "admin:shopping",
+        "write:checkout:/admin/session/profiles",
+    ]
+)
+
+#: Webhook events this provider works with (Dintero documents about 40; the API validates).
+WEBHOOK_EVENTS: frozenset[str] = frozenset(
+    [
+        "settlement_add",
+        "account_add",
+        "account_update",
+        "checkout_transaction",
+        "checkout_authorization",
+        "approval_payout_destination_update",
+        "cdd_case_update",
+    ]
+)
+
+
+class AccessToken(TypedDict, total=False):
+    """Response of the token endpoints."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+    refresh_token: str
+
+
+class SettlementAttachment(TypedDict, total=False):
+    """One file of a settlement: the provider's source report or Dintero's normalized one."""
+
+    id: str
+    key: str
+    content_type: str
+    extension: str
+    created_by: str
+
+
+class SettlementAmount(TypedDict, total=False):
+    """Amounts of a settlement per currency, in the currency's smallest unit."""
+
+    amount: int
+    capture: int
+    refund: int
+    fee: int
+    currency: str
+
+
+class Settlement(TypedDict, total=False):
+    """A settlement report from a payout provider (``GET /v1/accounts/{aid}/settlements``)."""
+
+    id: str
+    start_at: str
+    end_at: str
+    created_at: str
+    updated_at: str
+    settled_at: str
+    email_received_at: str
+    provider: str
+    provider_reference: str
+    attachments: list[SettlementAttachment]
+    amounts: list[SettlementAmount]
+    payment_status: str
+    store_id: str
+    payout_destination_id: str
+
+
+class ReportMetadata(TypedDict, total=False):
+    """A generated insight report (``GET /v1/accounts/{aid}/reports/metadata``)."""
+
+    id: str
+    report_job_id: str
+    account_id: str
+    content_type: str
+    created_at: str
+    data_from: str
+    data_to: str
+    schedule: str
+    report_file_name: str
+    custom_report_name: str
+    report_config_id: str
+    data_type: str
+    signed_url: str
+
+
+class Account(TypedDict, total=False):
+    """Account settings (``GET /v1/accounts/{aid}/management/settings``) or a partner's merchant."""
+
+    account_id: str
+    partner_id: str
+    active: bool
+    livemode: bool
+    company: dict[str, Any]
+    applicant: dict[str, Any]
+    paging_token: str
+
+
+class ApiClient(TypedDict, total=False):
+    """An API client. ``client_secret`` is present only in create and rotate responses."""
+
+    id: str
+    client_id: str
+    name: str
+    description: str
+    callbacks: list[str]
+    created_at: str
+    updated_at: str
+    client_secret: str
+
+
+class ClientGrant(TypedDict, total=False):
+    """A grant of scopes on an audience to an API client (by the client's UUID ``id``)."""
+
+    id: str
+    client_id: str
+    audience: str
+    scope: list[str]
+    type: str
+    created_at: str
+
+
+class WebhookSubscription(TypedDict, total=False):
+    """A webhook subscription (``/v1/accounts/{aid}/hooks/subscriptions``)."""
+
+    id: str
+    config: dict[str, Any]
+    events: list[str]
+    active: bool
+    created_at: str

@@ -1,0 +1,64 @@
+"""
+One ``httpx.AsyncClient`` per process and event loop: every trigger of a loop shares it (its SSL
+context built once per process), and it is closed when the last trigger stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from airflow_provider_dintero import transport
+from airflow_provider_dintero.triggers.settlements import SettlementTrigger
+
+
+def test_triggers_of_one_loop_share_one_client_closed_when_the_last_stops(
+    dintero_emulator: Any, dintero_connection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    mids = dintero_emulator.merchant_ids[:3]
+    for mid in mids:
+        dintero_emulator.add_settlement(mid, provider="vipps")
+    built: list[httpx.AsyncClient] = []
+
+    class CountingClient(httpx.AsyncClient):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(httpx, "AsyncClient", CountingClient)
+
+    async def first_event(trigger: SettlementTrigger) -> Any:
+        async for event in trigger.run():
+            return event.payload
+        return None
+
+    async def main() -> list[Any]:
+        triggers = [
+            SettlementTrigger(account_id=m, since="2020-01-01T00:00:00Z", dintero_conn_id=dintero_connection)
+            for m in mids
+        ]
+        return await asyncio.gather(*(first_event(t) for t in triggers))
+
+    events = asyncio.run(main())
+
+    assert [e["status"] for e in events] == ["success"] * 3
+    assert len(built) == 1  # one client for the three triggers' polls
+    assert built[0].is_closed  # closed when the last trigger stopped
+    assert dintero_emulator.count("GET", r"/settlements$") >= 3
+
+
+def test_the_ssl_context_is_built_once_per_process() -> None:
+    transport.ssl_context.cache_clear()
+
+    async def two_loops_worth() -> None:
+        async with transport.hold_async_clients():
+            transport.shared_async_client(True)
+
+    asyncio.run(two_loops_worth())
+    asyncio.run(two_loops_worth())
+
+    assert transport.ssl_context.cache_info().misses == 1
