@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, SupportsIndex, overload
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -57,6 +57,21 @@ class EmulatorSettings:
     :param rate_limits: automatic 429 rules.
     :param webhook_timeout: timeout of outbound webhook deliveries, seconds.
     :param ping_on_subscription_create: send a ``ping`` delivery when a subscription is created.
+    :param strict_dates: [I] date-typed settlement filters: ``off`` accepts dates and timestamps;
+        ``spec`` answers 400 to anything but ``YYYY-MM-DD`` in ``created_at.gte/.lte`` (typed
+        ``format: date`` in the 2024 payments spec); ``all`` also in ``item_created_at.gte/.lte``.
+    :param list_envelopes: [I] per list endpoint (a key of ``LIST_ENDPOINTS``): ``documented``
+        (default), ``array`` (a bare array), ``items`` (``{"items": [...]}``) or the endpoint's
+        own wrapper key where it has one (``reports``).
+    :param duplicate_status: [I] status of a refused duplicate create: 400 or 409.
+    :param refuse_duplicates: [I] which creates refuse a duplicate: ``client`` (same
+        ``client_id``), ``grant`` (same client and audience), ``subscription`` (same
+        ``config.url``), ``profile`` (same ``profile_id``).
+    :param profiles_paging: the payment-profile list pages with ``limit`` (1-100, default 10)
+        and ``starting_after`` (the last ``profile_id``), as Dintero's checkout client does;
+        ``False`` answers every profile at once and ignores both.
+    :param exchange_audience_status: [I] status when a merchant-token request names an audience
+        ``exchange_audience`` refuses: 400 or 403.
     """
 
     token_lifetime: int = 14400
@@ -72,6 +87,12 @@ class EmulatorSettings:
     rate_limits: list[RateLimitRule] = field(default_factory=list)
     webhook_timeout: float = 5.0
     ping_on_subscription_create: bool = True
+    strict_dates: str = "off"
+    list_envelopes: dict[str, str] = field(default_factory=dict)
+    duplicate_status: int = 400
+    refuse_duplicates: list[str] = field(default_factory=lambda: ["client", "profile"])
+    profiles_paging: bool = True
+    exchange_audience_status: int = 403
 
     def update(self, values: dict[str, Any]) -> None:
         """Set attributes from a JSON object (control API); unknown names raise ``ValueError``.
@@ -82,9 +103,17 @@ class EmulatorSettings:
             if name not in self.__dataclass_fields__:
                 raise ValueError(f"unknown setting {name!r}")
             if name == "rate_limits":
-                if not isinstance(value, list) or not all(isinstance(rule, dict) for rule in value):
+                if not isinstance(value, list) or not all(
+                    isinstance(rule, (dict, RateLimitRule)) for rule in value
+                ):
                     raise ValueError("rate_limits must be a list of objects")
-                value = [RateLimitRule(**rule) for rule in value]
+                value = [rule if isinstance(rule, RateLimitRule) else RateLimitRule(**rule) for rule in value]
+            elif name == "list_envelopes":
+                value = _check_envelopes(value)
+            elif name == "refuse_duplicates":
+                if not isinstance(value, list) or not set(value) <= set(DUPLICATE_KINDS):
+                    raise ValueError(f"refuse_duplicates must be a list of {', '.join(DUPLICATE_KINDS)}")
+                value = list(value)
             else:
                 current = getattr(self, name)
                 expected: tuple[type, ...] = (int, float) if isinstance(current, float) else (type(current),)
@@ -94,7 +123,7 @@ class EmulatorSettings:
                     raise ValueError(f"setting {name!r} must be of type {type(current).__name__}")
                 choices = _SETTING_CHOICES.get(name)
                 if choices is not None and value not in choices:
-                    raise ValueError(f"setting {name!r} must be one of {', '.join(choices)}")
+                    raise ValueError(f"setting {name!r} must be one of {', '.join(map(str, choices))}")
             setattr(self, name, value)
 
     def as_dict(self) -> dict[str, Any]:
@@ -104,15 +133,158 @@ class EmulatorSettings:
             value = getattr(self, name)
             if name == "rate_limits":
                 value = [vars(rule).copy() for rule in value]
+            elif isinstance(value, (dict, list)):
+                value = type(value)(value)
             out[name] = value
         return out
 
 
-_SETTING_CHOICES: dict[str, tuple[str, ...]] = {
+_SETTING_CHOICES: dict[str, tuple[Any, ...]] = {
     "exchange_audience": ("partner", "merchant", "either"),
     "last_page_key_mode": ("absent", "when_full"),
     "reports_cursor_mode": ("absent", "when_full"),
+    "strict_dates": ("off", "spec", "all"),
+    "duplicate_status": (400, 409),
+    "exchange_audience_status": (400, 403),
 }
+
+#: The list endpoints and their documented wrapper key (``None``: a bare array).
+LIST_ENDPOINTS: dict[str, str | None] = {
+    "accounts": None,
+    "clients": None,
+    "grants": None,
+    "profiles": None,
+    "settlements": "items",
+    "settlement_report_configs": "items",
+    "insight_configs": None,
+    "reports": "reports",
+    "subscriptions": None,
+}
+
+#: The creates that can refuse a duplicate (``settings.refuse_duplicates``).
+DUPLICATE_KINDS = ("client", "grant", "subscription", "profile")
+
+
+def _check_envelopes(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError("list_envelopes must be an object of endpoint: envelope")
+    for endpoint, mode in value.items():
+        if endpoint not in LIST_ENDPOINTS:
+            raise ValueError(
+                f"list_envelopes: unknown endpoint {endpoint!r} (one of {', '.join(LIST_ENDPOINTS)})"
+            )
+        allowed = ["documented", "array", "items"]
+        own = LIST_ENDPOINTS[endpoint]
+        if own is not None and own not in allowed:
+            allowed.append(own)
+        if mode not in allowed:
+            raise ValueError(f"list_envelopes[{endpoint!r}] must be one of {', '.join(allowed)}")
+    return dict(value)
+
+
+class QueryPairs(list[tuple[str, str]]):
+    """The query string of a logged request: ``(name, value)`` pairs in the order sent.
+
+    A plain list of pairs (repeated parameters appear once per value); for convenience it also
+    answers by name: ``"limit" in q``, ``q["payment_provider"]`` and ``q.get("limit", [])`` give
+    every value of that name, in order.
+
+    :param pairs: the decoded ``(name, value)`` pairs.
+    """
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__((str(name), str(value)) for name, value in pairs)
+
+    def values(self, name: str) -> list[str]:
+        """Every value sent for ``name``, in order (empty when absent).
+
+        :param name: the parameter name.
+        """
+        return [value for key, value in self if key == name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Every value of ``name`` as a list, or ``default`` when the parameter was not sent.
+
+        :param name: the parameter name.
+        :param default: returned when absent.
+        """
+        found = self.values(name)
+        return found if found else default
+
+    def as_dict(self) -> dict[str, list[str]]:
+        """The pairs grouped by name (``parse_qs`` form); order across names is lost."""
+        out: dict[str, list[str]] = {}
+        for key, value in self:
+            out.setdefault(key, []).append(value)
+        return out
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, str):
+            return any(key == item for key, _ in self)
+        return super().__contains__(item)
+
+    @overload  # type: ignore[override]
+    def __getitem__(self, index: SupportsIndex) -> tuple[str, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, str]]: ...
+    @overload
+    def __getitem__(self, index: str) -> list[str]: ...
+    def __getitem__(self, index: SupportsIndex | slice | str) -> Any:
+        if isinstance(index, str):
+            found = self.values(index)
+            if not found:
+                raise KeyError(index)
+            return found
+        return super().__getitem__(index)
+
+
+#: What replaces a secret in the request log.
+REDACTED = "<redacted>"
+_SECRET_NAMES = frozenset({"password", "secret", "token", "api_key", "apikey", "authorization"})
+_SECRET_SUFFIXES = ("_token", "_secret", "_password", "-token", "-secret")
+_TEXT_SECRET_RE = re.compile(
+    r"(?i)((?:^|[&\s;,?])[\w.-]*(?:password|secret|token|api_?key)[\w.-]*\s*[=:]\s*)([^&\s;,]+)"
+)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a body field of this name holds a secret (client secrets, tokens, passwords).
+
+    :param name: the field name.
+    """
+    lowered = name.lower()
+    return lowered in _SECRET_NAMES or lowered.endswith(_SECRET_SUFFIXES)
+
+
+def redact(value: Any) -> Any:
+    """A copy of a parsed JSON value with every secret-named field's value replaced.
+
+    :param value: parsed JSON.
+    """
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if is_secret_name(str(key)) and item is not None else redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+def logged_body(raw: bytes) -> Any:
+    """The form of a request body kept in the request log, secrets redacted.
+
+    :param raw: the raw body.
+    :returns: the parsed JSON value, else the text (secret-named ``name=value`` pairs
+        redacted), ``None`` when the body is empty.
+    """
+    if not raw.strip():
+        return None
+    text = raw.decode("utf-8", "replace")
+    try:
+        return redact(json.loads(text))
+    except ValueError:
+        return _TEXT_SECRET_RE.sub(lambda m: m.group(1) + REDACTED, text)
 
 
 class RequestRecord(NamedTuple):
@@ -122,20 +294,25 @@ class RequestRecord(NamedTuple):
     :param path: path without the query string.
     :param status: status code answered.
     :param account_id: account from the path, or else from the bearer token (``None`` if neither).
-    :param query: parsed query string.
+    :param query: the query string as ``(name, value)`` pairs in the order sent (:class:`QueryPairs`).
     :param host: the ``Host`` header.
+    :param body: the body: parsed JSON, else text, ``None`` when empty; secrets (fields named
+        ``password``, ``secret``, ``token``, ``*_secret``, ``*_token``) read ``"<redacted>"``.
     """
 
     method: str
     path: str
     status: int
     account_id: str | None
-    query: dict[str, list[str]]
+    query: QueryPairs
     host: str
+    body: Any = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The record as a JSON-able dict."""
-        return self._asdict()
+        """The record as a JSON-able dict (``query`` as a list of ``[name, value]`` pairs)."""
+        out = self._asdict()
+        out["query"] = [list(pair) for pair in self.query]
+        return out
 
 
 @dataclass

@@ -3,32 +3,37 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
-import json
 import re
 import socket
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
-from airflow_provider_dintero.emulator.app import EmulatorApp, Request, request_account
+from airflow_provider_dintero.emulator import signing
+from airflow_provider_dintero.emulator.app import EmulatorApp, request_account
+from airflow_provider_dintero.emulator.core import Request
 from airflow_provider_dintero.emulator.models import (
     ApiError,
     EmulatorSettings,
     Fault,
+    QueryPairs,
     RequestRecord,
     Response,
     WebhookDelivery,
+    logged_body,
 )
-from airflow_provider_dintero.emulator.seed import EmulatorSeed, content_stream
+from airflow_provider_dintero.emulator.resources import reports, settlements
+from airflow_provider_dintero.emulator.seed import EmulatorSeed
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from datetime import datetime
     from types import TracebackType
 
 _LOOPBACK_NAMES = {"localhost": "127.0.0.1"}
@@ -150,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
                     time.sleep(fault.delay)
                 if fault is not None and fault.status is not None:
                     raise _fault_error(fault)
-                rule = app.rate_limited(req.method, path)
+                rule = app.rate_limited(req.method, path, generation)
                 if rule is not None:
                     raise ApiError(
                         429,
@@ -162,8 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if path_exists:
                     raise ApiError(405, f"method {req.method} not allowed on {path}")
                 raise ApiError(404, f"no route for {req.method} {path}")
-            app.authorize(route, req)
-            response = route.handler(req)
+            response = app.handle(route, req)
         except ApiError as err:
             response = Response.error(err)
         except Exception:  # a bug in a handler must still produce a Dintero error body
@@ -177,8 +181,9 @@ class _Handler(BaseHTTPRequestHandler):
                     path=path,
                     status=response.status,
                     account_id=request_account(req),
-                    query=req.query,
+                    query=QueryPairs(parse_qsl(parts.query, keep_blank_values=True)),
                     host=req.host,
+                    body=logged_body(body),
                 ),
                 generation,
             )
@@ -262,6 +267,23 @@ def _retry_after_text(value: int | float | str) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _on_app(fn: Callable[Concatenate[EmulatorApp, _P], _R]) -> Callable[Concatenate[DinteroEmulator, _P], _R]:
+    """A :class:`DinteroEmulator` method calling ``fn`` on its app (same signature and docs, less ``app``).
+
+    :param fn: a resource function taking the app first.
+    """
+
+    @functools.wraps(fn)
+    def method(self: DinteroEmulator, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return fn(self._app, *args, **kwargs)
+
+    return method
 
 
 class DinteroEmulator:
@@ -423,59 +445,9 @@ class DinteroEmulator:
         with self._app.lock:
             self._app.requests.clear()
 
-    def add_settlement(
-        self,
-        account_id: str,
-        *,
-        provider: str = "vipps",
-        created_at: datetime | str | None = None,
-        settled_at: datetime | str | None = None,
-        attachment_sizes: dict[str, int] | None = None,
-    ) -> dict[str, Any]:
-        """Add a settlement, fire ``settlement_add`` webhooks, return the settlement item.
-
-        :param account_id: merchant id.
-        :param provider: payout provider (``vipps``, ``payex``, ...).
-        :param created_at: registration time (default now).
-        :param settled_at: settlement date (default one day before ``created_at``).
-        :param attachment_sizes: ``{extension: size}`` of the Dintero attachments (``pdf``, ``csv``,
-            ``xml``, ``json``); key ``source`` sizes the provider's file. Default: all formats.
-        """
-        return self._app.add_settlement(
-            account_id,
-            provider=provider,
-            created_at=created_at,
-            settled_at=settled_at,
-            attachment_sizes=attachment_sizes,
-        )
-
-    def add_report(
-        self,
-        account_id: str,
-        *,
-        report_config_id: str | None = None,
-        data_from: datetime | str | None = None,
-        data_to: datetime | str | None = None,
-        content_type: str = "application/pdf",
-        size: int = 2048,
-    ) -> dict[str, Any]:
-        """Add generated-report metadata and return it (the ``signed_url`` is added when listed).
-
-        :param account_id: merchant id.
-        :param report_config_id: insight configuration (default: the account's first).
-        :param data_from: start of the data interval (default: start of last month).
-        :param data_to: end of the data interval (default: end of last month).
-        :param content_type: ``application/pdf`` or ``text/csv``.
-        :param size: file size in bytes.
-        """
-        return self._app.add_report(
-            account_id,
-            report_config_id=report_config_id,
-            data_from=data_from,
-            data_to=data_to,
-            content_type=content_type,
-            size=size,
-        )
+    # Added data: the same functions the control API calls (``POST /_emulator/settlements``, ``/reports``).
+    add_settlement = _on_app(settlements.add_settlement)
+    add_report = _on_app(reports.add_report)
 
     def inject_fault(
         self,
@@ -511,11 +483,6 @@ class DinteroEmulator:
         with self._app.lock:
             self._app.faults.append(fault)
 
-    def clear_faults(self) -> None:
-        """Remove every pending fault."""
-        with self._app.lock:
-            self._app.faults.clear()
-
     def expire_tokens(self) -> None:
         """Every token issued so far answers 401 from now on."""
         self._app.expire_tokens()
@@ -528,9 +495,14 @@ class DinteroEmulator:
     def issued_secrets(self) -> list[str]:
         """Every API client secret (seeded, created or rotated) and webhook signing secret held now."""
         with self._app.lock:
-            found = [str(c["_secret"]) for c in self._app.clients.values() if c.get("_secret")]
+            found = [
+                str(c["_secret"])
+                for clients in self._app.clients.values()
+                for c in clients.values()
+                if c.get("_secret")
+            ]
             for subscriptions in self._app.subscriptions.values():
-                for sub in subscriptions:
+                for sub in subscriptions.values():
                     secret = (sub.get("config") or {}).get("secret")
                     if isinstance(secret, dict) and secret.get("value"):
                         found.append(str(secret["value"]))
@@ -543,9 +515,9 @@ class DinteroEmulator:
         :returns: how many grants were removed.
         """
         with self._app.lock:
-            before = len(self._app.grants)
-            self._app.grants[:] = [g for g in self._app.grants if g["account_id"] != account_id]
-            removed = before - len(self._app.grants)
+            grants = self._app.grants.get(account_id, {})
+            removed = len(grants)
+            grants.clear()
         self._app.expire_tokens()
         return removed
 
@@ -556,7 +528,7 @@ class DinteroEmulator:
 
     def expire_signed_urls(self) -> None:
         """Signed report URLs issued so far answer 403 ``AccessDenied`` ``Request has expired``."""
-        self._app.expire_signed_urls()
+        signing.expire_signed_urls(self._app)
 
     @property
     def deliveries(self) -> list[WebhookDelivery]:
@@ -578,7 +550,7 @@ class DinteroEmulator:
         :param account_id: merchant id.
         """
         with self._app.lock:
-            return [self._app.settlement_view(s) for s in self._app.settlements.get(account_id, [])]
+            return [settlements.settlement_view(s) for s in self._app.settlements.get(account_id, [])]
 
     def attachment_bytes(self, account_id: str, settlement_id: str, attachment_id: str) -> bytes:
         """The full content of an attachment (only for small ones).
@@ -587,7 +559,7 @@ class DinteroEmulator:
         :param settlement_id: settlement id.
         :param attachment_id: attachment id.
         """
-        _, stream = self._app.attachment_stream(account_id, settlement_id, attachment_id)
+        _, stream = settlements.attachment_stream(self._app, account_id, settlement_id, attachment_id)
         return b"".join(stream)
 
     def attachment_sha256(self, account_id: str, settlement_id: str, attachment_id: str) -> str:
@@ -597,7 +569,7 @@ class DinteroEmulator:
         :param settlement_id: settlement id.
         :param attachment_id: attachment id.
         """
-        return self._app.attachment_sha256(account_id, settlement_id, attachment_id)
+        return settlements.attachment_sha256(self._app, account_id, settlement_id, attachment_id)
 
     def report_bytes(self, account_id: str, report_id: str) -> bytes:
         """The full content of a generated report file.
@@ -605,19 +577,11 @@ class DinteroEmulator:
         :param account_id: merchant id.
         :param report_id: report metadata id.
         """
-        with self._app.lock:
-            report = next((r for r in self._app.reports.get(account_id, []) if r["id"] == report_id), None)
+        report = reports.find_report(self._app, account_id, report_id)
         if report is None:
             raise KeyError(report_id)
-        ext = "pdf" if report["content_type"] == "application/pdf" else "csv"
-        return b"".join(
-            content_stream(self._app.report_bytes_key(account_id, report_id), report["size"], ext)
-        )
+        return b"".join(reports.report_stream(account_id, report))
 
     def state(self) -> dict[str, Any]:
         """Ids and credentials as ``GET /_emulator/state`` returns them."""
         return self._app.state_summary()
-
-    def state_json(self) -> str:
-        """:meth:`state` as one JSON line."""
-        return json.dumps(self.state())

@@ -183,6 +183,52 @@ def test_plugin_does_not_import_airflow() -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
+_UNUSED_PLUGIN_TEST = """
+import sys
+import threading
+
+
+def test_nothing_loaded():
+    loaded = sorted(m for m in sys.modules if m.startswith("airflow_provider_dintero.emulator."))
+    assert loaded == ["airflow_provider_dintero.emulator.pytest_plugin"], loaded
+    assert [t.name for t in threading.enumerate()] == ["MainThread"]
+"""
+
+
+def test_plugin_costs_nothing_when_its_fixtures_are_unused(tmp_path: Path) -> None:
+    (tmp_path / "test_unused.py").write_text(_UNUSED_PLUGIN_TEST)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (
+        "dintero_emulator"
+        in subprocess.run(
+            [sys.executable, "-m", "pytest", "--fixtures", "-q", str(tmp_path)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.dintero_emulator(strict_dates="spec", duplicate_status=409)
+def test_marker_sets_settings_after_reset(dintero_emulator: DinteroEmulator) -> None:
+    assert dintero_emulator.settings.strict_dates == "spec"
+    assert dintero_emulator.settings.duplicate_status == 409
+    assert dintero_emulator.settings.token_lifetime == 14400  # everything else as after reset
+
+
+def test_settings_without_marker_are_the_defaults(dintero_emulator: DinteroEmulator) -> None:
+    assert dintero_emulator.settings.strict_dates == "off"
+    assert dintero_emulator.settings.duplicate_status == 400
+
+
 def test_seed_is_deterministic() -> None:
     with DinteroEmulator() as a, DinteroEmulator() as b:
         mid = a.merchant_ids[0]

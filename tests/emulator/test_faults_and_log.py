@@ -123,9 +123,135 @@ def test_request_log_records_fields(api: Api, emu: DinteroEmulator, mtoken: str)
     first, second = records
     assert first.method == "GET" and first.path == _settlements(emu) and first.status == 200
     assert first.account_id == emu.merchant_ids[0]
-    assert first.query == {"payment_provider": ["a", "b"], "limit": ["5"]}
+    assert first.query == [("payment_provider", "a"), ("payment_provider", "b"), ("limit", "5")]
     assert first.host == emu.base_url.removeprefix("http://")
     assert second.account_id == emu.merchant_ids[0]
+
+
+def test_request_log_query_keeps_order_repeats_and_blanks(
+    api: Api, emu: DinteroEmulator, mtoken: str
+) -> None:
+    emu.clear_requests()
+    query = "limit=5&payment_provider=b&search=&payment_provider=a&payment_provider=b&x=%C3%A6+1"
+    api.call("GET", f"{_settlements(emu)}?{query}", mtoken)
+    (record,) = emu.requests
+    assert record.query == [
+        ("limit", "5"),
+        ("payment_provider", "b"),
+        ("search", ""),
+        ("payment_provider", "a"),
+        ("payment_provider", "b"),
+        ("x", "\u00e6 1"),
+    ]
+
+
+def test_request_log_query_answers_by_name(api: Api, emu: DinteroEmulator, mtoken: str) -> None:
+    emu.clear_requests()
+    api.call("GET", _settlements(emu), mtoken, params={"payment_provider": ["a", "b"], "limit": 5})
+    (record,) = emu.requests
+    assert "payment_provider" in record.query and "created_at.gte" not in record.query
+    assert record.query["payment_provider"] == ["a", "b"]
+    assert record.query.get("limit") == ["5"] and record.query.get("search", []) == []
+    assert record.query.as_dict() == {"payment_provider": ["a", "b"], "limit": ["5"]}
+
+
+def test_request_log_keeps_json_body(api: Api, emu: DinteroEmulator, mtoken: str) -> None:
+    mid = emu.merchant_ids[0]
+    payload = {
+        "filetypes": ["csv"],
+        "providers": ["vipps"],
+        "destinations": [{"destination_type": "account_email"}],
+        "send_every": 1,
+    }
+    emu.clear_requests()
+    api.call("POST", f"/v1/accounts/{mid}/settlements/reports/configuration", mtoken, json=payload)
+    (record,) = emu.requests
+    assert record.status == 200
+    assert record.body == payload
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"", None),
+        (b"  ", None),
+        (b"not json at all", "not json at all"),
+        (b"[1, 2]", [1, 2]),
+        (
+            b"grant_type=client_credentials&client_secret=s3cr3t",
+            "grant_type=client_credentials&client_secret=<redacted>",
+        ),
+    ],
+    ids=["empty", "blank", "text", "json-array", "form-with-secret"],
+)
+def test_request_log_body_forms(
+    api: Api, emu: DinteroEmulator, mtoken: str, raw: bytes, expected: object
+) -> None:
+    emu.clear_requests()
+    api.call("POST", f"/v1/accounts/{emu.merchant_ids[0]}/auth/clients", mtoken, data=raw)
+    (record,) = emu.requests
+    assert record.body == expected
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"client_secret": "s1", "name": "n"}, {"client_secret": "<redacted>", "name": "n"}),
+        ({"password": "s1", "user": "u"}, {"password": "<redacted>", "user": "u"}),
+        (
+            {"refresh_token": "s1", "token_type": "Bearer"},
+            {"refresh_token": "<redacted>", "token_type": "Bearer"},
+        ),
+        ({"access_token": "s1"}, {"access_token": "<redacted>"}),
+        (
+            {"config": {"url": "http://127.0.0.1/h", "secret": {"type": "HMAC-SHA1", "value": "s1"}}},
+            {"config": {"url": "http://127.0.0.1/h", "secret": "<redacted>"}},
+        ),
+        (
+            {"items": [{"Secret": "s1"}, {"api_key": "s1"}]},
+            {"items": [{"Secret": "<redacted>"}, {"api_key": "<redacted>"}]},
+        ),
+        ({"client_secret": None}, {"client_secret": None}),
+    ],
+    ids=["client-secret", "password", "refresh-token", "access-token", "webhook-secret", "nested", "null"],
+)
+def test_request_log_redacts_secrets(
+    api: Api, emu: DinteroEmulator, mtoken: str, payload: dict[str, object], expected: dict[str, object]
+) -> None:
+    emu.clear_requests()
+    api.call("POST", f"/v1/accounts/{emu.merchant_ids[0]}/auth/clients", mtoken, json=payload)
+    (record,) = emu.requests
+    assert record.body == expected
+    assert "sek-R3t" not in repr(record)
+
+
+def test_request_log_webhook_create_hides_secret(api: Api, emu: DinteroEmulator, mtoken: str) -> None:
+    emu.settings.ping_on_subscription_create = False
+    secret = "whsec-very-secret-value"
+    payload = {
+        "config": {"url": "http://127.0.0.1:9/hook", "secret": {"type": "HMAC-SHA1", "value": secret}},
+        "events": ["settlement_add"],
+    }
+    emu.clear_requests()
+    resp = api.call("POST", f"/v1/accounts/{emu.merchant_ids[0]}/hooks/subscriptions", mtoken, json=payload)
+    assert resp.status_code == 200, resp.text
+    (record,) = emu.requests
+    assert record.body == {
+        "config": {"url": "http://127.0.0.1:9/hook", "secret": "<redacted>"},
+        "events": ["settlement_add"],
+    }
+    assert secret in emu.issued_secrets()
+    assert secret not in repr(emu.requests)
+
+
+def test_request_log_control_api_has_body_and_query_pairs(
+    api: Api, emu: DinteroEmulator, mtoken: str
+) -> None:
+    emu.clear_requests()
+    api.call("POST", f"/v1/accounts/{emu.merchant_ids[0]}/auth/clients?a=1&a=2", mtoken, json={"name": "x"})
+    (record,) = requests.get(f"{emu.base_url}/_emulator/requests", timeout=5).json()
+    assert record["query"] == [["a", "1"], ["a", "2"]]
+    assert record["body"] == {"name": "x"}
 
 
 def test_count_filters(api: Api, emu: DinteroEmulator, mtoken: str) -> None:

@@ -1,0 +1,210 @@
+"""Webhook subscriptions (``/hooks/subscriptions``) and their outbound deliveries."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow_provider_dintero.emulator import webhooks as delivery
+from airflow_provider_dintero.emulator.collection import Collection, Record
+from airflow_provider_dintero.emulator.core import Request, Route, now
+from airflow_provider_dintero.emulator.models import Response, field_error
+from airflow_provider_dintero.emulator.seed import iso
+
+if TYPE_CHECKING:
+    from airflow_provider_dintero.emulator.app import EmulatorApp
+
+HOOKS_READ = ("admin:hooks", "read:hooks")
+HOOKS_WRITE = ("admin:hooks", "write:hooks")
+
+WEBHOOK_EVENTS = frozenset(
+    {
+        "settlement_add",
+        "account_add",
+        "account_update",
+        "checkout_transaction",
+        "checkout_authorization",
+        "checkout_capture",
+        "checkout_refund",
+        "checkout_void",
+        "checkout_session",
+        "approval_payout_destination_update",
+        "cdd_case_update",
+        "payout_transfer",
+        "ping",
+    }
+)
+
+
+def view(sub: Record) -> Record:
+    """The public form of a subscription: the secret's ``value`` is write-only.
+
+    :param sub: the stored subscription.
+    """
+    out = copy.deepcopy(sub)
+    secret = out["config"].get("secret")
+    if isinstance(secret, dict):
+        out["config"]["secret"] = {"type": secret.get("type", "HMAC-SHA1")}
+    return out
+
+
+def _validate(body: Record) -> None:
+    config = body.get("config")
+    if config is None:
+        raise field_error("config", "is required")
+    if not isinstance(config, dict):
+        raise field_error("config", "must be an object")
+    url = config.get("url")
+    if url is None:
+        raise field_error("config.url", "is required")
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise field_error("config.url", "must be an http(s) URL")
+    secret = config.get("secret")
+    if secret is not None and (not isinstance(secret, dict) or not isinstance(secret.get("value"), str)):
+        raise field_error("config.secret", 'must be {"type": "HMAC-SHA1", "value": "<secret>"}')
+    if secret is not None and secret.get("type", "HMAC-SHA1") != "HMAC-SHA1":
+        raise field_error("config.secret.type", "must be HMAC-SHA1")
+    events = body.get("events")
+    if events is None:
+        raise field_error("events", "is required")
+    if not isinstance(events, list) or not events or not all(isinstance(e, str) for e in events):
+        raise field_error("events", "must be a non-empty array of event names")
+    unknown = [e for e in events if e not in WEBHOOK_EVENTS]
+    if unknown:
+        raise field_error("events", f"unknown event(s): {', '.join(unknown)}")
+    if "active" in body and not isinstance(body["active"], bool):
+        raise field_error("active", "must be a boolean")
+
+
+def _config(body: Record, old: Record | None) -> Record:
+    config = {"content_type": "application/json", "insecure_ssl": 0, **body["config"]}
+    if isinstance(config.get("secret"), dict):
+        config["secret"] = {"type": "HMAC-SHA1", **config["secret"]}
+    elif old is not None and "secret" in old["config"]:
+        config["secret"] = old["config"]["secret"]  # PUT without a secret keeps the old one
+    return config
+
+
+def _build(app: EmulatorApp, req: Request, body: Record) -> Record:
+    created = iso(now())
+    sub = {
+        "id": app.next_id("subscription"),
+        "config": _config(body, None),
+        "events": list(body["events"]),
+        "active": body.get("active", True),
+        "created_at": created,
+        "created_by": "emulator",
+        "updated_at": created,
+    }
+    sub.update({opt: body[opt] for opt in ("fields", "exclude_fields") if opt in body})
+    return sub
+
+
+def _replace(app: EmulatorApp, req: Request, old: Record, body: Record) -> Record:
+    return {
+        **old,
+        "config": _config(body, old),
+        "events": list(body["events"]),
+        "active": body.get("active", old["active"]),
+    }
+
+
+def _answer_create(app: EmulatorApp, req: Request, sub: Record) -> Record:
+    public = view(sub)
+    if app.settings.ping_on_subscription_create:
+        send(app, req.account, sub, "ping", public)
+    return public
+
+
+SUBSCRIPTIONS = Collection(
+    endpoint="subscriptions",
+    label="subscription",
+    path="/v1/accounts/{aid}/hooks/subscriptions",
+    store="subscriptions",
+    read_scopes=HOOKS_READ,
+    write_scopes=HOOKS_WRITE,
+    validate=_validate,
+    build=_build,
+    replace=_replace,
+    view=view,
+    duplicate_kind="subscription",
+    duplicate_key=lambda r: r["config"]["url"],
+    duplicate_code="DUPLICATE_SUBSCRIPTION",
+    answer_create=_answer_create,
+    stamp_delete=True,
+)
+
+
+def ping(app: EmulatorApp, req: Request) -> Response:
+    """``POST /v1/accounts/{aid}/hooks/subscriptions/{id}/ping`` -> 204 and a ``ping`` delivery.
+
+    :param app: the emulator.
+    :param req: the request.
+    """
+    with app.lock:
+        sub = SUBSCRIPTIONS.find(app, req)
+        public = view(sub)
+    send(app, req.account, sub, "ping", public)
+    return Response.empty(204)
+
+
+def send(app: EmulatorApp, aid: str, sub: Record, event: str, obj: dict[str, Any]) -> None:
+    """Deliver one event to a subscription in the background (recorded in ``app.deliveries``).
+
+    The body is ``{"account_id", "event", "event_delivery", <object>}``; the headers carry
+    ``event``, ``event-delivery`` and, with a secret, ``event-signature`` (hex HMAC-SHA1 of the
+    raw body).
+
+    :param app: the emulator.
+    :param aid: the account the event concerns.
+    :param sub: the subscription.
+    :param event: event name.
+    :param obj: the event's object (the subscription for ``ping``).
+    """
+    delivery_id = str(uuid.uuid4())
+    key = "subscription" if event == "ping" else event.split("_", 1)[0]
+    body = json.dumps({"account_id": aid, "event": event, "event_delivery": delivery_id, key: obj}).encode()
+    secret = sub["config"].get("secret")
+    secret_value = secret.get("value") if isinstance(secret, dict) else None
+    headers = delivery.build_headers(event, delivery_id, body, secret_value)
+    url = sub["config"]["url"]
+    timeout = float(app.settings.webhook_timeout)
+    generation = app.generation
+
+    def run() -> None:
+        result = delivery.deliver(url, event, body, headers, timeout, subscription_id=sub["id"])
+        with app.deliveries_cond:
+            if generation != app.generation:
+                return  # the emulator was reset meanwhile: do not leak into the new state
+            app.deliveries.append(result)
+            app.deliveries_cond.notify_all()
+
+    threading.Thread(target=run, name="dintero-emulator-webhook", daemon=True).start()
+
+
+def notify(app: EmulatorApp, aid: str, event: str, obj: dict[str, Any]) -> None:
+    """Send ``event`` to every active subscription of the account that asked for it.
+
+    :param app: the emulator.
+    :param aid: account id.
+    :param event: event name.
+    :param obj: the event's object.
+    """
+    with app.lock:
+        subs = [
+            s
+            for s in app.subscriptions.get(aid, {}).values()
+            if s.get("active", True) and event in s["events"]
+        ]
+    for sub in subs:
+        send(app, aid, sub, event, obj)
+
+
+ROUTES = [
+    *SUBSCRIPTIONS.routes(),
+    Route("POST", "/v1/accounts/{aid}/hooks/subscriptions/{id}/ping", ping, HOOKS_WRITE),
+]
