@@ -78,18 +78,23 @@ def aws_connection(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return "aws_default"
 
 
-@pytest.fixture
-def s3_client(s3_server: str) -> Any:
-    """A boto3 S3 client on moto's server, for assertions."""
+def moto_client(service: str, endpoint: str) -> Any:
+    """A boto3 client of ``service`` on moto's server at ``endpoint``."""
     import boto3
 
     return boto3.client(
-        "s3",
-        endpoint_url=s3_server,
+        service,
+        endpoint_url=endpoint,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         region_name="us-east-1",
     )
+
+
+@pytest.fixture
+def s3_client(s3_server: str) -> Any:
+    """A boto3 S3 client on moto's server, for assertions."""
+    return moto_client("s3", s3_server)
 
 
 @pytest.fixture
@@ -98,6 +103,13 @@ def s3_bucket(s3_client: Any, aws_connection: str) -> str:
     name = f"dintero-test-{uuid.uuid4().hex[:12]}"
     s3_client.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def kms_key_id(s3_server: str) -> str:
+    """A new KMS key in moto's KMS (served by the same server as S3), for SSE-KMS tests."""
+    kms = moto_client("kms", s3_server)
+    return str(kms.create_key(Description="dintero copies")["KeyMetadata"]["KeyId"])
 
 
 @pytest.fixture
