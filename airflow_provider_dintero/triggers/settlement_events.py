@@ -57,13 +57,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_dintero.exceptions import DinteroApiError
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook
 from airflow_provider_dintero.redaction import redact_text
 from airflow_provider_dintero.settlements import format_timestamp, parse_timestamp
@@ -182,6 +182,49 @@ def event_payload(account_id: str, settlements: Sequence[Settlement]) -> dict[st
         "providers": providers,
         "source": "poll",
     }
+
+
+def settlement_event_extra(event: Any) -> Mapping[str, Any] | None:
+    """
+    The settlement part of an asset event's extra, whichever wrote it: the webhook receiver
+    (the extra itself) or this watcher (Airflow stores the trigger's payload under ``payload``,
+    beside ``from_trigger``). ``None`` when the event names no settlements.
+
+    :param event: an asset event (anything with an ``extra``).
+    """
+    extra = getattr(event, "extra", None)
+    if isinstance(extra, Mapping) and extra.get("from_trigger") and isinstance(extra.get("payload"), Mapping):
+        extra = extra["payload"]
+    if not isinstance(extra, Mapping) or "settlement_ids" not in extra:
+        return None
+    return extra
+
+
+def event_accounts(triggering_asset_events: Any) -> list[str]:
+    """
+    The accounts named by a run's triggering asset events, in order of first appearance: what
+    the copy maps over (``SettlementsToS3Operator.partial(..., use_triggering_events=True)
+    .expand(account_id=...)``). Ids that are not account ids are left out (and logged).
+
+    :param triggering_asset_events: the context's ``triggering_asset_events`` (Airflow 3) or
+        ``triggering_dataset_events`` (2.11).
+    """
+    accounts: list[str] = []
+    for asset in list(triggering_asset_events or {}):  # keys first: Airflow 3 resolves lazily
+        for event in triggering_asset_events[asset] or []:
+            extra = settlement_event_extra(event)
+            if extra is None:
+                continue
+            try:
+                aid = validate_account_id(extra.get("account_id"))
+            except DinteroInputError:
+                log.warning(
+                    "Ignoring an asset event naming no valid account: %r", str(extra.get("account_id"))[:40]
+                )
+                continue
+            if aid not in accounts:
+                accounts.append(aid)
+    return accounts
 
 
 def state_store(account_id: str) -> Any:
