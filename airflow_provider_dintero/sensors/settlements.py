@@ -232,21 +232,16 @@ class SettlementSensor(BaseSensorOperator):
         found = self._find(account_id, since, providers)
         if found is not None:
             return found
-        self.log.info(
-            "No settlements yet for account %s created since %s; deferring to the triggerer",
-            account_id,
+        self._defer(
+            f"account {account_id}",
             since,
-        )
-        self.defer(
-            trigger=SettlementTrigger(
+            SettlementTrigger(
                 account_id=account_id,
                 since=since,
                 payment_providers=providers,
                 dintero_conn_id=self.dintero_conn_id,
                 poll_interval=self.poll_interval,
             ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=float(self.timeout)),
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -272,13 +267,10 @@ class SettlementSensor(BaseSensorOperator):
         found = self._sweep(account_ids, since, providers)
         if found:
             return found
-        self.log.info(
-            "No settlements yet for %s created since %s; deferring to the triggerer",
+        self._defer(
             f"{len(account_ids)} merchant(s)" if account_ids else "any merchant of the partner",
             since,
-        )
-        self.defer(
-            trigger=PartnerSettlementTrigger(
+            PartnerSettlementTrigger(
                 since=since,
                 account_ids=account_ids,
                 payment_providers=providers,
@@ -286,6 +278,12 @@ class SettlementSensor(BaseSensorOperator):
                 poll_interval=self.poll_interval,
                 max_concurrency=self.max_concurrency,
             ),
+        )
+
+    def _defer(self, what: str, since: str, trigger: SettlementTrigger | PartnerSettlementTrigger) -> None:
+        self.log.info("No settlements yet for %s created since %s; deferring to the triggerer", what, since)
+        self.defer(
+            trigger=trigger,
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)),
         )
