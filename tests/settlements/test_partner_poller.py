@@ -336,3 +336,14 @@ def test_copy_maps_over_the_merchants_found(
             assert any(aid in k and sid in k for k in keys), (aid, sid, keys)
     other = [k for k in keys if not any(aid in k for aid in added)]
     assert other == []
+
+
+def test_partner_wide_sweep_skips_a_merchant_it_may_not_read(many: DinteroEmulator) -> None:
+    added = _add(many, 1)
+    many.inject_fault(path_regex=f"/accounts/{many.merchant_ids[4]}/settlements$", status=403, count=100)
+
+    event = _first_event(PartnerSettlementTrigger(since=SINCE))
+
+    assert event["status"] == "success"
+    assert event["skipped"] == [many.merchant_ids[4]]
+    assert [m["account_id"] for m in event["merchants"]] == list(added)
