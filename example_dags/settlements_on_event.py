@@ -10,6 +10,10 @@ on the same asset (``source: "webhook"``). Each run maps the copy over the accou
 name, and each mapped copy re-reads exactly the settlements its account's events name
 (``use_triggering_events=True``), refusing events of another account.
 
+A manual run (no asset events) copies, for the merchants in the ``merchant_ids`` param, the
+settlements recorded in the run's window: the way to re-run a merchant by hand. Params:
+``merchant_ids`` (default none), ``s3_bucket``.
+
 Environment: ``DINTERO_PARTNER_ID`` (default ``T11200000``, the emulator's partner),
 ``DINTERO_DEMO_BUCKET`` (default ``dintero-settlements``), ``DINTERO_POLL_INTERVAL`` (seconds,
 default 30).
@@ -60,13 +64,17 @@ if EVENT_TRIGGERS:
         catchup=False,
         tags=["dintero", "settlements", "event-driven"],
         doc_md=__doc__,
+        params={"merchant_ids": [], "s3_bucket": BUCKET},
     ) as settlements_on_event:
 
         @task
-        def accounts(triggering_asset_events: Any = None) -> list[str]:
-            """The accounts this run's asset events name (one mapped copy each)."""
-            return event_accounts(triggering_asset_events)
+        def accounts(triggering_asset_events: Any = None, params: dict[str, Any] | None = None) -> list[str]:
+            """The accounts this run's asset events name (one mapped copy each), else the param's."""
+            from airflow_provider_dintero.hooks.dintero import validate_account_id
+
+            named = event_accounts(triggering_asset_events)
+            return named or [validate_account_id(m) for m in (params or {}).get("merchant_ids") or []]
 
         SettlementsToS3Operator.partial(
-            task_id="copy_to_s3", s3_bucket=BUCKET, use_triggering_events=True
+            task_id="copy_to_s3", s3_bucket="{{ params.s3_bucket }}", use_triggering_events=True
         ).expand(account_id=accounts())
