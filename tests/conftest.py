@@ -118,9 +118,17 @@ def run_dag(airflow_db: None) -> Callable[..., Any]:
     Run a DAG object end to end with ``dag.test()`` and return the DagRun.
 
     On Airflow 3 the DAG is first serialized to the metadata DB, as ``dag.test()`` requires.
+    ``no_logical_date=True`` makes a run without a logical date or data interval on Airflow 3
+    (a manual run's default there); Airflow 2.11 always gives one.
     """
 
-    def _run(dag: Any, conf: dict[str, Any] | None = None, logical_date: Any = None) -> Any:
+    def _run(
+        dag: Any,
+        conf: dict[str, Any] | None = None,
+        logical_date: Any = None,
+        *,
+        no_logical_date: bool = False,
+    ) -> Any:
         if AIRFLOW_V3:
             from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
@@ -128,7 +136,9 @@ def run_dag(airflow_db: None) -> Callable[..., Any]:
             bag.bag_dag(dag)
             sync_bag_to_db(bag, "dags-folder", None)
             kwargs: dict[str, Any] = {"run_conf": conf}
-            if logical_date is not None:
+            if no_logical_date:  # as the REST API's {"logical_date": null} and `airflow dags trigger`
+                kwargs["logical_date"] = None
+            elif logical_date is not None:
                 kwargs["logical_date"] = logical_date
             return dag.test(**kwargs)
         dag.sync_to_db()  # asset (dataset) outlets need the DAG row on 2.11 too
