@@ -402,14 +402,19 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param limit: page size, 1 to 100.
         :param filters: documented filters passed through, e.g. ``country="NO"``.
         """
-        partner = self.account_id
-        if not self.is_partner:
-            raise DinteroInputError("extra.account_id", "a partner account id ending in 00000", partner)
         limit = check_limit(limit, 100)
-        request = self._request(
+        request = self._merchants_request()
+        return pipeline.collect(pipeline.paged_by_paging_token(request, self.limits, filters, limit), self)
+
+    def _merchants_request(self) -> Request:
+        if not self.is_partner:
+            raise DinteroInputError(
+                "extra.account_id", "a partner account id ending in 00000", self.account_id
+            )
+        partner = self.account_id
+        return self._request(
             "GET", partner, f"/v1/accounts/{partner}/management/accounts", "list the partner's merchants"
         )
-        return pipeline.collect(pipeline.paged_by_paging_token(request, self.limits, filters, limit), self)
 
     @for_account
     def get_account(self, account_id: str) -> Account:
@@ -931,6 +936,19 @@ class DinteroAsyncHook(DinteroPartnerHook):
         request, params = await asyncio.to_thread(self._settlements_request, account_id, filters)
         found: list[Settlement] = []
         flow = pipeline.paged_settlements(request, self.limits, params)
+        await pipeline.arun(flow, self.aperform, found.extend)
+        return found
+
+    async def async_list_merchants(self, *, limit: int = 100, **filters: Any) -> list[Account]:
+        """
+        Return the partner's merchant accounts, all pages (see :meth:`list_merchants`).
+
+        :param limit: page size, 1 to 100.
+        :param filters: documented filters passed through, e.g. ``country="NO"``.
+        """
+        request = await asyncio.to_thread(self._merchants_request)
+        found: list[Account] = []
+        flow = pipeline.paged_by_paging_token(request, self.limits, filters, check_limit(limit, 100))
         await pipeline.arun(flow, self.aperform, found.extend)
         return found
 

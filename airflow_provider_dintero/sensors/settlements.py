@@ -1,5 +1,6 @@
 """
-Sensor that waits for new Dintero settlements of an account.
+Sensor that waits for new Dintero settlements of an account, of a list of merchants, or of every
+merchant of a partner.
 
 Example::
 
@@ -15,6 +16,12 @@ Example::
         mode="reschedule",
         poke_interval=600,
         timeout=6 * 3600,
+    )
+
+    # every merchant of the partner in one sensor; the copy maps over the merchants found
+    wait_all = SettlementSensor(task_id="wait_for_any", all_merchants=True, deferrable=True)
+    SettlementsToS3Operator.partial(task_id="copy", s3_bucket="finance").expand_kwargs(
+        wait_all.output.map(settlement_copy_kwargs)
     )
 """
 
@@ -34,7 +41,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
-from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook, DinteroPartnerHook
 from airflow_provider_dintero.settlements import (
     format_timestamp,
 )
@@ -44,10 +51,19 @@ from airflow_provider_dintero.settlements import (
 from airflow_provider_dintero.settlements import (
     run_window as run_window,
 )
+from airflow_provider_dintero.triggers.poller import (
+    DEFAULT_MAX_CONCURRENCY,
+    SettlementPoller,
+    check_account_ids,
+    check_concurrency,
+    sweep_blocking,
+)
 from airflow_provider_dintero.triggers.settlements import (
+    PartnerSettlementTrigger,
     SettlementTrigger,
     access_error_message,
     settlement_summary,
+    sweep_payload,
 )
 from airflow_provider_dintero.validation import validate_account_id
 
@@ -61,6 +77,18 @@ def _as_bool(value: Any, field: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise DinteroInputError(field, "true or false", value)
+
+
+def settlement_copy_kwargs(result: dict[str, Any]) -> dict[str, Any]:
+    """
+    The :class:`~airflow_provider_dintero.transfers.settlements_to_s3.SettlementsToS3Operator`
+    keyword arguments for one merchant of a many-merchant sensor's result: ``{"account_id",
+    "settlement_ids"}``. Use it as ``wait.output.map(settlement_copy_kwargs)`` with
+    ``.expand_kwargs(...)``.
+
+    :param result: one item of the sensor's result list.
+    """
+    return {"account_id": result["account_id"], "settlement_ids": list(result["settlement_ids"])}
 
 
 class SettlementSensor(BaseSensorOperator):
@@ -80,6 +108,18 @@ class SettlementSensor(BaseSensorOperator):
     "created_at", "settled_at", "attachments": [{"id", "created_by", "extension",
     "content_type"}]}]}``.
 
+    **Many merchants.** With ``account_ids=[...]`` or ``all_merchants=True`` (instead of
+    ``account_id``) one sensor watches many merchants in one sweep, at most ``max_concurrency``
+    at a time (partner-wide: every merchant the partner connection lists, again at each sweep;
+    a merchant it may not read is skipped with a warning, while an explicit list fails on it).
+    It succeeds when **at least one** merchant has new settlements and returns a list with one
+    item, shaped as above, for **every merchant found in that sweep** (merchants without new
+    settlements are left out). Map the copy over it:
+    ``SettlementsToS3Operator.partial(...).expand_kwargs(wait.output.map(settlement_copy_kwargs))``.
+    Deferred, the sweep runs in the triggerer as one
+    :class:`~airflow_provider_dintero.triggers.settlements.PartnerSettlementTrigger` whatever the
+    number of merchants; poke and reschedule modes run the same sweep in the worker.
+
     It works in ``poke`` and ``reschedule`` modes and, with ``deferrable=True``, checks once and
     then waits in the triggerer (:class:`~airflow_provider_dintero.triggers.settlements.SettlementTrigger`).
     An API error never counts as found: a 403 or 404 fails the task at once with a message
@@ -87,6 +127,9 @@ class SettlementSensor(BaseSensorOperator):
     try, so the task's ``retries`` apply.
 
     :param account_id: the merchant (or the connection's own account). Templated.
+    :param account_ids: many merchants instead of one. Templated.
+    :param all_merchants: every merchant of the connection's partner instead of one.
+    :param max_concurrency: merchants polled at the same time in a many-merchant sweep.
     :param payment_providers: only settlements from these payout providers (API or product
         names, e.g. ``["vipps", "Walley"]``); ``None`` for all. Templated.
     :param since: date or ISO-8601 timestamp; settlements created on or after it count.
@@ -98,13 +141,16 @@ class SettlementSensor(BaseSensorOperator):
     :param dintero_conn_id: the Dintero connection id.
     """
 
-    template_fields: Sequence[str] = ("account_id", "payment_providers", "since", "deferrable")
+    template_fields: Sequence[str] = ("account_id", "account_ids", "payment_providers", "since", "deferrable")
     ui_color = "#e8f4fd"
 
     def __init__(
         self,
         *,
-        account_id: str,
+        account_id: str | None = None,
+        account_ids: Sequence[str] | None = None,
+        all_merchants: bool = False,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         payment_providers: Sequence[str] | str | None = None,
         since: str | datetime | None = None,
         lookback: timedelta = timedelta(hours=1),
@@ -116,6 +162,9 @@ class SettlementSensor(BaseSensorOperator):
         kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(**kwargs)
         self.account_id = account_id
+        self.account_ids = account_ids
+        self.all_merchants = all_merchants
+        self.max_concurrency = max_concurrency
         self.payment_providers = payment_providers
         self.since = since
         self.lookback = lookback
@@ -143,6 +192,28 @@ class SettlementSensor(BaseSensorOperator):
         start, _end = run_window(context)
         return format_timestamp(start - self.lookback, "since")
 
+    def _many(self) -> tuple[bool, list[str] | None]:
+        """``(many merchants?, the explicit list or None for all)``; raise on a bad combination."""
+        everyone = _as_bool(self.all_merchants, "all_merchants")
+        given = [
+            name
+            for name, on in (
+                ("account_id", self.account_id not in (None, "")),
+                ("account_ids", self.account_ids is not None),
+                ("all_merchants", everyone),
+            )
+            if on
+        ]
+        if len(given) != 1:
+            raise DinteroInputError(
+                ", ".join(given) or "account_id",
+                "exactly one of account_id, account_ids or all_merchants=True",
+            )
+        if given[0] == "account_id":
+            return False, None
+        check_concurrency(self.max_concurrency)
+        return True, check_account_ids(self.account_ids) if given[0] == "account_ids" else None
+
     def _validate(self, context: Context) -> tuple[str, str, list[str] | None]:
         account_id = validate_account_id(self.account_id)
         providers = parse_payment_providers(self.payment_providers)
@@ -152,27 +223,25 @@ class SettlementSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Check once; then poke/reschedule, or defer to the trigger when ``deferrable``."""
+        many, account_ids = self._many()
+        if many:
+            return self._execute_many(context, account_ids)
         account_id, since, providers = self._validate(context)
         if not _as_bool(self.deferrable, "deferrable"):
             return super().execute(context)
         found = self._find(account_id, since, providers)
         if found is not None:
             return found
-        self.log.info(
-            "No settlements yet for account %s created since %s; deferring to the triggerer",
-            account_id,
+        self._defer(
+            f"account {account_id}",
             since,
-        )
-        self.defer(
-            trigger=SettlementTrigger(
+            SettlementTrigger(
                 account_id=account_id,
                 since=since,
                 payment_providers=providers,
                 dintero_conn_id=self.dintero_conn_id,
                 poll_interval=self.poll_interval,
             ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=float(self.timeout)),
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -181,11 +250,45 @@ class SettlementSensor(BaseSensorOperator):
 
         :param context: the task context.
         """
+        many, account_ids = self._many()
+        if many:
+            since = self.resolve_since(context)
+            results = self._sweep(account_ids, since, parse_payment_providers(self.payment_providers))
+            return PokeReturnValue(is_done=bool(results), xcom_value=results or None)
         account_id, since, providers = self._validate(context)
         found = self._find(account_id, since, providers)
         return PokeReturnValue(is_done=found is not None, xcom_value=found)
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _execute_many(self, context: Context, account_ids: list[str] | None) -> Any:
+        if not _as_bool(self.deferrable, "deferrable"):
+            return super().execute(context)
+        since = self.resolve_since(context)
+        providers = parse_payment_providers(self.payment_providers)
+        found = self._sweep(account_ids, since, providers)
+        if found:
+            return found
+        self._defer(
+            f"{len(account_ids)} merchant(s)" if account_ids else "any merchant of the partner",
+            since,
+            PartnerSettlementTrigger(
+                since=since,
+                account_ids=account_ids,
+                payment_providers=providers,
+                dintero_conn_id=self.dintero_conn_id,
+                poll_interval=self.poll_interval,
+                max_concurrency=self.max_concurrency,
+            ),
+        )
+
+    def _defer(self, what: str, since: str, trigger: SettlementTrigger | PartnerSettlementTrigger) -> None:
+        self.log.info("No settlements yet for %s created since %s; deferring to the triggerer", what, since)
+        self.defer(
+            trigger=trigger,
+            method_name="execute_complete",
+            timeout=timedelta(seconds=float(self.timeout)),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """
         Handle the trigger's event: return what was found, or fail.
 
@@ -193,7 +296,11 @@ class SettlementSensor(BaseSensorOperator):
         :param event: the trigger's event payload.
         """
         if not event:
-            raise AirflowException(f"The settlement trigger for account {self.account_id} sent no event")
+            raise AirflowException(
+                f"The settlement trigger for account {self.account_id or 'the merchants'} sent no event"
+            )
+        if event.get("status") == "success" and "merchants" in event:
+            return self._many_result(event)
         if event.get("status") == "success":
             settlements = event.get("settlements") or []
             self.log.info(
@@ -228,6 +335,45 @@ class SettlementSensor(BaseSensorOperator):
             return None
         self.log.info("Found %s settlement(s) for account %s created since %s", len(items), account_id, since)
         return self._result(account_id, since, [settlement_summary(s) for s in items])
+
+    def _sweep(
+        self, account_ids: list[str] | None, since: str, providers: list[str] | None
+    ) -> list[dict[str, Any]]:
+        poller = SettlementPoller(
+            self.hook_async(),
+            account_ids=account_ids,
+            payment_providers=providers,
+            max_concurrency=self.max_concurrency,
+        )
+        try:
+            sweep = sweep_blocking(poller, lambda _aid: since)
+        except DinteroApiError as exc:
+            if exc.status in (403, 404):
+                raise AirflowFailException(access_error_message(str(exc.account_id), exc)) from exc
+            raise
+        if not sweep.found:
+            self.log.info("No settlements created since %s for any of %s merchant(s)", since, sweep.checked)
+            return []
+        return self._many_result(sweep_payload(sweep, since))
+
+    def hook_async(self) -> DinteroAsyncHook:
+        """The async hook a many-merchant sweep runs with (the same connection)."""
+        return DinteroAsyncHook(dintero_conn_id=self.dintero_conn_id)
+
+    def _many_result(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        since = str(event.get("since"))
+        results: list[dict[str, Any]] = []
+        for merchant in event.get("merchants") or []:
+            aid = validate_account_id(merchant.get("account_id"))
+            results.append(self._result(aid, since, list(merchant.get("settlements") or [])))
+        self.log.info(
+            "Found new settlements for %s of %s merchant(s) created since %s: %s",
+            len(results),
+            event.get("checked"),
+            since,
+            ", ".join(r["account_id"] for r in results[:20]) + (" ..." if len(results) > 20 else ""),
+        )
+        return results
 
     @staticmethod
     def _result(account_id: str, since: str, settlements: list[dict[str, Any]]) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from airflow_provider_dintero.transfers._s3_stream import (
     s3_uri,
     stream_to_s3,
 )
+from airflow_provider_dintero.triggers.settlement_events import settlement_event_extra
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -279,8 +280,8 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         by_asset = by_asset or {}
         for asset in list(by_asset):  # keys first: Airflow 3's accessor resolves keys lazily
             for event in by_asset[asset] or []:
-                extra = getattr(event, "extra", None)
-                if not isinstance(extra, Mapping) or "settlement_ids" not in extra:
+                extra = settlement_event_extra(event)  # the webhook's extra or a watcher's payload
+                if extra is None:
                     continue
                 found = True
                 ids = extra.get("settlement_ids")

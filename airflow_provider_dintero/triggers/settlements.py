@@ -1,5 +1,8 @@
 """
-Trigger that waits, in the triggerer, for new Dintero settlements of an account.
+Triggers that wait, in the triggerer, for new Dintero settlements: of one account
+(:class:`SettlementTrigger`) or of many merchants of a partner in one poll loop
+(:class:`PartnerSettlementTrigger`). Both poll through
+:mod:`airflow_provider_dintero.triggers.poller`.
 
 Example::
 
@@ -26,6 +29,11 @@ from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputErr
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook
 from airflow_provider_dintero.redaction import redact_text
 from airflow_provider_dintero.transport import hold_async_clients
+from airflow_provider_dintero.triggers.poller import (
+    DEFAULT_MAX_CONCURRENCY,
+    SettlementPoller,
+    poll_account,
+)
 from airflow_provider_dintero.vocabulary import Settlement
 
 
@@ -71,6 +79,23 @@ def access_error_message(account_id: str, exc: DinteroApiError) -> str:
         f"account id and that the merchant is connected to the partner, with a grant carrying "
         f"read:settlements. Dintero said: {exc}"
     )
+
+
+def error_payload(exc: DinteroApiError | DinteroInputError, account_id: str | None) -> dict[str, Any]:
+    """
+    The ``{"status": "error", ...}`` event of a failed poll: the account, the HTTP status and a
+    message with every credential-shaped value removed (the event is stored in the metadata DB).
+
+    :param exc: the error raised by the hook.
+    :param account_id: the account being polled (``exc.account_id`` when ``None``).
+    """
+    aid = account_id or getattr(exc, "account_id", None)
+    status = exc.status if isinstance(exc, DinteroApiError) else None
+    if isinstance(exc, DinteroApiError) and status in (403, 404) and aid:
+        message = access_error_message(str(aid), exc)
+    else:
+        message = str(exc)
+    return {"status": "error", "account_id": aid, "status_code": status, "message": redact_text(message)}
 
 
 class SettlementTrigger(BaseTrigger):
@@ -122,11 +147,7 @@ class SettlementTrigger(BaseTrigger):
         return DinteroAsyncHook(dintero_conn_id=self.dintero_conn_id)
 
     async def _poll(self, hook: DinteroAsyncHook) -> list[Settlement]:
-        return await hook.async_list_settlements(
-            self.account_id,
-            item_created_at_gte=self.since,
-            payment_providers=self.payment_providers,
-        )
+        return await poll_account(hook, self.account_id, self.since, self.payment_providers)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """
@@ -146,28 +167,9 @@ class SettlementTrigger(BaseTrigger):
             polls += 1
             try:
                 found = await self._poll(hook)
-            except DinteroApiError as exc:
-                message = access_error_message(self.account_id, exc) if exc.status in (403, 404) else str(exc)
+            except (DinteroApiError, DinteroInputError) as exc:
                 # the event is stored in the metadata DB and read by another process: no credential
-                message = redact_text(message)
-                yield TriggerEvent(
-                    {
-                        "status": "error",
-                        "account_id": self.account_id,
-                        "status_code": exc.status,
-                        "message": message,
-                    }
-                )
-                return
-            except DinteroInputError as exc:
-                yield TriggerEvent(
-                    {
-                        "status": "error",
-                        "account_id": self.account_id,
-                        "status_code": None,
-                        "message": redact_text(exc),
-                    }
-                )
+                yield TriggerEvent(error_payload(exc, self.account_id))
                 return
             if found:
                 self.log.info(
@@ -193,3 +195,124 @@ class SettlementTrigger(BaseTrigger):
                 self.poll_interval,
             )
             await asyncio.sleep(self.poll_interval)
+
+
+class PartnerSettlementTrigger(BaseTrigger):
+    """
+    Poll many merchants in one loop until at least one has settlements recorded on or after
+    ``since``; fire once with every merchant found in that sweep.
+
+    Each sweep polls the merchants (``account_ids``, or every merchant of the connection's
+    partner, listed again at each sweep) with at most ``max_concurrency`` at a time, one
+    settlements list request per page each. Tokens: the partner's, then one exchange and one
+    merchant token per merchant, each reused for its lifetime. A partner-wide sweep skips (and
+    logs) a merchant the connection may not read (403/404); an explicit list fails on it.
+
+    Events: ``{"status": "success", "since", "checked": <merchants polled>, "merchants":
+    [{"account_id", "settlements": [summary, ...]}, ...], "skipped": [account ids]}``, or
+    ``{"status": "error", "account_id", "status_code", "message"}`` after the hook's retries.
+
+    :param since: ISO-8601 timestamp; settlements created on or after it count.
+    :param account_ids: the merchants; ``None`` for every merchant of the partner.
+    :param payment_providers: only these payout providers (API names).
+    :param dintero_conn_id: the Dintero connection id (a partner connection for ``None``).
+    :param poll_interval: seconds between two sweeps.
+    :param max_concurrency: merchants polled at the same time.
+    """
+
+    def __init__(
+        self,
+        since: str,
+        account_ids: Sequence[str] | None = None,
+        payment_providers: Sequence[str] | None = None,
+        dintero_conn_id: str = DinteroAsyncHook.default_conn_name,
+        poll_interval: float = 60.0,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    ) -> None:
+        super().__init__()
+        self.since = since
+        self.account_ids = list(account_ids) if account_ids is not None else None
+        self.payment_providers = list(payment_providers) if payment_providers else None
+        self.dintero_conn_id = dintero_conn_id
+        self.poll_interval = float(poll_interval)
+        self.max_concurrency = max_concurrency
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the importable class path and the keyword arguments to rebuild this trigger."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "since": self.since,
+                "account_ids": self.account_ids,
+                "payment_providers": self.payment_providers,
+                "dintero_conn_id": self.dintero_conn_id,
+                "poll_interval": self.poll_interval,
+                "max_concurrency": self.max_concurrency,
+            },
+        )
+
+    def poller(self) -> SettlementPoller:
+        """The poller of this trigger's merchants."""
+        return SettlementPoller(
+            DinteroAsyncHook(dintero_conn_id=self.dintero_conn_id),
+            account_ids=self.account_ids,
+            payment_providers=self.payment_providers,
+            max_concurrency=self.max_concurrency,
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Sweep every ``poll_interval`` seconds; yield one event and stop."""
+        async with hold_async_clients():
+            async for event in self._events():
+                yield event
+
+    async def _events(self) -> AsyncIterator[TriggerEvent]:
+        sweeps = 0
+        try:
+            poller = self.poller()
+        except DinteroInputError as exc:
+            yield TriggerEvent(error_payload(exc, None))
+            return
+        while True:
+            sweeps += 1
+            try:
+                sweep = await poller.sweep(lambda _aid: self.since)
+            except (DinteroApiError, DinteroInputError) as exc:
+                yield TriggerEvent(error_payload(exc, None))
+                return
+            if sweep.found:
+                self.log.info(
+                    "Found new settlements for %s of %s merchant(s) created since %s (sweep %s)",
+                    len(sweep.found),
+                    sweep.checked,
+                    self.since,
+                    sweeps,
+                )
+                yield TriggerEvent(sweep_payload(sweep, self.since))
+                return
+            self.log.info(
+                "No settlements yet for any of %s merchant(s) created since %s; sweeping again in %s s",
+                sweep.checked,
+                self.since,
+                self.poll_interval,
+            )
+            await asyncio.sleep(self.poll_interval)
+
+
+def sweep_payload(sweep: Any, since: str) -> dict[str, Any]:
+    """
+    The success event (and the sensor's raw result) of a sweep that found settlements.
+
+    :param sweep: a :class:`~airflow_provider_dintero.triggers.poller.Sweep`.
+    :param since: the ``since`` the sweep used.
+    """
+    return {
+        "status": "success",
+        "since": since,
+        "checked": sweep.checked,
+        "merchants": [
+            {"account_id": aid, "settlements": [settlement_summary(s) for s in found]}
+            for aid, found in sweep.found.items()
+        ],
+        "skipped": sorted(sweep.skipped),
+    }

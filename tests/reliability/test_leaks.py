@@ -50,6 +50,8 @@ RUNS: dict[str, Callable[[Any, str], dict[str, Any]]] = {
     "settlements_to_s3.py": _prepare_settlements,
     "insight_reports_to_s3.py": _prepare_insight,
     "provision_merchant.py": _prepare_provisioning,
+    # a manual run (no asset events) copies the given merchants' window, the foreign one failing
+    "settlements_on_event.py": _prepare_settlements,
 }
 
 
@@ -113,6 +115,8 @@ def test_example_dag_leaks_no_credential(
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    if dag_file == "settlements_on_event.py" and not AIRFLOW_V3:
+        pytest.skip("asset watchers need Airflow 3: the file defines no DAG on 2.11")
     caplog.set_level(logging.INFO)
     for name in DEBUG_LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)

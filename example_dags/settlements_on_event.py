@@ -1,0 +1,80 @@
+"""
+Copy new settlements into S3 as soon as Dintero records them: a DAG scheduled on an asset that a
+:class:`~airflow_provider_dintero.triggers.settlement_events.DinteroSettlementEventTrigger`
+watches (Airflow 3 only).
+
+The watcher polls every merchant of the partner in one loop (at most 16 at a time) and records
+one asset event per merchant batch of new settlements, with the extra ``{"account_id",
+"settlement_ids", "providers", "source": "poll"}``; the webhook receiver records the same shape
+on the same asset (``source: "webhook"``). Each run maps the copy over the accounts its events
+name, and each mapped copy re-reads exactly the settlements its account's events name
+(``use_triggering_events=True``), refusing events of another account.
+
+A manual run (no asset events) copies, for the merchants in the ``merchant_ids`` param, the
+settlements recorded in the run's window: the way to re-run a merchant by hand. Params:
+``merchant_ids`` (default none), ``s3_bucket``.
+
+Environment: ``DINTERO_PARTNER_ID`` (default ``T11200000``, the emulator's partner),
+``DINTERO_DEMO_BUCKET`` (default ``dintero-settlements``), ``DINTERO_POLL_INTERVAL`` (seconds,
+default 30).
+
+**Airflow 2.11** has no asset watchers: this file then defines no DAG (DAG parsing is not broken);
+use ``example_dags/settlements_to_s3.py``, whose sensor waits for the merchants' settlements on
+a schedule.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+from airflow_provider_dintero.triggers.settlement_events import EVENT_TRIGGERS
+
+PARTNER_ID = os.environ.get("DINTERO_PARTNER_ID", "T11200000")
+BUCKET = os.environ.get("DINTERO_DEMO_BUCKET", "dintero-settlements")
+POLL_INTERVAL = float(os.environ.get("DINTERO_POLL_INTERVAL", "30"))
+
+if EVENT_TRIGGERS:
+    from airflow.sdk import DAG, Asset, AssetWatcher, task
+
+    from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
+    from airflow_provider_dintero.triggers.settlement_events import (
+        DinteroSettlementEventTrigger,
+        event_accounts,
+    )
+    from airflow_provider_dintero.webhooks import settlement_events_asset
+
+    _asset = settlement_events_asset(PARTNER_ID)
+    watched = Asset(
+        name=_asset.name,
+        uri=_asset.uri,
+        watchers=[
+            AssetWatcher(
+                name=f"{_asset.name}_poll",
+                trigger=DinteroSettlementEventTrigger(account_id=PARTNER_ID, poll_interval=POLL_INTERVAL),
+            )
+        ],
+    )
+
+    with DAG(
+        dag_id="dintero_settlements_on_event",
+        schedule=[watched],
+        start_date=datetime(2026, 11, 1),
+        catchup=False,
+        tags=["dintero", "settlements", "event-driven"],
+        doc_md=__doc__,
+        params={"merchant_ids": [], "s3_bucket": BUCKET},
+    ) as settlements_on_event:
+
+        @task
+        def accounts(triggering_asset_events: Any = None, params: dict[str, Any] | None = None) -> list[str]:
+            """The accounts this run's asset events name (one mapped copy each), else the param's."""
+            from airflow_provider_dintero.hooks.dintero import validate_account_id
+
+            named = event_accounts(triggering_asset_events)
+            return named or [validate_account_id(m) for m in (params or {}).get("merchant_ids") or []]
+
+        SettlementsToS3Operator.partial(
+            task_id="copy_to_s3", s3_bucket="{{ params.s3_bucket }}", use_triggering_events=True
+        ).expand(account_id=accounts())

@@ -1,0 +1,349 @@
+"""
+One poller for many merchants: PartnerSettlementTrigger, the sensor's many-merchant forms and
+the copy mapped over their result, against a 30-merchant emulator and a slow hostile server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, cast
+
+import pytest
+
+from airflow_provider_dintero.emulator import EmulatorSeed
+from airflow_provider_dintero.emulator.pytest_plugin import connection_json
+from airflow_provider_dintero.emulator.server import DinteroEmulator
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
+from airflow_provider_dintero.sensors.settlements import SettlementSensor, settlement_copy_kwargs
+from airflow_provider_dintero.triggers.settlements import PartnerSettlementTrigger
+from tests.reliability.conftest import hostile_connection
+from tests.reliability.hostile import HostileServer, Reply, Seen
+
+MERCHANTS = 30
+#: after every seeded settlement: only the ones a test adds are new
+SINCE = "2027-06-01T00:00:00Z"
+NEW_AT = "2027-07-01T08:00:00Z"
+TOKEN_PATH = r"/auth/(token|exchange_token)$"
+
+
+@pytest.fixture(scope="module")
+def many_server() -> Iterator[DinteroEmulator]:
+    with DinteroEmulator(EmulatorSeed(merchants=MERCHANTS, settlements_per_provider=1)) as emu:
+        yield emu
+
+
+@pytest.fixture
+def many(many_server: DinteroEmulator, monkeypatch: pytest.MonkeyPatch) -> DinteroEmulator:
+    """The 30-merchant emulator, reset, behind ``dintero_default`` with fast retries."""
+    many_server.reset()
+    conn = json.loads(connection_json(many_server))
+    conn["extra"].update({"max_retries": 1, "retry_backoff": 0.01, "retry_max_wait": 0.05})
+    monkeypatch.setenv("AIRFLOW_CONN_DINTERO_DEFAULT", json.dumps(conn))
+    return many_server
+
+
+def _first_event(trigger: Any) -> dict[str, Any]:
+    async def first() -> dict[str, Any]:
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AssertionError("the trigger ended without an event")
+
+    return asyncio.run(first())
+
+
+def _add(emu: DinteroEmulator, *indexes: int, provider: str = "vipps") -> dict[str, list[str]]:
+    added: dict[str, list[str]] = {}
+    for i in indexes:
+        mid = emu.merchant_ids[i]
+        added.setdefault(mid, []).append(emu.add_settlement(mid, provider=provider, created_at=NEW_AT)["id"])
+    return added
+
+
+def _poke(sensor: SettlementSensor) -> tuple[bool, Any]:
+    result = sensor.poke(cast("Any", {}))
+    return result.is_done, result.xcom_value
+
+
+# ------------------------------------------------------------------------------ trigger
+
+
+def test_partner_trigger_reports_every_merchant_found_in_the_sweep(many: DinteroEmulator) -> None:
+    added = _add(many, 3, 17, 17)
+
+    event = _first_event(PartnerSettlementTrigger(since=SINCE, poll_interval=0.01))
+
+    assert event["status"] == "success"
+    assert event["checked"] == MERCHANTS
+    found = {m["account_id"]: sorted(s["id"] for s in m["settlements"]) for m in event["merchants"]}
+    assert found == {aid: sorted(ids) for aid, ids in added.items()}
+    assert many.count("GET", r"/settlements$") == MERCHANTS
+    assert event["skipped"] == []
+
+
+def test_partner_trigger_polls_until_one_merchant_has_settlements(many: DinteroEmulator) -> None:
+    polls = 0
+
+    async def run() -> dict[str, Any]:
+        nonlocal polls
+        trigger = PartnerSettlementTrigger(since=SINCE, poll_interval=0.05, account_ids=many.merchant_ids[:5])
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AssertionError("no event")
+
+    def add_later() -> None:
+        while many.count("GET", r"/settlements$") < 10:  # two sweeps of five found nothing
+            time.sleep(0.01)
+        _add(many, 4)
+
+    adder = threading.Thread(target=add_later)
+    adder.start()
+    event = asyncio.run(run())
+    adder.join()
+
+    assert [m["account_id"] for m in event["merchants"]] == [many.merchant_ids[4]]
+    assert event["checked"] == 5
+    assert many.count("GET", r"/settlements$") >= 15
+
+
+def test_token_economy_one_partner_one_exchange_one_merchant_token_each(many: DinteroEmulator) -> None:
+    _add(many, 0)
+    trigger = PartnerSettlementTrigger(since=SINCE)
+
+    _first_event(trigger)
+    first = many.count("POST", TOKEN_PATH)
+    _first_event(trigger)  # a second sweep reuses every token
+
+    assert first == 1 + 2 * MERCHANTS
+    assert many.count("POST", TOKEN_PATH) == first
+    assert many.count("POST", r"/auth/exchange_token$") == MERCHANTS
+
+
+def test_trigger_serialize_round_trip() -> None:
+    trigger = PartnerSettlementTrigger(
+        since=SINCE, account_ids=["T11200001"], payment_providers=["vipps"], max_concurrency=4
+    )
+    path, kwargs = trigger.serialize()
+
+    assert path == "airflow_provider_dintero.triggers.settlements.PartnerSettlementTrigger"
+    assert PartnerSettlementTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+def test_explicit_list_error_event_names_the_account(many: DinteroEmulator) -> None:
+    foreign = many.foreign_merchant_id
+
+    event = _first_event(PartnerSettlementTrigger(since=SINCE, account_ids=[many.merchant_ids[0], foreign]))
+
+    assert event["status"] == "error"
+    assert event["account_id"] == foreign
+    assert event["status_code"] in (400, 403, 404)
+    assert "eyJ" not in event["message"]
+
+
+# ------------------------------------------------------------------------------ concurrency
+
+
+class _SlowPartner:
+    """A hostile partner with ``n`` merchants whose settlement lists answer slowly, counting overlap."""
+
+    def __init__(self, server: HostileServer, n: int, delay: float = 0.15) -> None:
+        self.ids = [f"T112{i:05d}" for i in range(1, n + 1)]
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.peak = 0
+        server.route(
+            "GET",
+            r"/management/accounts$",
+            Reply(json=[{"account_id": aid, "paging_token": aid} for aid in self.ids]),
+        )
+        server.route("GET", r"/settlements$", self.settlements)
+
+    def settlements(self, seen: Seen) -> Reply:
+        with self.lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        time.sleep(self.delay)
+        with self.lock:
+            self.in_flight -= 1
+        aid = re.search(r"/accounts/([^/]+)/settlements", seen.path)
+        found = aid is not None and aid.group(1) == self.ids[-1]
+        items = (
+            [{"id": "s_last", "provider": "vipps", "created_at": NEW_AT, "attachments": []}] if found else []
+        )
+        return Reply(json=items)
+
+
+@pytest.fixture
+def slow_partner(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[HostileServer, _SlowPartner]]:
+    with HostileServer() as server:
+        monkeypatch.setenv("AIRFLOW_CONN_DINTERO_DEFAULT", hostile_connection(server))
+        yield server, _SlowPartner(server, MERCHANTS)
+
+
+@pytest.mark.parametrize("limit", [1, 4, 16])
+def test_sweep_polls_at_most_max_concurrency_merchants_at_once(
+    slow_partner: tuple[HostileServer, _SlowPartner], limit: int
+) -> None:
+    server, partner = slow_partner
+
+    event = _first_event(PartnerSettlementTrigger(since=SINCE, max_concurrency=limit))
+
+    assert [m["account_id"] for m in event["merchants"]] == [partner.ids[-1]]
+    assert server.count("GET", r"/settlements$") == MERCHANTS
+    assert partner.peak <= limit
+    if limit > 1:
+        assert partner.peak > 1  # the merchants really are polled side by side
+
+
+def test_repeated_merchant_cursor_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with HostileServer() as server:
+        monkeypatch.setenv("AIRFLOW_CONN_DINTERO_DEFAULT", hostile_connection(server))
+        page = [{"account_id": f"T112{i:05d}", "paging_token": "same"} for i in range(1, 101)]
+        server.route("GET", r"/management/accounts$", Reply(json=page))
+
+        event = _first_event(PartnerSettlementTrigger(since=SINCE))
+
+    assert event["status"] == "error"
+    assert server.count("GET", r"/management/accounts$") == 2
+    assert server.count("GET", r"/settlements$") == 0
+
+
+# ------------------------------------------------------------------------------ sensor
+
+
+def test_sensor_all_merchants_returns_one_item_per_merchant_found(many: DinteroEmulator) -> None:
+    added = _add(many, 2, 29)
+
+    done, value = _poke(SettlementSensor(task_id="wait", all_merchants=True, since=SINCE))
+
+    assert done
+    assert [(r["account_id"], r["settlement_ids"]) for r in value] == list(added.items())
+    assert all(set(r) == {"account_id", "since", "settlement_ids", "settlements"} for r in value)
+    assert [settlement_copy_kwargs(r) for r in value] == [
+        {"account_id": aid, "settlement_ids": ids} for aid, ids in added.items()
+    ]
+
+
+def test_sensor_account_ids_polls_only_those(many: DinteroEmulator) -> None:
+    _add(many, 1, 5)
+    chosen = [many.merchant_ids[5], many.merchant_ids[6]]
+
+    done, value = _poke(SettlementSensor(task_id="wait", account_ids=chosen, since=SINCE, max_concurrency=2))
+
+    assert done
+    assert [r["account_id"] for r in value] == [many.merchant_ids[5]]
+    assert many.count("GET", r"/settlements$") == 2
+
+
+def test_sensor_many_not_found(many: DinteroEmulator) -> None:
+    done, value = _poke(SettlementSensor(task_id="wait", all_merchants=True, since=SINCE))
+
+    assert (done, value) == (False, None)
+    assert many.count("GET", r"/settlements$") == MERCHANTS
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"account_id": "T11200001", "all_merchants": True}, "account_id, all_merchants"),
+        ({"account_id": "T11200001", "account_ids": ["T11200002"]}, "account_id, account_ids"),
+        ({}, "account_id"),
+        ({"account_ids": []}, "account_ids"),
+        ({"account_ids": "T11200001"}, "account_ids"),
+        ({"account_ids": ["T11200001", "../x"]}, "account_id"),
+        ({"all_merchants": True, "max_concurrency": 0}, "max_concurrency"),
+        ({"all_merchants": "maybe"}, "all_merchants"),
+    ],
+)
+def test_sensor_refuses_bad_forms_before_any_request(
+    many: DinteroEmulator, kwargs: dict[str, Any], field: str
+) -> None:
+    sensor = SettlementSensor(task_id="wait", since=SINCE, **kwargs)
+
+    with pytest.raises(DinteroInputError) as err:
+        sensor.poke(cast("Any", {}))
+
+    assert err.value.field == field
+    assert many.requests == []
+
+
+def test_sensor_deferrable_many_defers_to_one_partner_trigger(many: DinteroEmulator) -> None:
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    sensor = SettlementSensor(
+        task_id="wait", all_merchants=True, since=SINCE, deferrable=True, max_concurrency=8
+    )
+
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(cast("Any", {}))
+
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, PartnerSettlementTrigger)
+    assert (trigger.since, trigger.account_ids, trigger.max_concurrency) == (
+        "2027-06-01T00:00:00.000000Z",
+        None,
+        8,
+    )
+    added = _add(many, 9)
+    result = sensor.execute_complete(cast("Any", {}), _first_event(trigger))
+    assert [(r["account_id"], r["settlement_ids"]) for r in result] == list(added.items())
+
+
+def test_sensor_explicit_list_fails_at_once_on_a_foreign_merchant(many: DinteroEmulator) -> None:
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    sensor = SettlementSensor(task_id="wait", account_ids=[many.foreign_merchant_id], since=SINCE)
+
+    with pytest.raises((AirflowFailException, DinteroApiError)) as err:
+        sensor.poke(cast("Any", {}))
+
+    assert many.foreign_merchant_id in str(err.value)
+
+
+# ------------------------------------------------------------------------------ the mapped copy
+
+
+def test_copy_maps_over_the_merchants_found(
+    many: DinteroEmulator, run_dag: Any, s3_bucket: str, s3_client: Any
+) -> None:
+    from airflow.providers.common.compat.sdk import DAG
+
+    from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
+
+    added = _add(many, 0, 11, 11, 23)
+    with DAG("partner_copy_mapped", start_date=datetime(2026, 11, 1), schedule=None, catchup=False) as dag:
+        wait = SettlementSensor(task_id="wait", all_merchants=True, since=SINCE, poke_interval=1, timeout=60)
+        SettlementsToS3Operator.partial(
+            task_id="copy", s3_bucket=s3_bucket, attachments="source"
+        ).expand_kwargs(wait.output.map(settlement_copy_kwargs))
+
+    run = run_dag(dag)
+
+    assert str(run.state) in ("success", "DagRunState.SUCCESS")
+    copies = sorted(
+        (ti for ti in run.get_task_instances() if ti.task_id == "copy"), key=lambda ti: ti.map_index
+    )
+    assert len(copies) == len(added)
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
+    for aid, ids in added.items():
+        for sid in ids:
+            assert any(aid in k and sid in k for k in keys), (aid, sid, keys)
+    other = [k for k in keys if not any(aid in k for aid in added)]
+    assert other == []
+
+
+def test_partner_wide_sweep_skips_a_merchant_it_may_not_read(many: DinteroEmulator) -> None:
+    added = _add(many, 1)
+    many.inject_fault(path_regex=f"/accounts/{many.merchant_ids[4]}/settlements$", status=403, count=100)
+
+    event = _first_event(PartnerSettlementTrigger(since=SINCE))
+
+    assert event["status"] == "success"
+    assert event["skipped"] == [many.merchant_ids[4]]
+    assert [m["account_id"] for m in event["merchants"]] == list(added)

@@ -1,0 +1,271 @@
+"""
+DinteroSettlementEventTrigger: one event per merchant batch, its watermark in the asset's state
+store, and each settlement reported exactly once across a restart (a new trigger instance
+reading the same store), against the emulator.
+
+The state store here is a dict with the accessor's async ``aget``/``aset`` (the triggerer's
+``AssetStateStoreAccessor`` needs the triggerer's supervisor channel); what is under test is what
+the trigger writes and reads back through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from airflow_provider_dintero.triggers import settlement_events
+from airflow_provider_dintero.triggers.settlement_events import (
+    EVENT_TRIGGERS,
+    DinteroSettlementEventTrigger,
+    Watermark,
+)
+
+SINCE = "2027-06-01T00:00:00Z"
+AT = "2027-07-01T08:00:00.000000Z"
+LATER = "2027-07-02T08:00:00.000000Z"
+JWT = re.compile(r"eyJ[\w-]+\.[\w-]+")
+
+needs_airflow_3 = pytest.mark.skipif(not EVENT_TRIGGERS, reason="event triggers need Airflow 3")
+
+
+class DictStore:
+    """An asset state store accessor's async interface over a dict (survives trigger instances)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return json.loads(self.values[key]) if key in self.values else default
+
+    async def aset(self, key: str, value: Any) -> None:
+        assert value is not None
+        self.values[key] = json.dumps(value)  # JSON only, as the real store
+
+
+@pytest.fixture
+def store(monkeypatch: pytest.MonkeyPatch) -> DictStore:
+    shared = DictStore()
+    names: list[str] = []
+
+    def state_store(account_id: str) -> DictStore:
+        names.append(settlement_events.asset_name(account_id))
+        return shared
+
+    monkeypatch.setattr(settlement_events, "state_store", state_store)
+    shared.names = names  # type: ignore[attr-defined]
+    return shared
+
+
+def _trigger(emu: Any, **kwargs: Any) -> DinteroSettlementEventTrigger:
+    kwargs.setdefault("account_id", emu.partner_id)
+    kwargs.setdefault("poll_interval", 0.01)
+    kwargs.setdefault("since", SINCE)
+    return DinteroSettlementEventTrigger(**kwargs)
+
+
+async def _take(events: AsyncIterator[Any], n: int) -> list[dict[str, Any]]:
+    return [dict((await events.__anext__()).payload) for _ in range(n)]
+
+
+async def _ask_next_then_stop(events: AsyncIterator[Any], emu: Any) -> None:
+    """Ask for the next event (which stores the last watermark) until a new sweep runs; then stop."""
+    before = emu.count("GET", r"/settlements$")
+    pending = asyncio.ensure_future(events.__anext__())
+    while emu.count("GET", r"/settlements$") <= before and not pending.done():
+        await asyncio.sleep(0.005)
+    pending.cancel()
+    with pytest.raises((asyncio.CancelledError, StopAsyncIteration)):
+        await pending
+
+
+def _ids(events: list[dict[str, Any]]) -> list[str]:
+    return [sid for e in events for sid in e["settlement_ids"]]
+
+
+# ------------------------------------------------------------------------------ payload
+
+
+@needs_airflow_3
+def test_one_event_per_merchant_batch_with_the_webhook_extra_keys(emu: Any, store: DictStore) -> None:
+    m1, m2 = emu.merchant_ids[:2]
+    a = emu.add_settlement(m1, provider="vipps", created_at=AT)["id"]
+    b = emu.add_settlement(m1, provider="klarna", created_at=LATER)["id"]
+    c = emu.add_settlement(m2, provider="walley", created_at=AT)["id"]
+
+    async def go() -> list[dict[str, Any]]:
+        events = _trigger(emu).run()
+        try:
+            return await _take(events, 2)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    events = sorted(asyncio.run(go()), key=lambda e: e["account_id"])
+
+    assert all(set(e) == {"account_id", "settlement_ids", "providers", "source"} for e in events)
+    assert [
+        (e["account_id"], set(e["settlement_ids"]), set(e["providers"]), e["source"]) for e in events
+    ] == [
+        (m1, {a, b}, {"vipps", "klarna"}, "poll"),
+        (m2, {c}, {"walley"}, "poll"),
+    ]
+    assert not JWT.search(json.dumps(events))
+    assert store.names == [f"dintero_settlements_{emu.partner_id}"]  # type: ignore[attr-defined]
+
+
+@needs_airflow_3
+def test_first_start_stores_since_and_reports_nothing_older(emu: Any, store: DictStore) -> None:
+    mid = emu.merchant_ids[0]
+
+    async def go() -> list[dict[str, Any]]:
+        events = _trigger(emu, since=None).run()
+        try:
+            first = asyncio.ensure_future(events.__anext__())
+            while emu.count("GET", r"/settlements$") < 2 * len(emu.merchant_ids):  # two empty sweeps
+                await asyncio.sleep(0.005)
+            new = emu.add_settlement(mid, created_at="2099-01-01T00:00:00Z")["id"]
+            payload = dict((await first).payload)
+            assert payload["settlement_ids"] == [new]
+            return [payload]
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(go())
+
+    assert "since" in store.values  # the seeded (older) settlements were never reported
+
+
+# ------------------------------------------------------------------------------ restarts
+
+
+@needs_airflow_3
+def test_restart_after_the_watermark_was_stored_repeats_nothing(emu: Any, store: DictStore) -> None:
+    mid = emu.merchant_ids[0]
+    first = emu.add_settlement(mid, created_at=AT)["id"]
+
+    async def before_restart() -> list[dict[str, Any]]:
+        events = _trigger(emu).run()
+        got = await _take(events, 1)
+        await _ask_next_then_stop(events, emu)
+        return got
+
+    async def after_restart() -> list[dict[str, Any]]:
+        events = _trigger(emu).run()  # a new instance: only the store is shared
+        try:
+            return await _take(events, 1)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    reported = asyncio.run(before_restart())
+    assert json.loads(store.values[f"watermark:{mid}"]) == {"created_at": AT, "ids": [first]}
+    tie = emu.add_settlement(mid, created_at=AT)["id"]  # same creation time as the reported one
+    later = emu.add_settlement(mid, created_at=LATER)["id"]
+    reported += asyncio.run(after_restart())
+
+    assert sorted(_ids(reported)) == sorted([first, tie, later])  # each exactly once
+    assert json.loads(store.values[f"watermark:{mid}"])["created_at"] in (AT, LATER)
+
+
+@needs_airflow_3
+def test_restart_before_the_watermark_was_stored_loses_nothing(emu: Any, store: DictStore) -> None:
+    mid = emu.merchant_ids[1]
+    sid = emu.add_settlement(mid, created_at=AT)["id"]
+
+    async def stopped_right_after_the_event() -> list[dict[str, Any]]:
+        events = _trigger(emu).run()
+        got = await _take(events, 1)
+        await events.aclose()  # type: ignore[attr-defined]  # stopped before the event was confirmed
+        return got
+
+    async def restarted() -> list[dict[str, Any]]:
+        events = _trigger(emu).run()
+        try:
+            return await _take(events, 1)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    assert _ids(asyncio.run(stopped_right_after_the_event())) == [sid]
+    assert f"watermark:{mid}" not in store.values
+    assert _ids(asyncio.run(restarted())) == [sid]  # reported again: not lost
+
+
+# ------------------------------------------------------------------------------ ack mode
+
+
+@needs_airflow_3
+@pytest.mark.parametrize(("acked", "failed", "again"), [(1, 0, False), (0, 1, True), (0, 0, True)])
+def test_ack_mode_stores_the_watermark_only_for_persisted_events(
+    emu: Any, store: DictStore, acked: int, failed: int, again: bool
+) -> None:
+    from airflow.triggers.shared_stream import AdvanceItem, AdvanceOutcome
+
+    mid = emu.merchant_ids[2]
+    sid = emu.add_settlement(mid, created_at=AT)["id"]
+    trigger = _trigger(emu, account_ids=[mid])
+    producer = DinteroSettlementEventTrigger.create_shared_stream_producer(trigger.serialize()[1])
+
+    async def go() -> bool:
+        stream = producer.open_stream()
+        try:
+            payload, broker = await stream.__anext__()
+            assert payload["settlement_ids"] == [sid]
+            await producer.advance([AdvanceItem(broker, AdvanceOutcome(acked=acked, failed=failed))])
+            later = emu.add_settlement(mid, created_at=LATER)["id"]
+            payload, _ = await stream.__anext__()
+            assert later in payload["settlement_ids"]
+            return sid in payload["settlement_ids"]
+        finally:
+            await stream.aclose()
+
+    assert asyncio.run(go()) is again
+    assert (f"watermark:{mid}" in store.values) is (acked == 1)
+
+
+@needs_airflow_3
+def test_shared_stream_key_and_serialize() -> None:
+    a = DinteroSettlementEventTrigger(account_id="T11200000", poll_interval=30)
+    path, kwargs = a.serialize()
+
+    assert path == "airflow_provider_dintero.triggers.settlement_events.DinteroSettlementEventTrigger"
+    assert DinteroSettlementEventTrigger(**kwargs).serialize() == (path, kwargs)
+    assert a.shared_stream_key() == DinteroSettlementEventTrigger(**kwargs).shared_stream_key()
+    assert (
+        a.shared_stream_key()
+        != DinteroSettlementEventTrigger(
+            account_id="T11200000", account_ids=["T11200001"]
+        ).shared_stream_key()
+    )
+
+
+@pytest.mark.skipif(EVENT_TRIGGERS, reason="Airflow 2.11 behaviour")
+def test_airflow_2_explains() -> None:
+    with pytest.raises(RuntimeError, match="Airflow 3"):
+        DinteroSettlementEventTrigger(account_id="T11200000")
+
+
+# ------------------------------------------------------------------------------ watermark
+
+
+@pytest.mark.parametrize(
+    ("items", "fresh", "mark"),
+    [
+        ([], [], (AT, ["a"])),
+        ([("a", AT)], [], (AT, ["a"])),
+        ([("b", AT)], ["b"], (AT, ["a", "b"])),
+        ([("c", LATER), ("a", AT)], ["c"], (LATER, ["c"])),
+        ([("old", "2027-06-30T00:00:00Z")], [], (AT, ["a"])),
+        ([("x", "not a time"), (None, LATER)], [], (AT, ["a"])),
+        ([("d", LATER), ("d", LATER)], ["d"], (LATER, ["d"])),
+    ],
+)
+def test_watermark_split(items: list[tuple[Any, str]], fresh: list[str], mark: tuple[str, list[str]]) -> None:
+    settlements = [{"id": i, "created_at": t} for i, t in items]
+
+    got, after = Watermark(AT, frozenset({"a"})).split(settlements)
+
+    assert [s["id"] for s in got] == fresh
+    assert (after.created_at, sorted(after.ids)) == mark
