@@ -241,6 +241,7 @@ class SettlementSensor(BaseSensorOperator):
                 payment_providers=providers,
                 dintero_conn_id=self.dintero_conn_id,
                 poll_interval=self.poll_interval,
+                first_poll_after=self.poll_interval,
             ),
         )
 
@@ -277,6 +278,7 @@ class SettlementSensor(BaseSensorOperator):
                 dintero_conn_id=self.dintero_conn_id,
                 poll_interval=self.poll_interval,
                 max_concurrency=self.max_concurrency,
+                first_poll_after=self.poll_interval,
             ),
         )
 

@@ -113,6 +113,9 @@ class SettlementTrigger(BaseTrigger):
     :param payment_providers: only these payout providers (API names, e.g. ``["vipps"]``).
     :param dintero_conn_id: the Dintero connection id.
     :param poll_interval: seconds between two polls.
+    :param first_poll_after: seconds to wait before the first poll. The sensor passes its poll
+        interval: it checked just before deferring, and an event fired within a second of the
+        deferral can race Airflow's own bookkeeping of it (the scheduler then fails the task).
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class SettlementTrigger(BaseTrigger):
         payment_providers: Sequence[str] | None = None,
         dintero_conn_id: str = DinteroAsyncHook.default_conn_name,
         poll_interval: float = 60.0,
+        first_poll_after: float = 0.0,
     ) -> None:
         super().__init__()
         self.account_id = account_id
@@ -129,6 +133,7 @@ class SettlementTrigger(BaseTrigger):
         self.payment_providers = list(payment_providers) if payment_providers else None
         self.dintero_conn_id = dintero_conn_id
         self.poll_interval = float(poll_interval)
+        self.first_poll_after = float(first_poll_after)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the importable class path and the keyword arguments to rebuild this trigger."""
@@ -140,6 +145,7 @@ class SettlementTrigger(BaseTrigger):
                 "payment_providers": self.payment_providers,
                 "dintero_conn_id": self.dintero_conn_id,
                 "poll_interval": self.poll_interval,
+                "first_poll_after": self.first_poll_after,
             },
         )
 
@@ -163,6 +169,7 @@ class SettlementTrigger(BaseTrigger):
     async def _events(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
         polls = 0
+        await asyncio.sleep(self.first_poll_after)
         while True:
             polls += 1
             try:
@@ -218,6 +225,9 @@ class PartnerSettlementTrigger(BaseTrigger):
     :param dintero_conn_id: the Dintero connection id (a partner connection for ``None``).
     :param poll_interval: seconds between two sweeps.
     :param max_concurrency: merchants polled at the same time.
+    :param first_poll_after: seconds to wait before the first poll. The sensor passes its poll
+        interval: it checked just before deferring, and an event fired within a second of the
+        deferral can race Airflow's own bookkeeping of it (the scheduler then fails the task).
     """
 
     def __init__(
@@ -228,6 +238,7 @@ class PartnerSettlementTrigger(BaseTrigger):
         dintero_conn_id: str = DinteroAsyncHook.default_conn_name,
         poll_interval: float = 60.0,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        first_poll_after: float = 0.0,
     ) -> None:
         super().__init__()
         self.since = since
@@ -236,6 +247,7 @@ class PartnerSettlementTrigger(BaseTrigger):
         self.dintero_conn_id = dintero_conn_id
         self.poll_interval = float(poll_interval)
         self.max_concurrency = max_concurrency
+        self.first_poll_after = float(first_poll_after)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the importable class path and the keyword arguments to rebuild this trigger."""
@@ -248,6 +260,7 @@ class PartnerSettlementTrigger(BaseTrigger):
                 "dintero_conn_id": self.dintero_conn_id,
                 "poll_interval": self.poll_interval,
                 "max_concurrency": self.max_concurrency,
+                "first_poll_after": self.first_poll_after,
             },
         )
 
@@ -273,6 +286,7 @@ class PartnerSettlementTrigger(BaseTrigger):
         except DinteroInputError as exc:
             yield TriggerEvent(error_payload(exc, None))
             return
+        await asyncio.sleep(self.first_poll_after)
         while True:
             sweeps += 1
             try:

@@ -277,7 +277,12 @@ def test_sensor_deferrable_many_defers_to_one_partner_trigger(many: DinteroEmula
     from airflow.providers.common.compat.sdk import TaskDeferred
 
     sensor = SettlementSensor(
-        task_id="wait", all_merchants=True, since=SINCE, deferrable=True, max_concurrency=8
+        task_id="wait",
+        all_merchants=True,
+        since=SINCE,
+        deferrable=True,
+        max_concurrency=8,
+        poll_interval=0.05,
     )
 
     with pytest.raises(TaskDeferred) as deferred:
@@ -285,10 +290,11 @@ def test_sensor_deferrable_many_defers_to_one_partner_trigger(many: DinteroEmula
 
     trigger = deferred.value.trigger
     assert isinstance(trigger, PartnerSettlementTrigger)
-    assert (trigger.since, trigger.account_ids, trigger.max_concurrency) == (
+    assert (trigger.since, trigger.account_ids, trigger.max_concurrency, trigger.first_poll_after) == (
         "2027-06-01T00:00:00.000000Z",
         None,
         8,
+        0.05,  # the sensor has just swept: the trigger's first sweep waits one poll interval
     )
     added = _add(many, 9)
     result = sensor.execute_complete(cast("Any", {}), _first_event(trigger))

@@ -188,6 +188,7 @@ def test_trigger_serialize_round_trip() -> None:
         payment_providers=["vipps", "payex"],
         dintero_conn_id="dintero_other",
         poll_interval=5,
+        first_poll_after=5,
     )
     path, kwargs = trigger.serialize()
     module, name = path.rsplit(".", 1)
@@ -201,6 +202,7 @@ def test_trigger_serialize_round_trip() -> None:
         "payment_providers": ["vipps", "payex"],
         "dintero_conn_id": "dintero_other",
         "poll_interval": 5.0,
+        "first_poll_after": 5.0,
     }
 
 
@@ -240,6 +242,37 @@ def test_trigger_keeps_polling_until_a_settlement_arrives(emu: Any) -> None:
 
     assert payload["status"] == "success"
     assert [s["id"] for s in payload["settlements"]] == [payload["added"]]
+
+
+def test_trigger_sends_nothing_before_first_poll_after(emu: Any) -> None:
+    trigger = SettlementTrigger(account_id=emu.merchant_ids[0], since=SINCE_ALL, first_poll_after=30)
+
+    async def scenario() -> bool:
+        task = asyncio.ensure_future(_first_event(trigger))
+        await asyncio.sleep(0.3)  # well inside the 30 s wait: the trigger is still waiting
+        task.cancel()
+        return task.done()
+
+    asyncio.run(scenario())
+
+    assert emu.count("GET", LIST_PATH) == 0
+
+
+def test_deferred_sensor_trigger_waits_one_poll_interval_first(emu: Any) -> None:
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    sensor = SettlementSensor(
+        task_id="wait",
+        account_id=emu.merchant_ids[0],
+        since="2027-01-01T00:00:00Z",
+        deferrable=True,
+        poll_interval=45,
+    )
+
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(cast("Any", {}))
+
+    assert deferred.value.trigger.first_poll_after == 45.0
 
 
 @pytest.mark.parametrize(("status", "text"), [(403, "read:settlements"), (500, "500")])
