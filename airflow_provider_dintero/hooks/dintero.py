@@ -49,7 +49,7 @@ from airflow_provider_dintero.exceptions import (
 )
 from airflow_provider_dintero.pipeline import Request, parse_retry_after
 from airflow_provider_dintero.redaction import guard_logger, mask_secret, redact_url
-from airflow_provider_dintero.settlements import format_timestamp, settlement_query
+from airflow_provider_dintero.settlements import SettlementWindow, format_timestamp, settlement_query
 from airflow_provider_dintero.tokens import (
     TOKEN_CACHE,
     SharedTokenStore,
@@ -441,6 +441,10 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         """
         Iterate over an account's settlements, newest first, across all pages.
 
+        The date filters go to Dintero as whole days (``YYYY-MM-DD``, the form its spec types
+        them) and the exact window is applied here on each settlement's own timestamps
+        (:class:`~airflow_provider_dintero.settlements.SettlementWindow`).
+
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param limit: page size, 1 to 1000.
         :param created_at_gte: settled on or after (filters ``settled_at``).
@@ -452,9 +456,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param search: matches the settlement id.
         """
         filters = {k: v for k, v in locals().items() if k not in ("self", "account_id")}
-        params = settlement_query(**filters)
+        params, window = settlement_query(**filters), SettlementWindow.of(**filters)
         request = self._request("GET", account_id, "settlements", "list settlements")
-        return pipeline.collect(pipeline.paged_settlements(request, self.limits, params), self)
+        return window.select(pipeline.collect(pipeline.paged_settlements(request, self.limits, params), self))
 
     @for_account
     def get_settlement(self, account_id: str, settlement_id: str) -> Settlement:
@@ -880,9 +884,10 @@ class DinteroAsyncHook(DinteroPartnerHook):
         :param filters: keyword filters of :meth:`list_settlements`.
         """
         request, params = await asyncio.to_thread(self._settlements_request, account_id, filters)
+        window = SettlementWindow.of(**filters)
         found: list[Settlement] = []
         flow = pipeline.paged_settlements(request, self.limits, params)
-        await pipeline.arun(flow, self.aperform, found.extend)
+        await pipeline.arun(flow, self.aperform, lambda page: found.extend(window.select(page)))
         return found
 
     def _settlements_request(
