@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_dintero.exceptions import DinteroInputError
 from airflow_provider_dintero.validation import check_limit
-from airflow_provider_dintero.vocabulary import PayoutProvider
+from airflow_provider_dintero.vocabulary import payout_provider_names
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -129,7 +129,9 @@ def parse_payment_providers(value: Any, field: str = "payment_providers") -> lis
     """
     Normalise a payout provider filter to API names; ``None`` or empty means every provider.
 
-    :param value: ``None``, one provider, or a list; API names or product names (``"Walley"``).
+    :param value: ``None``, one provider, or a list; API names of the documented shape or product
+        names (``"Walley"``; ``"Dintero Payout"`` gives two API names, see
+        :func:`~airflow_provider_dintero.vocabulary.payout_provider_names`).
     :param field: the parameter name for error messages.
     """
     if value is None or value == "" or value == []:
@@ -140,9 +142,9 @@ def parse_payment_providers(value: Any, field: str = "payment_providers") -> lis
         raise DinteroInputError(field, "a list of payout providers", value)
     out: list[str] = []
     for item in value:
-        parsed = PayoutProvider.parse(item, field=field).value
-        if parsed not in out:
-            out.append(parsed)
+        for name in payout_provider_names(item, field=field):
+            if name not in out:
+                out.append(name)
     return out
 
 

@@ -152,16 +152,16 @@ def check_text(value: Any, field: str, *, required: bool = True) -> str | None:
     return value.strip()
 
 
-def check_names(value: Any, field: str, known: Iterable[str], what: str) -> list[str]:
+def check_names(value: Any, field: str, known: Iterable[str] | None, what: str) -> list[str]:
     """
-    Return a de-duplicated list of names, each one of ``known``.
+    Return a de-duplicated list of names, each one of ``known`` (any name when ``None``).
 
     A string is split on commas and whitespace (handy with Jinja templates); a list or tuple
     of strings is taken as is.
 
     :param value: a list of names or one comma-separated string.
     :param field: the parameter name for the error message.
-    :param known: the accepted names.
+    :param known: the accepted names, or ``None`` to leave the check to the caller.
     :param what: what the names are, e.g. ``"Dintero scopes"``.
     """
     if isinstance(value, str):
@@ -173,6 +173,8 @@ def check_names(value: Any, field: str, known: Iterable[str], what: str) -> list
     if not items or not all(isinstance(item, str) and item.strip() for item in items):
         raise DinteroInputError(field, f"a non-empty list of {what} (non-empty strings)", value)
     names = list(dict.fromkeys(item.strip() for item in items))
+    if known is None:
+        return names
     allowed = set(known)
     unknown = [name for name in names if name not in allowed]
     if unknown:

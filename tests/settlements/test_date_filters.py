@@ -44,7 +44,10 @@ WINDOWS = [
     ({"created_at_gte": datetime(2026, 11, 5, 14, tzinfo=timezone.utc)}, [2, 3]),
     ({"created_at_gte": "2026-11-05", "created_at_lte": "2026-11-05"}, [0, 1, 2, 3]),
     ({"created_at_gte": date(2026, 11, 5), "created_at_lte": "2026-11-05T06:00:00Z"}, [0]),
-    ({"item_created_at_gte": "2026-11-05T10:00:00.000001Z", "item_created_at_lte": "2026-11-05T18:00:00Z"}, [2, 3]),
+    (
+        {"item_created_at_gte": "2026-11-05T10:00:00.000001Z", "item_created_at_lte": "2026-11-05T18:00:00Z"},
+        [2, 3],
+    ),
     ({"item_created_at_gte": "2026-11-05T06:30:00Z", "item_created_at_lte": "2026-11-05T10:00:00Z"}, [1]),
 ]
 

@@ -238,7 +238,7 @@ def test_missing_bucket_fails_before_any_download(emu: Any, aws_connection: str)
         ({"s3_key": "x/{settlement_id}.{extension}"}, "s3_key", "{attachment_id}"),
         ({"s3_key": "x/{}/{settlement_id}/{attachment_id}"}, "s3_key", "unknown field {}"),
         ({"since": "not a date"}, "since", "ISO-8601"),
-        ({"payment_providers": ["paypal"]}, "payment_providers", "klarna"),
+        ({"payment_providers": ["pay/pal"]}, "payment_providers", "klarna"),
         ({"attachments": "pdf"}, "attachments", "normalized"),
         ({"settlement_ids": [""]}, "settlement_ids", "settlement ids"),
         ({"account_id": "T1"}, "account_id", "8 digits"),
