@@ -27,7 +27,7 @@ from airflow_provider_dintero import __version__
 from airflow_provider_dintero.exceptions import DinteroInputError, DinteroStreamError
 from airflow_provider_dintero.pipeline import Failure, Reply, Send
 from airflow_provider_dintero.redaction import redact_url
-from airflow_provider_dintero.validation import validate_base_url
+from airflow_provider_dintero.validation import check_download_url
 
 if TYPE_CHECKING:
     import httpx
@@ -54,14 +54,17 @@ def default_headers() -> dict[str, str]:
     }
 
 
-def check_redirect(location: str) -> None:
+def check_redirect(location: str, *, internal_ok: bool = True) -> None:
     """
-    Refuse a redirect to plain http on a non-loopback host (or to a URL with user info).
+    Refuse a redirect to plain http on a non-loopback host (or to a URL with user info), and,
+    unless ``internal_ok``, to ``localhost`` or an internal IP literal (no SSRF).
 
     :param location: the absolute redirect target.
+    :param internal_ok: whether loopback and private hosts are allowed (the connection's base
+        URL is loopback itself).
     """
     try:
-        validate_base_url(location.split("?", 1)[0].split("#", 1)[0], "redirect")
+        check_download_url(location, "redirect", internal_ok=internal_ok)
     except DinteroInputError as exc:
         raise DinteroInputError("redirect", f"a redirect to {exc.expected}", redact_url(location)) from None
 
@@ -71,29 +74,35 @@ def check_redirect(location: str) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def _refuse_insecure_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+def _refuse_insecure_redirect(
+    response: requests.Response, *args: Any, internal_ok: bool = True, **kwargs: Any
+) -> requests.Response:
     if response.is_redirect:
         from urllib.parse import urljoin
 
         try:
-            check_redirect(urljoin(response.url, response.headers.get("location", "")))
+            check_redirect(
+                urljoin(response.url, response.headers.get("location", "")), internal_ok=internal_ok
+            )
         except DinteroInputError:
             response.close()
             raise
     return response
 
 
-def new_session(verify: bool | str) -> requests.Session:
+def new_session(verify: bool | str, *, internal_ok: bool = True) -> requests.Session:
     """
     A pooled :class:`requests.Session` with the provider's headers, TLS setting and redirect rules.
 
     :param verify: TLS verification (a CA bundle path, or a bool).
+    :param internal_ok: whether redirects may go to loopback and private hosts (only when the
+        connection's own base URL is loopback).
     """
     session = requests.Session()
     session.headers.update(default_headers())
     session.verify = verify
     session.max_redirects = MAX_REDIRECTS
-    session.hooks["response"].append(_refuse_insecure_redirect)
+    session.hooks["response"].append(functools.partial(_refuse_insecure_redirect, internal_ok=internal_ok))
     return session
 
 

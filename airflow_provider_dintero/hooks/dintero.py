@@ -67,6 +67,7 @@ from airflow_provider_dintero.transport import (
 )
 from airflow_provider_dintero.validation import (
     ACCOUNT_ID_PATTERN,
+    check_download_url,
     check_limit,
     is_loopback_host,
     is_partner_account,
@@ -198,7 +199,12 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
     @cached_property
     def _session(self) -> requests.Session:
-        return new_session(self.verify)
+        return new_session(self.verify, internal_ok=self._internal_hosts_ok)
+
+    @property
+    def _internal_hosts_ok(self) -> bool:
+        """Downloads and redirects may reach loopback/private hosts only from a loopback base URL."""
+        return is_loopback_host(urlsplit(self.base_url).hostname or "")
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -537,16 +543,17 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         """
         Download a pre-signed URL (an insight report) as a stream, with no Authorization header.
 
+        The URL (and any redirect) must be https to a public host: ``localhost`` and loopback,
+        link-local or private IP literals are refused before any request, unless the
+        connection's own base URL is loopback (the emulator).
+
         :param url: the signed URL (a credential: it is masked and never logged whole).
         :param account_id: the account the file belongs to, for errors.
         :param description: what is downloaded, for errors and logs.
         """
         mask_secret(url)
-        try:
-            validate_base_url(str(url).split("?", 1)[0], "signed_url")
-        except DinteroInputError as exc:  # the message would carry the whole signed URL
-            raise DinteroInputError("signed_url", exc.expected, redact_url(str(url))) from None
         _ = self._connection_checked
+        check_download_url(str(url), "signed_url", internal_ok=self._internal_hosts_ok)
         request = Request("GET", url, f"download {description}", account_id, stream=True)
         with self._download(request, description) as stream:
             yield stream
