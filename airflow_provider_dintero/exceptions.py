@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_dintero.redaction import redact_text
 
 
-class DinteroInputError(AirflowException, ValueError):
+class DinteroInputError(AirflowFailException, ValueError):
     """
     A parameter or connection field is not what Dintero accepts; raised before any request.
+
+    A configuration error: the task fails at once, without using its retries (it is an
+    ``AirflowFailException``, hence still an ``AirflowException``).
 
     :param field: the parameter or connection field at fault.
     :param expected: what was expected, in words.

@@ -5,7 +5,12 @@ Collect a merchant's Dintero insight reports into S3, every day.
    report schedule (idempotent: an existing configuration with that name is reused).
 2. ``copy_new_reports`` copies the reports that schedule produced into S3. Monthly reports
    appear after their month ends, so each run looks back 35 days; keys are deterministic and
-   reports already in S3 are skipped, so nothing is ever copied twice.
+   reports already in S3 are skipped, so nothing is ever copied twice. A run triggered
+   without a logical date (Airflow 3's default for manual runs) looks back from the moment
+   it was triggered.
+
+Configuration errors (no bucket, an unknown report configuration, a malformed merchant id)
+fail at once, without retries.
 
 Params: ``merchant_id`` (default ``T11200001``) and ``s3_bucket`` (default: the
 ``DINTERO_DEMO_BUCKET`` environment variable, else ``dintero-reports``). Connections:
@@ -21,6 +26,13 @@ from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_dintero.operators.report_configurations import CreateReportConfigurationOperator
 from airflow_provider_dintero.transfers.insight_report_to_s3 import InsightReportToS3Operator
+
+#: 35 days before the run's data interval end, or before the run itself when it has none
+#: (triggered without a logical date, Airflow 3's default for manual runs: no ``ds`` then).
+SINCE = (
+    "{{ macros.ds_add((data_interval_end if data_interval_end is defined and data_interval_end"
+    " else dag_run.run_after) | ds, -35) }}"
+)
 
 MONTHLY_SCHEDULE = {
     "name": "Monthly transactions",
@@ -55,7 +67,7 @@ with DAG(
         account_id="{{ params.merchant_id }}",
         s3_bucket="{{ params.s3_bucket }}",
         report_config_id="{{ ti.xcom_pull(task_ids='ensure_monthly_schedule')['id'] }}",
-        since="{{ macros.ds_add(ds, -35) }}",
+        since=SINCE,
     )
 
     ensure_monthly_schedule >> copy_new_reports

@@ -4,13 +4,32 @@ Collect every merchant's new settlement reports into S3, one mapped task group p
 ``list_merchants`` reads the partner's merchants from Dintero (or takes the ``merchant_ids``
 param); then, for each merchant, ``merchant.wait_for_settlements`` waits for settlements
 recorded since the run's window began (see :class:`SettlementSensor`), and
-``merchant.copy_to_s3`` streams exactly those into S3 with a manifest per settlement. A
-merchant whose access is missing or whose copy breaks fails alone; ``report`` runs in every
-case and lists, per merchant, what was copied and what failed.
+``merchant.copy_to_s3`` streams exactly those into S3 with a manifest per settlement.
+
+**Outcome.** ``report`` runs once every merchant is done, whatever happened, and returns (and
+logs) per merchant what was copied, that nothing new arrived, or which step failed.
+``all_collected`` then fails the run when listing the merchants or any merchant's wait or copy
+failed, naming them; the other merchants were collected all the same. A merchant with nothing
+new within the wait (:data:`WAIT`) is *skipped*, not failed.
+
+**Reaction time.** The sensors are deferrable by default: they wait in the triggerer, which
+asks Dintero every :data:`POLL_INTERVAL` (60 s), so a new settlement is copied about one to two
+minutes after Dintero records it (one poll interval plus the time the scheduler takes to
+resume the task). Waiting holds no worker slot.
+
+**Overlapping runs.** Copies are idempotent (deterministic keys; objects already in S3 are
+skipped), so runs may overlap: a manual run never queues behind the scheduled one. A wait lasts
+at most :data:`WAIT` (1 h).
+
+**Configuration errors** (no bucket, a bad key template, malformed merchant ids) fail at once,
+without retries; only transient errors (Dintero or S3 unreachable) are retried.
 
 Params: ``merchant_ids`` (optional list; default all of the partner's merchants), ``s3_bucket``
-(default ``$DINTERO_DEMO_BUCKET`` or ``dintero-settlements``), ``deferrable`` (wait in the
-triggerer instead of rescheduling).
+(default ``$DINTERO_DEMO_BUCKET`` or ``dintero-settlements``), ``deferrable`` (default true:
+wait in the triggerer; false: reschedule mode). The Asset event names the bucket written
+(``s3://<s3_bucket>/dintero/settlements``), through the ``dintero-settlements`` asset alias.
+Triggered without a logical date (Airflow 3's default for manual runs), the window is the day
+before the run.
 """
 
 from __future__ import annotations
@@ -20,7 +39,15 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.providers.common.compat.sdk import dag, task, task_group
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    AssetAlias,
+    dag,
+    task,
+    task_group,
+)
 
 from airflow_provider_dintero.sensors.settlements import SettlementSensor
 from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator, settlements_asset
@@ -28,8 +55,42 @@ from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3
 BUCKET = os.environ.get("DINTERO_DEMO_BUCKET", "dintero-settlements")
 DINTERO_CONN_ID = "dintero_default"
 AWS_CONN_ID = "aws_default"
+#: Seconds between two checks for new settlements (in the triggerer when deferrable).
+POLL_INTERVAL = 60
+#: How long a merchant's wait lasts before it ends as "nothing new" (skipped).
+WAIT = timedelta(hours=1)
+#: The alias through which the run's Asset event names the bucket actually written.
+ASSET_ALIAS = "dintero-settlements"
 
 log = logging.getLogger(__name__)
+
+
+class WaitForNewSettlements(SettlementSensor):
+    """
+    :class:`SettlementSensor` whose wait, when it runs out, ends *skipped* (nothing new).
+
+    Errors (no access, Dintero unreachable, bad input) still fail the task; ``soft_fail`` is
+    not used because it would turn those into skips too.
+    """
+
+    def execute(self, context: Any) -> Any:
+        """Wait as :class:`SettlementSensor` does; a timeout means nothing new arrived."""
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout as exc:
+            raise AirflowSkipException(self._nothing_new()) from exc
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        """Resume after the trigger; its timeout (deferrable mode) means nothing new arrived."""
+        error = str((next_kwargs or {}).get("error", ""))
+        if next_method == "__fail__" and "timeout" in error.lower():
+            raise AirflowSkipException(self._nothing_new())
+        return super().resume_execution(next_method, next_kwargs, context)
+
+    def _nothing_new(self) -> str:
+        return (
+            f"No new settlements for account {self.account_id} within {self.timeout:.0f} s: nothing to copy"
+        )
 
 
 @task
@@ -47,13 +108,13 @@ def list_merchants(params: dict[str, Any] | None = None) -> list[str]:
 @task_group(group_id="merchant")
 def collect_merchant(account_id: str) -> Any:
     """Wait for one merchant's new settlements, then copy them to S3."""
-    wait = SettlementSensor(
+    wait = WaitForNewSettlements(
         task_id="wait_for_settlements",
         account_id=account_id,
         deferrable="{{ params.deferrable }}",
         mode="reschedule",
-        poll_interval=600,
-        timeout=6 * 3600,
+        poll_interval=POLL_INTERVAL,
+        timeout=WAIT.total_seconds(),
         dintero_conn_id=DINTERO_CONN_ID,
     )
     copy = SettlementsToS3Operator(
@@ -63,57 +124,88 @@ def collect_merchant(account_id: str) -> Any:
         settlement_ids=wait.output,  # type: ignore[arg-type]  # the sensor's find, at run time
         aws_conn_id=AWS_CONN_ID,
         dintero_conn_id=DINTERO_CONN_ID,
-        outlets=[settlements_asset(BUCKET)],
+        outlets=[],  # the bucket is a param: ``report`` emits the Asset event for it
         retries=2,
         retry_delay=timedelta(minutes=2),
     )
     return copy.output
 
 
-@task(trigger_rule="all_done")
-def report(merchant_ids: list[str], results: Any, **context: Any) -> dict[str, dict[str, Any]]:
-    """Per merchant: the objects written and skipped, or the state of the task that failed."""
-    copied = {r["account_id"]: r for r in results or [] if isinstance(r, dict)}
-    states = _group_states(context)
+@task(trigger_rule="all_done", outlets=[AssetAlias(name=ASSET_ALIAS)])
+def report(**context: Any) -> dict[str, dict[str, Any]]:
+    """
+    Per merchant: copied (counts), nothing new, or the step that failed and its state.
+
+    Emits one Asset event for ``s3://<s3_bucket>/dintero/settlements`` when anything was written.
+    """
+    ti = context["ti"]
+    states = _task_states(context)
+    if states.get(("list_merchants", -1)) != "success":
+        raise AirflowFailException("Listing the merchants failed: no merchant was collected")
+    merchant_ids = ti.xcom_pull(task_ids="list_merchants") or []
     summary: dict[str, dict[str, Any]] = {}
-    for index, account_id in enumerate(merchant_ids or []):
-        if account_id in copied:
-            r = copied[account_id]
+    for index, account_id in enumerate(merchant_ids):
+        wait = states.get(("merchant.wait_for_settlements", index))
+        copy = states.get(("merchant.copy_to_s3", index))
+        if copy == "success":
+            r = ti.xcom_pull(task_ids="merchant.copy_to_s3", map_indexes=index)
             summary[account_id] = {
                 "status": "copied",
                 "settlements": len(r["settlement_ids"]),
                 "written": len(r["written"]),
                 "skipped": len(r["skipped"]),
             }
-            continue
-        wait = states.get(("merchant.wait_for_settlements", index))
-        copy = states.get(("merchant.copy_to_s3", index))
-        failed_step = "wait_for_settlements" if wait != "success" else "copy_to_s3"
-        summary[account_id] = {
-            "status": "failed",
-            "step": failed_step,
-            "state": wait if wait != "success" else copy,
-        }
+        elif wait == "skipped":
+            summary[account_id] = {"status": "nothing new"}
+        else:
+            step = "wait_for_settlements" if wait != "success" else "copy_to_s3"
+            summary[account_id] = {
+                "status": "failed",
+                "step": step,
+                "state": wait if wait != "success" else copy,
+            }
     for account_id, line in summary.items():
         log.info("Merchant %s: %s", account_id, line)
+    written = sum(line.get("written", 0) for line in summary.values())
+    if written:
+        bucket = context["params"]["s3_bucket"]
+        extra = {"merchants": sum(1 for v in summary.values() if v.get("written")), "written": written}
+        context["outlet_events"][AssetAlias(name=ASSET_ALIAS)].add(settlements_asset(bucket), extra=extra)
     return summary
 
 
-def _group_states(context: dict[str, Any]) -> dict[tuple[str, int], str | None]:
-    """The state of each mapped task of the merchant group in this run, on Airflow 3 and 2.11."""
+@task
+def all_collected(summary: dict[str, dict[str, Any]]) -> None:
+    """Fail the run, naming them, when any merchant's wait or copy failed."""
+    failed = {m: v for m, v in summary.items() if v.get("status") == "failed"}
+    if failed:
+        names = ", ".join(f"{m} ({v['step']}: {v['state']})" for m, v in failed.items())
+        raise AirflowFailException(
+            f"{len(failed)} of {len(summary)} merchant(s) were not collected: {names}; "
+            "the others were (see the report task)"
+        )
+
+
+def _task_states(context: dict[str, Any]) -> dict[tuple[str, int], str | None]:
+    """The state of ``list_merchants`` and of each mapped merchant task in this run."""
     ti = context["ti"]
     states: dict[tuple[str, int], str | None] = {}
     if hasattr(ti, "get_task_states"):  # Airflow 3: ask the API server
         run_id = context["run_id"]
-        found = ti.get_task_states(dag_id=ti.dag_id, task_group_id="merchant", run_ids=[run_id])
+        found = ti.get_task_states(
+            dag_id=ti.dag_id,
+            task_ids=["list_merchants", "merchant.wait_for_settlements", "merchant.copy_to_s3"],
+            run_ids=[run_id],
+        )
         for key, state in (found.get(run_id) or {}).items():
             task_id, _, index = key.rpartition("_")
             if index.isdigit():
                 states[(task_id, int(index))] = state
+            else:
+                states[(key, -1)] = state
         return states
     for other in context["dag_run"].get_task_instances():  # Airflow 2.11: the metadata DB
-        if other.task_id.startswith("merchant."):
-            states[(other.task_id, other.map_index)] = other.state
+        states[(other.task_id, other.map_index)] = other.state
     return states
 
 
@@ -122,16 +214,17 @@ def _group_states(context: dict[str, Any]) -> dict[tuple[str, int], str | None]:
     schedule="@daily",
     start_date=datetime(2026, 11, 1, tzinfo=timezone.utc),
     catchup=False,
-    max_active_runs=1,
     tags=["dintero", "settlements", "s3"],
-    params={"merchant_ids": None, "s3_bucket": BUCKET, "deferrable": False},
+    params={"merchant_ids": None, "s3_bucket": BUCKET, "deferrable": True},
     doc_md=__doc__,
 )
 def dintero_settlements_to_s3() -> None:
     """One run per day: every merchant's new settlement files into S3."""
     merchants = list_merchants()
     results = collect_merchant.expand(account_id=merchants)
-    report(merchants, results)  # type: ignore[arg-type]  # XComArgs resolve at run time
+    summary = report()
+    [merchants, results] >> summary  # type: ignore[operator]
+    all_collected(summary)  # type: ignore[arg-type]  # XComArgs resolve at run time
 
 
 settlements_to_s3_dag = dintero_settlements_to_s3()

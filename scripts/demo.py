@@ -1,7 +1,9 @@
 """
 The demo: every DAG in example_dags/ on a real Airflow, against the Dintero emulator and
-moto's S3 server, both on 127.0.0.1. Prints what was provisioned and what landed in S3, then
-stops what it started. Run through ``bash scripts/demo.sh`` (which builds the environment).
+moto's S3 server, both on 127.0.0.1. Prints what was provisioned and a short table of what
+landed in S3 (per merchant and payout provider: settlements, files, bytes) with the S3
+prefix, then stops what it started. Run through ``bash scripts/demo.sh`` (which builds the
+environment).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 BUCKET = "dintero-demo"
+PREFIX = "dintero/"  # every example DAG writes under this prefix
 # Today: the settlements example waits for settlements recorded in the run's window.
 LOGICAL_DATE = time.strftime("%Y-%m-%d", time.gmtime())
 # New settlements that "arrive" before the settlements DAG runs, one per payout provider.
@@ -219,13 +222,32 @@ def _report(base_url: str, s3: Any, state: dict[str, Any]) -> None:
         print(f"  {record['method']:4} {record['path']} -> {record['status']}")
     if not writes:
         print("  (nothing)")
-    print(f"\ndemo: landed in s3://{BUCKET}:", flush=True)
-    total = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+    rows = _landed(s3)
+    print(f"\ndemo: landed in s3://{BUCKET}/{PREFIX}", flush=True)
+    print(f"  {'merchant':<10} {'source':<18} {'settlements':>11} {'files':>6} {'bytes':>10}")
+    for (merchant, source), row in sorted(rows.items()):
+        count = str(len(row["settlements"])) if row["settlements"] else "-"
+        print(f"  {merchant:<10} {source:<18} {count:>11} {row['files']:>6} {row['bytes']:>10}")
+    files = sum(r["files"] for r in rows.values())
+    print(f"  {files} files, {sum(r['bytes'] for r in rows.values())} bytes (manifests not counted)")
+
+
+def _landed(s3: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per merchant and payout provider (or insight reports): settlements, files and bytes."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=PREFIX):
         for obj in page.get("Contents", []):
-            total += 1
-            print(f"  {obj['Size']:>9}  s3://{BUCKET}/{obj['Key']}")
-    print(f"  {total} objects")
+            parts = dict(p.split("=", 1) for p in obj["Key"].split("/") if "=" in p)
+            merchant = parts.get("account", "?")
+            source = parts.get("provider") or ("insight reports" if "/insight/" in obj["Key"] else "other")
+            row = rows.setdefault((merchant, source), {"settlements": set(), "files": 0, "bytes": 0})
+            if "provider" in parts:  # .../settled_date=.../<settlement id>/<file>
+                row["settlements"].add(obj["Key"].split("/")[-2])
+            if obj["Key"].endswith("/manifest.json"):
+                continue
+            row["files"] += 1
+            row["bytes"] += obj["Size"]
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole check, from nothing but Python 3.11 and pip: locked environments for Airflow 3.3
-# and 2.11, ruff, mypy, and the test suite on both lines. Extra arguments go to pytest.
+# and 2.11, ruff, mypy, the test suite on both lines, then the release check (scripts/check_wheel.sh:
+# the built sdist and wheel, the wheel installed in clean virtualenvs for 3.3, 2.11 and the lower
+# bounds). Extra arguments go to pytest. Any failure fails the script.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 cd "$REPO"
@@ -16,4 +18,6 @@ for line in 3.3 2.11; do
   echo "== tests on Airflow $line"
   "$venv/bin/python" -m pytest -q "$@" || status=$?
 done
+echo "== the built wheel (scripts/check_wheel.sh)"
+bash scripts/check_wheel.sh || status=$?
 exit $status

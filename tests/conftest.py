@@ -78,18 +78,23 @@ def aws_connection(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return "aws_default"
 
 
-@pytest.fixture
-def s3_client(s3_server: str) -> Any:
-    """A boto3 S3 client on moto's server, for assertions."""
+def moto_client(service: str, endpoint: str) -> Any:
+    """A boto3 client of ``service`` on moto's server at ``endpoint``."""
     import boto3
 
     return boto3.client(
-        "s3",
-        endpoint_url=s3_server,
+        service,
+        endpoint_url=endpoint,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         region_name="us-east-1",
     )
+
+
+@pytest.fixture
+def s3_client(s3_server: str) -> Any:
+    """A boto3 S3 client on moto's server, for assertions."""
+    return moto_client("s3", s3_server)
 
 
 @pytest.fixture
@@ -101,14 +106,29 @@ def s3_bucket(s3_client: Any, aws_connection: str) -> str:
 
 
 @pytest.fixture
+def kms_key_id(s3_server: str) -> str:
+    """A new KMS key in moto's KMS (served by the same server as S3), for SSE-KMS tests."""
+    kms = moto_client("kms", s3_server)
+    return str(kms.create_key(Description="dintero copies")["KeyMetadata"]["KeyId"])
+
+
+@pytest.fixture
 def run_dag(airflow_db: None) -> Callable[..., Any]:
     """
     Run a DAG object end to end with ``dag.test()`` and return the DagRun.
 
     On Airflow 3 the DAG is first serialized to the metadata DB, as ``dag.test()`` requires.
+    ``no_logical_date=True`` makes a run without a logical date or data interval on Airflow 3
+    (a manual run's default there); Airflow 2.11 always gives one.
     """
 
-    def _run(dag: Any, conf: dict[str, Any] | None = None, logical_date: Any = None) -> Any:
+    def _run(
+        dag: Any,
+        conf: dict[str, Any] | None = None,
+        logical_date: Any = None,
+        *,
+        no_logical_date: bool = False,
+    ) -> Any:
         if AIRFLOW_V3:
             from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
@@ -116,7 +136,9 @@ def run_dag(airflow_db: None) -> Callable[..., Any]:
             bag.bag_dag(dag)
             sync_bag_to_db(bag, "dags-folder", None)
             kwargs: dict[str, Any] = {"run_conf": conf}
-            if logical_date is not None:
+            if no_logical_date:  # as the REST API's {"logical_date": null} and `airflow dags trigger`
+                kwargs["logical_date"] = None
+            elif logical_date is not None:
                 kwargs["logical_date"] = logical_date
             return dag.test(**kwargs)
         dag.sync_to_db()  # asset (dataset) outlets need the DAG row on 2.11 too

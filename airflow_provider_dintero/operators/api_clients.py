@@ -64,6 +64,11 @@ _SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@\-]{1,512}$")
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 
+def _safe_name(value: str) -> str:
+    """A client's ``client_id`` or name as a Variable key or Secrets Manager name part."""
+    return _UNSAFE_KEY_CHARS.sub("_", value)
+
+
 class _SecretStore(ABC):
     """Where a client secret goes: an Airflow Variable or an AWS Secrets Manager secret."""
 
@@ -80,8 +85,25 @@ class _SecretStore(ABC):
         """Whether the destination already holds a secret for ``client``."""
 
     @abstractmethod
+    def conflict(self, client_id: str | None) -> str | None:
+        """
+        Why writing the secret of API client ``client_id`` here would overwrite another client's
+        secret (``None`` when it would not).
+
+        :param client_id: the client's ``client_id`` (``None``: not known yet, Dintero generates it).
+        """
+
+    @abstractmethod
     def store(self, client: ApiClient, secret: str) -> None:
-        """Write ``secret`` (of ``client``) to the destination."""
+        """Write ``secret`` (of ``client``) to the destination; never over another client's secret."""
+
+    def _refuse_conflict(self, client_id: str | None) -> None:
+        reason = self.conflict(client_id)
+        if reason:
+            raise AirflowException(
+                f"Refusing to write the secret of Dintero API client {client_id or '(new)'} to "
+                f"{self.describe()}: {reason}"
+            )
 
 
 class _VariableStore(_SecretStore):
@@ -99,7 +121,18 @@ class _VariableStore(_SecretStore):
         mask_secret(value)
         return bool(value)
 
+    def conflict(self, client_id: str | None) -> str | None:
+        # The Variable holds a bare secret: whose it is cannot be told, so a filled one is never
+        # overwritten (a client whose secret is there reuses it and never gets here).
+        if self.holds_secret_for({}):
+            return (
+                "the Variable already holds a secret, of another API client or of one that was deleted. "
+                "Choose another secret_variable_key, or delete the Variable if that secret is no longer used"
+            )
+        return None
+
     def store(self, client: ApiClient, secret: str) -> None:
+        self._refuse_conflict(client.get("client_id"))
         variable_api().set(
             self.key,
             secret,
@@ -151,27 +184,52 @@ class _SecretsManagerStore(_SecretStore):
                 "and re-run."
             ) from None
 
-    def holds_secret_for(self, client: ApiClient) -> bool:
+    def _stored(self) -> tuple[bool, str | None, str | None, bool]:
+        """``(exists, login, account id, has password)`` of the stored connection, when readable."""
         raw = self._read()
         if not raw:
-            return False
+            return False, None, None, False
         try:
             stored = json.loads(raw)
         except ValueError:
-            return False
-        extra = stored.get("extra") if isinstance(stored, dict) else None
+            return True, None, None, False
+        if not isinstance(stored, dict):
+            return True, None, None, False
+        extra = stored.get("extra")
         if isinstance(extra, str):
             try:
                 extra = json.loads(extra)
             except ValueError:
                 extra = None
+        account = extra.get("account_id") if isinstance(extra, dict) else None
+        login = stored.get("login")
         return (
-            isinstance(stored, dict)
-            and stored.get("login") == client.get("client_id")
-            and bool(stored.get("password"))
-            and isinstance(extra, dict)
-            and extra.get("account_id") == self.account_id
+            True,
+            login if isinstance(login, str) else None,
+            account if isinstance(account, str) else None,
+            bool(stored.get("password")),
         )
+
+    def holds_secret_for(self, client: ApiClient) -> bool:
+        exists, login, account, has_password = self._stored()
+        return exists and has_password and login == client.get("client_id") and account == self.account_id
+
+    def conflict(self, client_id: str | None) -> str | None:
+        exists, login, account, _ = self._stored()
+        if not exists:
+            return None
+        if login is None:
+            return (
+                "the secret already exists and is not a Dintero connection written by this operator. "
+                "Choose another secrets_manager_secret_name"
+            )
+        if client_id is None or login != client_id or account != self.account_id:
+            return (
+                f"it holds the connection of API client {login} on account {account}. Choose another "
+                "secrets_manager_secret_name (the default one names the client), or delete that secret if "
+                "the client is gone"
+            )
+        return None
 
     def connection_json(self, client: ApiClient, secret: str) -> str:
         return json.dumps(
@@ -185,6 +243,7 @@ class _SecretsManagerStore(_SecretStore):
         )
 
     def store(self, client: ApiClient, secret: str) -> None:
+        self._refuse_conflict(client.get("client_id"))
         aws = self._client()
         payload = self.connection_json(client, secret)
         try:
@@ -209,7 +268,13 @@ class CreateApiClientOperator(DinteroBaseOperator):
       connection in the JSON form Airflow's ``SecretsManagerBackend`` reads
       (``conn_type``, ``login`` = client id, ``password`` = secret, ``host`` = base URL,
       ``extra`` = ``{account_id, checkout_base_url}``), so the next DAG uses it by
-      connection id alone (``dintero_<merchant>`` with the default secret name).
+      connection id alone (``dintero_<merchant>_<client_id or name>`` with the default secret
+      name).
+
+    A destination never receives a second client's secret: a Secrets Manager secret holding
+    another client's connection (or anything else), or a Variable that already holds a
+    secret, is refused before anything is created or rotated (and checked again right before
+    writing).
 
     The secret never reaches logs, XCom or rendered fields. A re-run lists the account's
     clients and matches on ``client_id`` (else ``name``): it creates and rotates nothing when
@@ -241,7 +306,8 @@ class CreateApiClientOperator(DinteroBaseOperator):
     :param secret_variable_key: the Variable key (default
         ``dintero_client_secret_<account_id>_<client_id or name>``). Templated.
     :param secrets_manager_secret_name: the secret's name (default
-        ``airflow/connections/dintero_<account_id>``). Templated.
+        ``airflow/connections/dintero_<account_id>_<client_id or name>``, characters other than
+        letters, digits and ``_ . -`` replaced by ``_``). Templated.
     :param aws_conn_id: the AWS connection used for Secrets Manager.
     :param if_exists: ``"reuse"`` (default) or ``"fail"`` when a matching client exists.
     :param rotate_if_secret_missing: rotate the secret of an existing client whose secret is
@@ -313,7 +379,7 @@ class CreateApiClientOperator(DinteroBaseOperator):
         if self.secret_destination == "variable":
             key = self.secret_variable_key
             if key is None:
-                key = _UNSAFE_KEY_CHARS.sub("_", f"dintero_client_secret_{account_id}_{login or name}")[:250]
+                key = f"dintero_client_secret_{account_id}_{_safe_name(login or name)}"[:250]
             if not isinstance(key, str) or not _VARIABLE_KEY.match(key):
                 raise DinteroInputError(
                     "secret_variable_key", "a Variable key of letters, digits, _ . - / (1 to 250)", key
@@ -322,7 +388,9 @@ class CreateApiClientOperator(DinteroBaseOperator):
         if self.secret_destination == "secrets_manager":
             secret_name = self.secrets_manager_secret_name
             if secret_name is None:
-                secret_name = f"{SECRETS_MANAGER_CONNECTIONS_PREFIX}/dintero_{account_id}"
+                # One secret per client: merchant and client, never the merchant alone.
+                client_part = _safe_name(login or name)
+                secret_name = f"{SECRETS_MANAGER_CONNECTIONS_PREFIX}/dintero_{account_id}_{client_part}"
             if not isinstance(secret_name, str) or not _SECRET_NAME.match(secret_name):
                 raise DinteroInputError(
                     "secrets_manager_secret_name",
@@ -365,6 +433,12 @@ class CreateApiClientOperator(DinteroBaseOperator):
             return self._handle_existing(hook, account_id, existing, store)
 
         store.check_reachable()
+        conflict = store.conflict(login)
+        if conflict:
+            raise AirflowException(
+                f"Cannot store the secret of a new Dintero API client {login or name!r} on account "
+                f"{account_id} in {store.describe()}: {conflict}. Nothing was created on Dintero."
+            )
         try:
             answer = hook.create_api_client(
                 account_id, name=name, description=description, client_id=login, callbacks=callbacks
@@ -491,6 +565,12 @@ class CreateApiClientOperator(DinteroBaseOperator):
                 store.describe(),
             )
             return self._result(client, store, created=False, rotated=False)
+        conflict = store.conflict(client.get("client_id"))
+        if conflict:
+            raise AirflowException(
+                f"Dintero API client {label} already exists on account {account_id}, but its secret "
+                f"cannot be stored in {store.describe()}: {conflict}. Nothing was created or rotated."
+            )
         if not self.rotate_if_secret_missing:
             raise AirflowException(
                 f"Dintero API client {label} already exists on account {account_id}, but its secret is "

@@ -32,12 +32,11 @@ from airflow_provider_dintero.hooks.dintero import (
     redact_url,
     validate_account_id,
 )
-from airflow_provider_dintero.operators._base import DinteroBaseOperator
 from airflow_provider_dintero.settlements import date_part as _date_part
 from airflow_provider_dintero.settlements import parse_timestamp as _parse_time
+from airflow_provider_dintero.transfers._base import DinteroToS3BaseOperator, api_id, check_owner
 
 if TYPE_CHECKING:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.providers.common.compat.sdk import Context
 
 #: Where each report lands unless ``s3_key`` says otherwise: one folder per account, report
@@ -49,7 +48,7 @@ DEFAULT_KEY_TEMPLATE = (
 
 #: The fields an ``s3_key`` template may use, each taken from the report's metadata.
 KEY_FIELDS: dict[str, str] = {
-    "account_id": "the merchant account id, e.g. T11200001",
+    "account_id": "the operator's own (checked) merchant account id, e.g. T11200001",
     "report_id": "the report's id",
     "report_job_id": "the id of the run that produced the report (shared by its pdf and csv files)",
     "report_config_id": "the insight report configuration's id ('none' when the report has none)",
@@ -70,7 +69,7 @@ _EXTENSIONS = {"application/pdf": "pdf", "text/csv": "csv"}
 _S3_ERROR_PART = re.compile(r"<(Code|Message)>([^<]{1,120})</\1>")
 
 
-class InsightReportToS3Operator(DinteroBaseOperator):
+class InsightReportToS3Operator(DinteroToS3BaseOperator):
     """
     Copy the insight reports Dintero generated for an account in a time window into S3.
 
@@ -82,6 +81,21 @@ class InsightReportToS3Operator(DinteroBaseOperator):
     reports already in S3 are skipped unless ``replace`` is set, and a re-run copies nothing
     new. A signed URL refused with 403 (expired) is replaced by a fresh one from the metadata
     and retried once. Signed URLs are credentials: they are masked and only logged redacted.
+
+    ``{account_id}`` in keys is always the operator's own checked account: a report whose
+    metadata names another account fails the task before anything is written. Every other key
+    value comes from the metadata and is made safe with
+    :func:`~airflow_provider_dintero.transfers._s3_stream.key_part` (``/``, ``%``, control
+    characters percent-encoded, ``.``/``..`` escaped); a report without an id, or two reports
+    the template would put on one key, fail the task before anything is written.
+
+    Everything goes through the amazon provider's ``S3Hook`` of ``aws_conn_id`` (its transfer
+    config and ``extra_args``), with ``s3_extra_args``, ``encrypt`` and ``acl_policy`` applied
+    to every object; multipart uploads left open by an earlier killed copy of a key are aborted
+    before that key is uploaded. With the OpenLineage provider installed,
+    :meth:`get_openlineage_facets_on_complete` reports the input ``dintero://<API host>`` /
+    ``accounts/<account_id>/reports`` and every object written (``s3://<bucket>`` / key, with
+    its size and SHA-256).
 
     Returns the ``s3://`` URIs of every selected report (copied now or already there). When
     something was copied, an asset event is emitted through each :class:`AssetAlias` outlet
@@ -97,6 +111,11 @@ class InsightReportToS3Operator(DinteroBaseOperator):
     :param until: copy reports created before this time (default: data interval end).
     :param replace: overwrite reports already in S3 instead of skipping them.
     :param aws_conn_id: the AWS connection for S3.
+    :param encrypt: server-side encryption with S3-managed keys (SSE-S3, ``AES256``) for every
+        object, as the amazon transfers' ``encrypt``.
+    :param acl_policy: a canned ACL for every object, e.g. ``"bucket-owner-full-control"``.
+    :param s3_extra_args: more upload arguments for every object (boto3's upload ``ExtraArgs``),
+        e.g. ``{"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "<key id or ARN>"}``. Templated.
     :param dintero_conn_id: the Dintero connection (a partner or the merchant itself).
 
     Example::
@@ -116,6 +135,7 @@ class InsightReportToS3Operator(DinteroBaseOperator):
         "report_config_id",
         "since",
         "until",
+        "s3_extra_args",
     )
     ui_color = "#e6f0ff"
 
@@ -130,6 +150,9 @@ class InsightReportToS3Operator(DinteroBaseOperator):
         until: Any = None,
         replace: bool = False,
         aws_conn_id: str | None = "aws_default",
+        encrypt: bool = False,
+        acl_policy: str | None = None,
+        s3_extra_args: dict[str, Any] | None = None,
         dintero_conn_id: str = "dintero_default",
         **kwargs: Any,
     ) -> None:
@@ -143,26 +166,48 @@ class InsightReportToS3Operator(DinteroBaseOperator):
         self.until = until
         self.replace = replace
         self.aws_conn_id = aws_conn_id
+        self.encrypt = encrypt
+        self.acl_policy = acl_policy
+        self.s3_extra_args = s3_extra_args
 
     # ------------------------------------------------------------------------------ execute
 
     def execute(self, context: Context) -> list[str]:
         """Copy the selected reports; return their ``s3://`` URIs."""
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        from airflow_provider_dintero.transfers._s3_stream import ensure_bucket, object_exists, s3_uri
+        from airflow_provider_dintero.transfers._s3_stream import (
+            check_unique_keys,
+            ensure_bucket,
+            object_exists,
+            s3_uri,
+        )
 
         account_id = validate_account_id(self.account_id)
         check_key_template(self.s3_key)
         since, until = self._window(context)
-        s3_hook = S3Hook(aws_conn_id=self.aws_conn_id)
+        extra_args = self._upload_args()
+        s3_hook = self.s3_hook
         ensure_bucket(s3_hook, self.s3_bucket)
         bucket = self.s3_bucket
+        self._lineage_inputs = [f"accounts/{account_id}/reports"]
+        self._lineage_outputs = []
         config_id = self._check_report_config(account_id) if self.report_config_id else None
 
-        selected = list(self._select(account_id, since, until, config_id))
-        keys = [report_key(self.s3_key, report) for report in selected]
-        _check_unique(keys, selected)
+        selected: list[ReportMetadata] = []
+        seen_ids: set[str] = set()
+        for report in self._select(account_id, since, until, config_id):
+            report_id = api_id(report, "insight report", account_id)
+            check_owner(report, f"insight report {report_id}", account_id)
+            if report_id not in seen_ids:
+                seen_ids.add(report_id)
+                selected.append(report)
+        keys = [report_key(self.s3_key, report, account_id) for report in selected]
+        check_unique_keys(
+            (
+                (key, str(report.get("id")), f"report {report.get('id')}")
+                for key, report in zip(keys, selected, strict=True)
+            ),
+            hint="add {report_file_name} or {report_id}",
+        )
         self.log.info(
             "Found %s insight report(s) of account %s created in [%s, %s)%s",
             len(selected),
@@ -180,7 +225,7 @@ class InsightReportToS3Operator(DinteroBaseOperator):
             if not self.replace and object_exists(s3_hook, bucket, key):
                 self.log.info("Insight report %s is already at %s; skipping it", report.get("id"), uri)
                 continue
-            self._copy(account_id, report, bucket, key, s3_hook)
+            self._copy(account_id, report, bucket, key, extra_args)
             copied.append(uri)
 
         self.log.info(
@@ -246,7 +291,9 @@ class InsightReportToS3Operator(DinteroBaseOperator):
             if (since is None or created >= since) and (until is None or created < until):
                 yield report
 
-    def _copy(self, account_id: str, report: ReportMetadata, bucket: str, key: str, s3_hook: S3Hook) -> None:
+    def _copy(
+        self, account_id: str, report: ReportMetadata, bucket: str, key: str, extra_args: dict[str, Any]
+    ) -> None:
         from airflow_provider_dintero.transfers._s3_stream import stream_to_s3
 
         report_id = str(report.get("id"))
@@ -269,15 +316,18 @@ class InsightReportToS3Operator(DinteroBaseOperator):
                 with self.hook.stream_signed_url(
                     url, account_id=account_id, description=f"insight report {report_id}"
                 ) as stream:
+                    content_type = report.get("content_type") or stream.content_type
                     size = stream_to_s3(
-                        s3_hook,
+                        self.s3_hook,
                         stream,
                         bucket,
                         key,
-                        content_type=report.get("content_type") or stream.content_type,
+                        content_type=content_type,
                         expected_size=stream.content_length,
                         metadata={"dintero-account-id": account_id, "dintero-report-id": report_id},
+                        extra_args=extra_args,
                     )
+                    self._record_output(key, size, stream.sha256, content_type)
                 self.log.info(
                     "Copied insight report %s (%s bytes) to s3://%s/%s", report_id, size, bucket, key
                 )
@@ -351,28 +401,36 @@ def check_key_template(template: Any) -> list[str]:
     return key_template_fields(template, KEY_FIELDS)
 
 
-def report_key(template: str, report: ReportMetadata) -> str:
+def report_key(template: str, report: ReportMetadata, account_id: str) -> str:
     """
-    Render an ``s3_key`` template for one report (a ``/`` inside a value becomes ``_``).
+    Render an ``s3_key`` template for one report of ``account_id``.
+
+    Values from the metadata are made safe with
+    :func:`~airflow_provider_dintero.transfers._s3_stream.key_part`; ``{account_id}`` is
+    ``account_id``, never the metadata's.
 
     :param template: a template checked by :func:`check_key_template`.
     :param report: the report's metadata.
+    :param account_id: the operator's own checked account id.
     """
-    from airflow_provider_dintero.transfers._s3_stream import render_key
+    from airflow_provider_dintero.transfers._s3_stream import key_part, render_key
 
-    return render_key(template, {k: v.replace("/", "_") for k, v in key_values(report).items()})
+    fields = {k: key_part(v) for k, v in key_values(report, account_id).items()}
+    fields["account_id"] = account_id
+    return render_key(template, fields)
 
 
-def key_values(report: ReportMetadata) -> dict[str, str]:
+def key_values(report: ReportMetadata, account_id: str) -> dict[str, str]:
     """
-    Return the values of :data:`KEY_FIELDS` for one report.
+    Return the values of :data:`KEY_FIELDS` for one report (as the metadata gives them).
 
     :param report: the report's metadata.
+    :param account_id: the operator's own checked account id.
     """
     report_id = str(report.get("id") or "")
     extension = _EXTENSIONS.get(str(report.get("content_type") or ""), "bin")
     return {
-        "account_id": str(report.get("account_id") or ""),
+        "account_id": account_id,
         "report_id": report_id,
         "report_job_id": str(report.get("report_job_id") or ""),
         "report_config_id": str(report.get("report_config_id") or "none"),
@@ -402,19 +460,6 @@ def key_prefix(template: str, account_id: str) -> str:
             break
         prefix += account_id
     return prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-
-
-def _check_unique(keys: list[str], reports: list[ReportMetadata]) -> None:
-    seen: dict[str, str] = {}
-    for key, report in zip(keys, reports, strict=True):
-        other = seen.setdefault(key, str(report.get("id")))
-        if other != report.get("id"):
-            raise DinteroInputError(
-                "s3_key",
-                f"a template that gives each report its own key: reports {other} and {report.get('id')} "
-                "would both be written to the same key (add {report_file_name} or {report_id})",
-                key,
-            )
 
 
 def _as_datetime(value: Any, field: str) -> datetime | None:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset, timezone
@@ -37,11 +38,13 @@ from airflow_provider_dintero.hooks.dintero import (
     format_timestamp,
     validate_account_id,
 )
-from airflow_provider_dintero.operators._base import DinteroBaseOperator
 from airflow_provider_dintero.settlements import date_part as _date_part
 from airflow_provider_dintero.settlements import parse_payment_providers, run_window
+from airflow_provider_dintero.transfers._base import DinteroToS3BaseOperator, api_id, check_owner
 from airflow_provider_dintero.transfers._s3_stream import (
+    check_unique_keys,
     ensure_bucket,
+    key_part,
     key_template_fields,
     object_exists,
     render_key,
@@ -50,7 +53,6 @@ from airflow_provider_dintero.transfers._s3_stream import (
 )
 
 if TYPE_CHECKING:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.providers.common.compat.sdk import Context
 
 #: Where attachments go by default: partitioned by account, provider and settlement date.
@@ -103,11 +105,28 @@ def _attachment_kind(attachment: SettlementAttachment) -> str:
     return "normalized" if attachment.get("created_by") == "dintero" else "source"
 
 
-class SettlementsToS3Operator(DinteroBaseOperator):
+@dataclass
+class _Plan:
+    """One settlement's copy: its attachments with their keys, and its manifest's key."""
+
+    settlement: Settlement
+    settlement_id: str
+    manifest_key: str
+    attachments: list[tuple[SettlementAttachment, str, str]] = field(default_factory=list)
+    """``(attachment, attachment id, key)`` of each attachment to copy."""
+
+
+class SettlementsToS3Operator(DinteroToS3BaseOperator):
     """
     Stream the attachments of an account's settlements into S3, then a manifest per settlement.
 
-    **Which settlements.** ``settlement_ids`` when given (e.g. the sensor's
+    **Which settlements.** With ``use_triggering_events=True`` in a run scheduled on assets,
+    exactly the settlements named by the run's triggering asset events (``triggering_asset_events``;
+    ``triggering_dataset_events`` on Airflow 2.11) whose extra is
+    ``{"account_id", "settlement_ids", "providers"}`` and whose ``account_id`` is this task's:
+    events of other accounts are refused (never copied, logged); the settlements are re-read
+    from the API by id, so an event cannot inject data. A run without such events (a manual
+    run) selects as below. Otherwise ``settlement_ids`` when given (e.g. the sensor's
     ``settlement_ids`` XCom; an empty list copies nothing); otherwise those recorded
     (``created_at``, the ``item_created_at`` filter) on or after ``since``; and by default those
     recorded within the run's data interval ``[start, end]`` (when it is empty or missing, the
@@ -118,17 +137,32 @@ class SettlementsToS3Operator(DinteroBaseOperator):
     (``settled_date`` and ``created_date`` are ``YYYY-MM-DD`` in UTC, ``kind`` is ``source`` or
     ``normalized``). The template must use ``{settlement_id}`` and ``{attachment_id}``; an unknown
     field fails before any request. Keys are deterministic: a re-run writes to the same keys.
+    ``{account_id}`` is always the operator's own (checked) account: a settlement that Dintero's
+    answer says belongs to another account fails the task before anything is written. Every
+    other value comes from the API and is made safe with
+    :func:`~airflow_provider_dintero.transfers._s3_stream.key_part` (``/``, ``%``, control
+    characters and the like percent-encoded; ``.``/``..`` and an attachment id ``manifest``
+    escaped), so a value never changes the key's levels and two attachments never share a key;
+    a settlement or attachment without an id, or two objects the template would put on one key,
+    fail the task before anything is written.
 
     **Manifest.** ``manifest.json`` is the template rendered with ``attachment_id="manifest"``,
     ``extension="json"`` (beside the attachments with the default template). It holds the
     settlement's metadata and, per attachment, its S3 URI, size and SHA-256, and is written
     last, only after every attachment is in S3: its presence means the settlement is complete.
 
+    **S3.** Everything goes through the amazon provider's ``S3Hook`` of ``aws_conn_id``: its
+    transfer config (``transfer_config_args`` in the aws connection's ``service_config``; the
+    number of parts in flight defaults to 2 so memory stays flat) and its ``extra_args``, then
+    ``s3_extra_args``, ``encrypt`` and ``acl_policy``, applied to every object, manifest
+    included.
+
     **Idempotence and failures.** Objects that already exist are skipped unless ``replace``
     (one ``HEAD`` each; a re-run downloads nothing). Uploads are streamed in multipart parts
     with flat memory; a broken download aborts the upload, so no partial object is left, and the
     task fails naming the account, settlement and attachment; a retry copies what is missing.
-    The bucket is checked before anything is downloaded.
+    Before each upload, multipart uploads of that key left open by an earlier killed copy are
+    aborted. The bucket is checked before anything is downloaded.
 
     **Return value** (XCom): ``{"account_id", "settlement_ids": [...], "written": [s3 URIs],
     "skipped": [s3 URIs]}``; manifests are included in ``written``/``skipped``.
@@ -136,6 +170,9 @@ class SettlementsToS3Operator(DinteroBaseOperator):
     **Lineage.** When ``outlets`` is not given and ``s3_bucket`` is not templated, the outlet is
     :func:`settlements_asset` of the bucket. Each Asset outlet gets the run's counts as event
     extra (``account_id``, ``settlements``, ``written``, ``skipped``) where Airflow supports it.
+    With the OpenLineage provider installed, :meth:`get_openlineage_facets_on_complete` reports
+    the input ``dintero://<API host>`` / ``accounts/<account_id>/settlements`` and every object
+    written (``s3://<bucket>`` / key, with its size and SHA-256).
 
     :param account_id: the merchant (or the connection's own account). Templated.
     :param s3_bucket: the destination bucket. Templated.
@@ -146,8 +183,15 @@ class SettlementsToS3Operator(DinteroBaseOperator):
     :param payment_providers: only these payout providers (API or product names). Templated.
     :param attachments: ``"all"``, ``"source"`` (the provider's files) or ``"normalized"``
         (Dintero's). Templated.
+    :param use_triggering_events: copy the settlements named by the run's triggering asset events
+        (see above); not together with ``settlement_ids``.
     :param replace: overwrite objects that already exist.
     :param aws_conn_id: the AWS connection for S3.
+    :param encrypt: server-side encryption with S3-managed keys (SSE-S3, ``AES256``) for every
+        object, as the amazon transfers' ``encrypt``.
+    :param acl_policy: a canned ACL for every object, e.g. ``"bucket-owner-full-control"``.
+    :param s3_extra_args: more upload arguments for every object (boto3's upload ``ExtraArgs``),
+        e.g. ``{"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "<key id or ARN>"}``. Templated.
     :param dintero_conn_id: the Dintero connection id.
     """
 
@@ -159,6 +203,7 @@ class SettlementsToS3Operator(DinteroBaseOperator):
         "since",
         "payment_providers",
         "attachments",
+        "s3_extra_args",
     )
     ui_color = "#d6eaf8"
 
@@ -172,8 +217,12 @@ class SettlementsToS3Operator(DinteroBaseOperator):
         since: str | datetime | None = None,
         payment_providers: Sequence[str] | str | None = None,
         attachments: str = AttachmentKind.ALL.value,
+        use_triggering_events: bool = False,
         replace: bool = False,
         aws_conn_id: str | None = "aws_default",
+        encrypt: bool = False,
+        acl_policy: str | None = None,
+        s3_extra_args: dict[str, Any] | None = None,
         dintero_conn_id: str = DinteroPartnerHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -188,15 +237,12 @@ class SettlementsToS3Operator(DinteroBaseOperator):
         self.since = since
         self.payment_providers = payment_providers
         self.attachments = attachments
+        self.use_triggering_events = use_triggering_events
         self.replace = replace
         self.aws_conn_id = aws_conn_id
-
-    @cached_property
-    def s3_hook(self) -> S3Hook:
-        """The amazon provider's S3 hook."""
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        return S3Hook(aws_conn_id=self.aws_conn_id)
+        self.encrypt = encrypt
+        self.acl_policy = acl_policy
+        self.s3_extra_args = s3_extra_args
 
     # ------------------------------------------------------------------ inputs
 
@@ -219,6 +265,50 @@ class SettlementsToS3Operator(DinteroBaseOperator):
             raise DinteroInputError("settlement_ids", "a list of settlement ids", self.settlement_ids)
         return list(dict.fromkeys(value))
 
+    def _ids_from_events(self, context: Context, account_id: str) -> list[str] | None:
+        """
+        The settlement ids named by the run's triggering asset events for ``account_id``.
+
+        ``None`` when no triggering event carries ``settlement_ids`` (a manual run).
+        """
+        by_asset: Any = context.get("triggering_asset_events")
+        if by_asset is None:
+            by_asset = context.get("triggering_dataset_events")  # Airflow 2.11
+        named: list[str] = []
+        found = False
+        by_asset = by_asset or {}
+        for asset in list(by_asset):  # keys first: Airflow 3's accessor resolves keys lazily
+            for event in by_asset[asset] or []:
+                extra = getattr(event, "extra", None)
+                if not isinstance(extra, Mapping) or "settlement_ids" not in extra:
+                    continue
+                found = True
+                ids = extra.get("settlement_ids")
+                if not isinstance(ids, list) or not all(isinstance(i, str) and i.strip() for i in ids):
+                    raise DinteroInputError(
+                        "triggering_asset_events",
+                        "events whose extra has settlement_ids as a list of ids",
+                        ids,
+                    )
+                owner = extra.get("account_id")
+                if owner != account_id:
+                    self.log.warning(
+                        "Refusing an asset event for account %s: this task copies account %s "
+                        "(%s settlement id(s) not copied)",
+                        str(owner)[:40],
+                        account_id,
+                        len(ids),
+                    )
+                    continue
+                named.extend(ids)
+        if not found:
+            self.log.info("No triggering asset event names settlements; selecting them as without events")
+            return None
+        self.log.info(
+            "Triggering asset events name %s settlement(s) of account %s", len(set(named)), account_id
+        )
+        return list(dict.fromkeys(named))
+
     def _window(self, context: Context) -> tuple[str, str | None]:
         if self.since not in (None, ""):
             return format_timestamp(self.since, "since"), None
@@ -239,27 +329,39 @@ class SettlementsToS3Operator(DinteroBaseOperator):
         providers = parse_payment_providers(self.payment_providers)
         key_template_fields(self.s3_key, KEY_FIELDS, required=("settlement_id", "attachment_id"))
         ids = self._settlement_ids()
+        if not isinstance(self.use_triggering_events, bool):
+            raise DinteroInputError("use_triggering_events", "True or False", self.use_triggering_events)
+        if self.use_triggering_events:
+            if ids is not None:
+                raise DinteroInputError(
+                    "settlement_ids", "None when use_triggering_events=True (the events name the settlements)"
+                )
+            ids = self._ids_from_events(context, account_id)
         window = self._window(context) if ids is None else None
+        extra_args = self._upload_args()
         ensure_bucket(self.s3_hook, self.s3_bucket)
+        self._lineage_inputs = [f"accounts/{account_id}/settlements"]
+        self._lineage_outputs = []
 
         settlements = self._settlements(account_id, ids, window, providers)
+        plans = self._plan(account_id, settlements, kind)
         written: list[str] = []
         skipped: list[str] = []
-        for settlement in settlements:
-            w, s = self._copy_settlement(account_id, settlement, kind)
+        for plan in plans:
+            w, s = self._copy_settlement(account_id, plan, kind, extra_args)
             written.extend(w)
             skipped.extend(s)
         self.log.info(
             "Account %s: %s settlement(s), %s object(s) written, %s already in s3://%s",
             account_id,
-            len(settlements),
+            len(plans),
             len(written),
             len(skipped),
             self.s3_bucket,
         )
         result = {
             "account_id": account_id,
-            "settlement_ids": [str(s.get("id")) for s in settlements],
+            "settlement_ids": [plan.settlement_id for plan in plans],
             "written": written,
             "skipped": skipped,
         }
@@ -297,42 +399,70 @@ class SettlementsToS3Operator(DinteroBaseOperator):
         )
 
     def _fields(
-        self, account_id: str, settlement: Settlement, attachment: SettlementAttachment
+        self, account_id: str, settlement_id: str, settlement: Settlement, attachment: SettlementAttachment
     ) -> dict[str, str]:
         settled = _date_part(settlement.get("settled_at") or settlement.get("created_at"))
         fields = {
-            "account_id": account_id,
             "provider": str(settlement.get("provider") or "unknown"),
-            "settlement_id": str(settlement["id"]),
+            "settlement_id": settlement_id,
             "settled_date": settled,
             "settled_year": settled[:4],
             "settled_month": settled[5:7],
             "created_date": _date_part(settlement.get("created_at")),
-            "attachment_id": str(attachment.get("id")),
             "extension": str(attachment.get("extension") or "bin"),
             "created_by": str(attachment.get("created_by") or ""),
             "kind": _attachment_kind(attachment),
         }
-        # A value never adds a path level: keys stay partitioned exactly as the template says.
-        return {name: value.replace("/", "_") for name, value in fields.items()}
+        # API values never add, climb or merge key levels (see key_part); the account is ours.
+        safe = {name: key_part(value) for name, value in fields.items()}
+        safe["account_id"] = account_id
+        safe["attachment_id"] = key_part(
+            attachment.get("id") or "", reserved=(MANIFEST_FIELDS["attachment_id"],)
+        )
+        return safe
+
+    def _plan(self, account_id: str, settlements: list[Settlement], kind: AttachmentKind) -> list[_Plan]:
+        """
+        Decide every key before anything is written; fail on answers that cannot be copied safely.
+
+        A settlement of another account, a settlement or attachment without an id, or two
+        objects on one key raise here, so nothing of the run is written.
+        """
+        plans: dict[str, _Plan] = {}
+        planned: list[tuple[str, tuple[str, ...], str]] = []
+        for settlement in settlements:
+            sid = api_id(settlement, "settlement", account_id)
+            check_owner(settlement, f"settlement {sid}", account_id)
+            if sid in plans:
+                continue
+            manifest_key = render_key(
+                self.s3_key, {**self._fields(account_id, sid, settlement, {}), **MANIFEST_FIELDS}
+            )
+            plan = plans[sid] = _Plan(settlement, sid, manifest_key)
+            planned.append((manifest_key, ("manifest", sid), f"the manifest of settlement {sid}"))
+            chosen: dict[str, SettlementAttachment] = {}
+            for attachment in settlement.get("attachments") or []:
+                att_id = api_id(attachment, f"attachment of settlement {sid}", account_id)
+                if kind is AttachmentKind.ALL or _attachment_kind(attachment) == kind.value:
+                    chosen.setdefault(att_id, attachment)
+            for att_id, attachment in chosen.items():
+                key = render_key(self.s3_key, self._fields(account_id, sid, settlement, attachment))
+                plan.attachments.append((attachment, att_id, key))
+                planned.append((key, ("attachment", sid, att_id), f"attachment {att_id} of settlement {sid}"))
+        check_unique_keys(planned)
+        return list(plans.values())
 
     def _copy_settlement(
-        self, account_id: str, settlement: Settlement, kind: AttachmentKind
+        self, account_id: str, plan: _Plan, kind: AttachmentKind, extra_args: dict[str, Any]
     ) -> tuple[list[str], list[str]]:
-        sid = str(settlement["id"])
-        chosen = [
-            a
-            for a in settlement.get("attachments") or []
-            if kind is AttachmentKind.ALL or _attachment_kind(a) == kind.value
-        ]
+        sid, settlement, manifest_key = plan.settlement_id, plan.settlement, plan.manifest_key
         written: list[str] = []
         skipped: list[str] = []
         entries: list[dict[str, Any]] = []
-        for attachment in chosen:
-            key = render_key(self.s3_key, self._fields(account_id, settlement, attachment))
+        for attachment, att_id, key in plan.attachments:
             uri = s3_uri(self.s3_bucket, key)
             entry: dict[str, Any] = {
-                "id": attachment.get("id"),
+                "id": att_id,
                 "created_by": attachment.get("created_by"),
                 "kind": _attachment_kind(attachment),
                 "extension": attachment.get("extension"),
@@ -343,13 +473,12 @@ class SettlementsToS3Operator(DinteroBaseOperator):
                 self.log.info("Already in S3, skipping: %s", uri)
                 skipped.append(uri)
             else:
-                entry["size"], entry["sha256"] = self._copy_attachment(account_id, sid, attachment, key)
+                entry["size"], entry["sha256"] = self._copy_attachment(
+                    account_id, sid, att_id, attachment, key, extra_args
+                )
                 written.append(uri)
             entries.append(entry)
 
-        manifest_key = render_key(
-            self.s3_key, {**self._fields(account_id, settlement, {}), **MANIFEST_FIELDS}
-        )
         manifest_uri = s3_uri(self.s3_bucket, manifest_key)
         if not written and not self.replace and object_exists(self.s3_hook, self.s3_bucket, manifest_key):
             skipped.append(manifest_uri)
@@ -365,17 +494,29 @@ class SettlementsToS3Operator(DinteroBaseOperator):
             "written_at": format_timestamp(timezone.utcnow(), "written_at"),
         }
         body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
-        self.s3_hook.get_conn().put_object(
-            Bucket=self.s3_bucket, Key=manifest_key, Body=body, ContentType="application/json"
+        size = stream_to_s3(
+            self.s3_hook,
+            io.BytesIO(body),
+            self.s3_bucket,
+            manifest_key,
+            content_type="application/json",
+            expected_size=len(body),
+            extra_args=extra_args,
         )
+        self._record_output(manifest_key, size, hashlib.sha256(body).hexdigest(), "application/json")
         self.log.info("Settlement %s of account %s is complete: wrote %s", sid, account_id, manifest_uri)
         written.append(manifest_uri)
         return written, skipped
 
     def _copy_attachment(
-        self, account_id: str, settlement_id: str, attachment: SettlementAttachment, key: str
+        self,
+        account_id: str,
+        settlement_id: str,
+        att_id: str,
+        attachment: SettlementAttachment,
+        key: str,
+        extra_args: dict[str, Any],
     ) -> tuple[int, str]:
-        att_id = str(attachment.get("id"))
         uri = s3_uri(self.s3_bucket, key)
         self.log.info(
             "Copying attachment %s (%s) of settlement %s, account %s, to %s",
@@ -387,19 +528,22 @@ class SettlementsToS3Operator(DinteroBaseOperator):
         )
         try:
             with self.hook.stream_settlement_attachment(account_id, settlement_id, att_id) as stream:
+                content_type = str(attachment.get("content_type") or stream.content_type)
                 size = stream_to_s3(
                     self.s3_hook,
                     stream,
                     self.s3_bucket,
                     key,
-                    content_type=str(attachment.get("content_type") or stream.content_type),
+                    content_type=content_type,
                     expected_size=stream.content_length,
                     metadata={
                         "dintero-account-id": account_id,
                         "dintero-settlement-id": settlement_id,
                         "dintero-attachment-id": att_id,
                     },
+                    extra_args=extra_args,
                 )
+                self._record_output(key, size, stream.sha256, content_type)
                 return size, stream.sha256
         except DinteroStreamError as exc:
             raise DinteroStreamError(

@@ -101,3 +101,47 @@ def test_dag_copies_the_reports_then_a_second_run_copies_nothing_new(
     assert dintero_emulator.count("GET", r"^/_emulator/signed/") == 0
     assert len(s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]) == 4
     assert _asset_event_uris().count(f"s3://{s3_bucket}/dintero/insight/account={MERCHANT}") == 1
+
+
+@pytest.mark.skipif(not AIRFLOW_V3, reason="Airflow 2.11 gives every run a logical date")
+def test_dag_succeeds_without_a_logical_date(
+    load_example_dag: Callable[..., Any],
+    run_dag: Callable[..., Any],
+    dintero_connection: str,
+    dintero_emulator: Any,
+    s3_bucket: str,
+    s3_client: Any,
+) -> None:
+    dag_run = run_dag(
+        load_example_dag(DAG_FILE),
+        conf={"merchant_id": MERCHANT, "s3_bucket": s3_bucket},
+        no_logical_date=True,
+    )
+
+    assert dag_run.logical_date is None
+    assert dag_run.state == "success"
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
+    assert keys  # the seeded reports of the last 35 days before the run
+
+
+def test_an_unknown_report_configuration_fails_at_once_without_retries(
+    load_example_dag: Callable[..., Any],
+    run_dag: Callable[..., Any],
+    dintero_connection: str,
+    dintero_emulator: Any,
+    s3_bucket: str,
+) -> None:
+    dag = load_example_dag(DAG_FILE)
+    copy = dag.get_task("copy_new_reports")
+    copy.report_config_id = "no-such-configuration"
+    copy.retries = 2
+
+    dag_run = run_dag(
+        dag,
+        conf={"merchant_id": MERCHANT, "s3_bucket": s3_bucket},
+        logical_date=datetime(2026, 11, 2, tzinfo=timezone.utc),
+    )
+
+    ti = next(t for t in dag_run.get_task_instances() if t.task_id == "copy_new_reports")
+    assert ti.state == "failed"  # not up_for_retry
+    assert ti.try_number == 1

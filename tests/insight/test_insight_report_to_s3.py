@@ -394,7 +394,66 @@ def test_operator_declares_templates_and_defaults() -> None:
         "report_config_id",
         "since",
         "until",
+        "s3_extra_args",
     }
     assert op.s3_key == DEFAULT_KEY_TEMPLATE
     assert (op.replace, op.aws_conn_id, op.dintero_conn_id) == (False, "aws_default", "dintero_default")
     assert [type(o).__name__ for o in op.outlets] in (["AssetAlias"], ["DatasetAlias"])
+
+
+def test_every_report_carries_the_requested_kms_encryption_and_acl(
+    env: Any, s3_bucket: str, s3_client: Any, kms_key_id: str
+) -> None:
+    uris = _operator(
+        s3_bucket=s3_bucket,
+        acl_policy="public-read",
+        s3_extra_args={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id},
+    ).execute(_context())
+
+    assert len(uris) == 4
+    for uri in uris:
+        key = uri.split("/", 3)[3]
+        head = s3_client.head_object(Bucket=s3_bucket, Key=key)
+        assert (head.get("ServerSideEncryption"), head.get("SSEKMSKeyId")) == ("aws:kms", kms_key_id)
+        grants = s3_client.get_object_acl(Bucket=s3_bucket, Key=key)["Grants"]
+        assert any(g["Grantee"].get("URI", "").endswith("/global/AllUsers") for g in grants)
+
+
+def test_encrypt_true_is_sse_s3_on_every_report(env: Any, s3_bucket: str, s3_client: Any) -> None:
+    uris = _operator(s3_bucket=s3_bucket, encrypt=True).execute(_context())
+
+    assert {
+        s3_client.head_object(Bucket=s3_bucket, Key=uri.split("/", 3)[3]).get("ServerSideEncryption")
+        for uri in uris
+    } == {"AES256"}
+
+
+def test_bad_upload_arguments_fail_before_any_download(env: Any, s3_bucket: str) -> None:
+    with pytest.raises(DinteroInputError) as raised:
+        _operator(s3_bucket=s3_bucket, s3_extra_args={"Metadata": {"a": "b"}}).execute(_context())
+
+    assert raised.value.field == "s3_extra_args"
+    assert env.count() == 0
+
+
+def test_openlineage_names_the_reports_read_and_every_object_written(
+    env: Any, s3_bucket: str, s3_client: Any
+) -> None:
+    import hashlib
+
+    op = _operator(s3_bucket=s3_bucket)
+    uris = op.execute(_context())
+
+    lineage = op.get_openlineage_facets_on_complete(None)
+
+    host = env.base_url.split("://", 1)[1]
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [
+        (f"dintero://{host}", f"accounts/{MERCHANT}/reports")
+    ]
+    assert sorted(f"{d.namespace}/{d.name}" for d in lineage.outputs) == sorted(uris)
+    for dataset in lineage.outputs:
+        assert dataset.namespace == f"s3://{s3_bucket}"
+        body = s3_client.get_object(Bucket=s3_bucket, Key=dataset.name)["Body"].read()
+        facet = dataset.facets["dinteroObject"]
+        assert (facet.size, facet.sha256) == (len(body), hashlib.sha256(body).hexdigest())
+        assert facet.contentType in ("application/pdf", "text/csv")

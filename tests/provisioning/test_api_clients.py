@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -352,3 +353,97 @@ def test_missing_variable_secret_fails_the_task_in_a_dag_run(
     assert task_state(dagrun, "api_client") == "failed"
     captured = capsys.readouterr()
     assert "rotate_if_secret_missing=True" in caplog.text + captured.out + captured.err
+
+
+# ------------------------------------------------------------------ one secret per client
+
+
+def test_default_secret_names_identify_the_client_so_two_clients_keep_their_secrets(
+    dintero_emulator: Any, dintero_connection: str, aws_connection: str, secretsmanager: Any
+) -> None:
+    merchant = dintero_emulator.merchant_ids[1]
+    logins = [f"airflow-{uuid.uuid4().hex[:8]}", f"airflow-{uuid.uuid4().hex[:8]}"]
+
+    results = [
+        CreateApiClientOperator(
+            task_id="api_client",
+            account_id=merchant,
+            name=login,
+            client_id=login,
+            secret_destination="secrets_manager",
+        ).execute({})
+        for login in logins
+    ]
+
+    for login, result in zip(logins, results, strict=True):
+        assert result["created"] is True
+        assert result["connection_id"] == f"dintero_{merchant}_{login}"
+        stored = _sm_secret(secretsmanager, f"airflow/connections/dintero_{merchant}_{login}")
+        assert (stored["login"], stored["extra"]["account_id"]) == (login, merchant)
+        assert _token_status(dintero_emulator, merchant, login, stored["password"]) == 403  # its own, valid
+
+
+@pytest.mark.parametrize("second_exists", [False, True], ids=["create", "rotate"])
+def test_a_secrets_manager_secret_of_another_client_is_never_overwritten(
+    dintero_emulator: Any,
+    dintero_connection: str,
+    aws_connection: str,
+    secretsmanager: Any,
+    secret_name: str,
+    second_exists: bool,
+) -> None:
+    merchant = dintero_emulator.merchant_ids[0]
+    _sm_operator(merchant, secret_name, name="first", client_id="airflow-first").execute({})
+    before = _sm_secret(secretsmanager, secret_name)
+    if second_exists:  # its secret is not stored anywhere: the rotation must not land on the first's
+        DinteroPartnerHook().create_api_client(merchant, name="second", client_id="airflow-second")
+    clear_log(dintero_emulator)
+
+    with pytest.raises(AirflowException, match=r"API client airflow-first.*Nothing was created") as info:
+        _sm_operator(
+            merchant, secret_name, name="second", client_id="airflow-second", rotate_if_secret_missing=True
+        ).execute({})
+
+    assert before["password"] not in str(info.value)
+    assert writes(dintero_emulator) == []
+    assert _sm_secret(secretsmanager, secret_name) == before
+
+
+def test_a_secret_that_is_not_a_dintero_connection_is_never_overwritten(
+    dintero_emulator: Any, dintero_connection: str, aws_connection: str, secretsmanager: Any, secret_name: str
+) -> None:
+    merchant = dintero_emulator.merchant_ids[0]
+    secretsmanager.create_secret(Name=secret_name, SecretString="postgres://someone:else@db/prod")
+
+    with pytest.raises(AirflowException, match="not a Dintero connection"):
+        _sm_operator(merchant, secret_name, client_id="airflow-new").execute({})
+
+    assert writes(dintero_emulator) == []
+    value = secretsmanager.get_secret_value(SecretId=secret_name)["SecretString"]
+    assert value == "postgres://someone:else@db/prod"
+
+
+def test_a_variable_holding_another_clients_secret_is_never_overwritten(
+    run_tasks: Any, dintero_emulator: Any, dintero_connection: str, variable_key: str
+) -> None:
+    merchant = dintero_emulator.merchant_ids[0]
+
+    def client(login: str) -> Any:
+        return lambda: CreateApiClientOperator(
+            task_id="api_client",
+            account_id=merchant,
+            name=login,
+            client_id=login,
+            secret_variable_key=variable_key,
+        )
+
+    first = run_tasks(client("airflow-var-first"))
+    secret = read_variable(variable_key)
+    clear_log(dintero_emulator)
+
+    second = run_tasks(client("airflow-var-second"))
+
+    assert task_state(first, "api_client") == "success" and secret
+    assert task_state(second, "api_client") == "failed"
+    assert writes(dintero_emulator) == []
+    assert read_variable(variable_key) == secret

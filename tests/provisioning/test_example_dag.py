@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+from tests.conftest import AIRFLOW_V3
 from tests.provisioning.helpers import (
     clear_log,
     delete_variable,
@@ -86,3 +87,25 @@ def test_second_run_creates_nothing_new(
     assert second.state == "success"
     assert writes(dintero_emulator) == []
     assert task_result(second, "api_client")["created"] is False
+
+
+@pytest.mark.skipif(not AIRFLOW_V3, reason="Airflow 2.11 gives every run a logical date")
+def test_succeeds_without_a_logical_date(
+    run_dag: Any, load_example_dag: Any, dintero_emulator: Any, dintero_connection: str, merchant: str
+) -> None:
+    dagrun = run_dag(load_example_dag(DAG_FILE), conf={"merchant_id": merchant}, no_logical_date=True)
+
+    assert dagrun.logical_date is None
+    assert dagrun.state == "success"
+
+
+def test_a_malformed_merchant_id_fails_at_once_without_retries(
+    run_dag: Any, load_example_dag: Any, dintero_emulator: Any, dintero_connection: str
+) -> None:
+    dag = load_example_dag(DAG_FILE)
+    dag.get_task("account_details").retries = 2
+
+    dagrun = run_dag(dag, conf={"merchant_id": "T1120"})
+
+    assert task_state(dagrun, "account_details") == "failed"  # not up_for_retry
+    assert settle(dintero_emulator).requests == []

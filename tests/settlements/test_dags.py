@@ -116,12 +116,37 @@ def test_example_dag_parses(load_example_dag: Callable[..., Any]) -> None:
         "merchant.wait_for_settlements",
         "merchant.copy_to_s3",
         "report",
+        "all_collected",
     }
     assert dag.get_task("report").trigger_rule == "all_done"
     assert not dag.catchup
 
 
-def test_example_dag_end_to_end_isolates_a_failing_merchant(
+def test_example_dag_never_queues_a_manual_run_behind_a_long_wait(
+    load_example_dag: Callable[..., Any],
+) -> None:
+    dag = load_example_dag("settlements_to_s3.py")
+    wait = dag.get_task("merchant.wait_for_settlements")
+
+    assert dag.max_active_runs > 1  # copies are idempotent: runs may overlap
+    assert dag.params["deferrable"] is True  # waits in the triggerer, holding no worker slot
+    assert wait.poll_interval <= 60  # a new settlement is picked up within minutes
+    assert wait.poke_interval <= 60
+    assert wait.timeout <= 3600
+
+
+def _example_dag(
+    load_example_dag: Callable[..., Any], poke_interval: float = 0.2, timeout: float = 60
+) -> Any:
+    """The settlements example with a short poll interval and wait, for tests."""
+    dag = load_example_dag("settlements_to_s3.py")
+    wait = dag.get_task("merchant.wait_for_settlements")
+    wait.poke_interval = wait.poll_interval = poke_interval
+    wait.timeout = timeout
+    return dag
+
+
+def test_example_dag_fails_the_run_after_collecting_every_other_merchant(
     emu: Any,
     s3_bucket: str,
     s3_client: Any,
@@ -132,7 +157,7 @@ def test_example_dag_end_to_end_isolates_a_failing_merchant(
     foreign = emu.foreign_merchant_id  # not this partner's merchant: 403
     created = LOGICAL_DATE - timedelta(minutes=30)  # inside the run's window on 3.x and 2.11
     added = {mid: emu.add_settlement(mid, provider="payex", created_at=created) for mid in good}
-    dag = load_example_dag("settlements_to_s3.py")
+    dag = _example_dag(load_example_dag)
 
     dag_run = run_dag(
         dag,
@@ -140,12 +165,14 @@ def test_example_dag_end_to_end_isolates_a_failing_merchant(
         logical_date=LOGICAL_DATE,
     )
 
+    assert dag_run.state == "failed"
     assert _ti(dag_run, "merchant.wait_for_settlements", 2).state == "failed"
     assert _ti(dag_run, "merchant.copy_to_s3", 2).state == "upstream_failed"
     for index in (0, 1):
         assert _ti(dag_run, "merchant.copy_to_s3", index).state == "success"
     report_ti = _ti(dag_run, "report")
     assert report_ti.state == "success"
+    assert _ti(dag_run, "all_collected").state == "failed"
     summary = report_ti.xcom_pull(task_ids="report")
     attachments = {mid: len(added[mid]["attachments"]) for mid in good}
     assert summary == {
@@ -153,15 +180,128 @@ def test_example_dag_end_to_end_isolates_a_failing_merchant(
         good[1]: {"status": "copied", "settlements": 1, "written": attachments[good[1]] + 1, "skipped": 0},
         foreign: {"status": "failed", "step": "wait_for_settlements", "state": "failed"},
     }
-    if AIRFLOW_V3:  # 2.11's dag.test() does not register datasets, so it records no events
-        extras = _asset_event_extras("s3://dintero-settlements/dintero/settlements", dag_run.run_id)
-        assert sorted(e["account_id"] for e in extras) == sorted(good)
-        assert all(e["written"] == attachments[e["account_id"]] + 1 for e in extras)
     keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])}
     for mid in good:
         s = added[mid]
         prefix = f"dintero/settlements/account={mid}/provider=payex/settled_date={s['settled_at'][:10]}"
         assert f"{prefix}/{s['id']}/manifest.json" in keys
+
+
+@pytest.mark.skipif(
+    not AIRFLOW_V3, reason="2.11's dag.test() does not register datasets, so it records no events"
+)
+def test_example_dag_asset_event_names_the_bucket_written(
+    emu: Any, s3_bucket: str, run_dag: Callable[..., Any], load_example_dag: Callable[..., Any]
+) -> None:
+    mid = emu.merchant_ids[0]
+    added = emu.add_settlement(mid, provider="vipps", created_at=LOGICAL_DATE - timedelta(minutes=30))
+
+    dag_run = run_dag(
+        _example_dag(load_example_dag),
+        conf={"merchant_ids": [mid], "s3_bucket": s3_bucket},
+        logical_date=LOGICAL_DATE,
+    )
+
+    assert dag_run.state == "success"
+    extras = _asset_event_extras(f"s3://{s3_bucket}/dintero/settlements", dag_run.run_id)
+    assert extras == [{"merchants": 1, "written": len(added["attachments"]) + 1}]
+
+
+def test_example_dag_a_merchant_with_nothing_new_is_not_a_failure(
+    emu: Any, s3_bucket: str, run_dag: Callable[..., Any], load_example_dag: Callable[..., Any]
+) -> None:
+    busy, quiet = emu.merchant_ids[:2]
+    emu.add_settlement(busy, provider="vipps", created_at=LOGICAL_DATE - timedelta(minutes=30))
+    dag = _example_dag(load_example_dag, timeout=1)
+
+    dag_run = run_dag(
+        dag,
+        conf={"merchant_ids": [busy, quiet], "s3_bucket": s3_bucket, "deferrable": False},
+        logical_date=LOGICAL_DATE,
+    )
+
+    assert dag_run.state == "success"
+    assert _ti(dag_run, "merchant.wait_for_settlements", 1).state == "skipped"
+    assert _ti(dag_run, "merchant.copy_to_s3", 1).state == "skipped"
+    summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
+    assert summary[quiet] == {"status": "nothing new"}
+    assert summary[busy]["status"] == "copied"
+
+
+@pytest.mark.parametrize(
+    ("error", "skipped"),
+    [("Trigger timeout", True), ("Trigger/execution timeout", True), ("Trigger failure", False)],
+    ids=["airflow-3-timeout", "airflow-2-timeout", "trigger-failure"],
+)
+def test_example_sensor_ends_skipped_only_when_its_wait_times_out(
+    load_example_dag: Callable[..., Any], error: str, skipped: bool
+) -> None:
+    from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException
+
+    dag = load_example_dag("settlements_to_s3.py")
+    sensor = type(dag.get_task("merchant.wait_for_settlements"))(task_id="wait", account_id="T11200001")
+
+    with pytest.raises(AirflowSkipException if skipped else AirflowException) as raised:
+        sensor.resume_execution("__fail__", {"error": error}, {})
+
+    assert isinstance(raised.value, AirflowSkipException) is skipped
+
+
+def test_example_dag_a_missing_bucket_fails_at_once_without_retries(
+    emu: Any, aws_connection: str, run_dag: Callable[..., Any], load_example_dag: Callable[..., Any]
+) -> None:
+    mid = emu.merchant_ids[0]
+    emu.add_settlement(mid, provider="vipps", created_at=LOGICAL_DATE - timedelta(minutes=30))
+
+    dag_run = run_dag(
+        _example_dag(load_example_dag),
+        conf={"merchant_ids": [mid], "s3_bucket": "no-such-bucket-here"},
+        logical_date=LOGICAL_DATE,
+    )
+
+    copy = _ti(dag_run, "merchant.copy_to_s3", 0)
+    assert copy.state == "failed"  # not up_for_retry: the task's retries are not used
+    assert copy.try_number == 1
+    assert dag_run.state == "failed"
+    assert _ti(dag_run, "report").xcom_pull(task_ids="report") == {
+        mid: {"status": "failed", "step": "copy_to_s3", "state": "failed"}
+    }
+
+
+def test_example_dag_fails_when_listing_the_merchants_fails(
+    emu: Any, s3_bucket: str, run_dag: Callable[..., Any], load_example_dag: Callable[..., Any]
+) -> None:
+    dag_run = run_dag(
+        _example_dag(load_example_dag),
+        conf={"merchant_ids": ["not-an-account"], "s3_bucket": s3_bucket},
+        logical_date=LOGICAL_DATE,
+    )
+
+    assert _ti(dag_run, "list_merchants").state == "failed"
+    assert _ti(dag_run, "list_merchants").try_number == 1  # a malformed id is not retried
+    assert _ti(dag_run, "report").state == "failed"
+    assert dag_run.state == "failed"
+
+
+@pytest.mark.skipif(not AIRFLOW_V3, reason="Airflow 2.11 gives every run a logical date")
+def test_example_dag_succeeds_without_a_logical_date(
+    emu: Any, s3_bucket: str, run_dag: Callable[..., Any], load_example_dag: Callable[..., Any]
+) -> None:
+    mid = emu.merchant_ids[0]
+    added = emu.add_settlement(mid, provider="klarna")  # recorded now
+
+    dag_run = run_dag(
+        _example_dag(load_example_dag),
+        conf={"merchant_ids": [mid], "s3_bucket": s3_bucket},
+        no_logical_date=True,
+    )
+
+    assert dag_run.logical_date is None
+    assert dag_run.state == "success"
+    summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
+    assert summary == {
+        mid: {"status": "copied", "settlements": 1, "written": len(added["attachments"]) + 1, "skipped": 0}
+    }
 
 
 def _asset_event_extras(uri: str, run_id: str) -> list[dict[str, Any]]:

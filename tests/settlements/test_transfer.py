@@ -7,21 +7,25 @@ import json
 import re
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
 from airflow_provider_dintero.hooks.dintero import DinteroInputError, DinteroStreamError
 from airflow_provider_dintero.transfers._s3_stream import (
+    key_part,
     key_template_fields,
     object_exists,
     render_key,
     stream_to_s3,
+    streaming_config,
 )
 from airflow_provider_dintero.transfers.settlements_to_s3 import (
     KEY_FIELDS,
     SettlementsToS3Operator,
     settlements_asset,
 )
+from tests.conftest import AIRFLOW_V3
 
 from .conftest import ATTACHMENT_PATH, LIST_PATH, settled_count
 
@@ -242,6 +246,14 @@ def test_missing_bucket_fails_before_any_download(emu: Any, aws_connection: str)
         ({"attachments": "pdf"}, "attachments", "normalized"),
         ({"settlement_ids": [""]}, "settlement_ids", "settlement ids"),
         ({"account_id": "T1"}, "account_id", "8 digits"),
+        ({"encrypt": "yes"}, "encrypt", "True or False"),
+        ({"acl_policy": "everyone"}, "acl_policy", "bucket-owner-full-control"),
+        ({"s3_extra_args": "AES256"}, "s3_extra_args", "a dict"),
+        ({"s3_extra_args": {"Bogus": 1}}, "s3_extra_args", "not Bogus"),
+        ({"s3_extra_args": {"ContentType": "text/plain"}}, "s3_extra_args", "not ContentType"),
+        ({"s3_extra_args": {"SSECustomerKey": "k" * 32}}, "s3_extra_args", "not SSECustomerKey"),
+        ({"s3_extra_args": {"SSEKMSKeyId": "k1"}}, "s3_extra_args", "aws:kms"),
+        ({"encrypt": True, "s3_extra_args": {"ServerSideEncryption": "aws:kms"}}, "encrypt", "SSE-S3"),
     ],
 )
 def test_bad_input_fails_before_any_request(
@@ -394,3 +406,382 @@ def test_stream_to_s3_size_mismatch_deletes_the_object(
 def test_render_key_refuses_absolute_keys() -> None:
     with pytest.raises(DinteroInputError, match="relative key"):
         render_key("{account_id}/x", {"account_id": "/etc"})
+
+
+# ---------------------------------------------------------------------------- keys
+
+
+_TRICKY_VALUES = [
+    "a/b",
+    "a_b",
+    "a%2Fb",
+    "a%252Fb",
+    "a b",
+    "a%20b",
+    ".",
+    "..",
+    "%2E",
+    "...",
+    "manifest",
+    "%6Danifest",
+    "x\ny",
+    "x\x00y",
+    "x%0Ay",
+    "æøå",
+    "%C3%A6",
+    "日本",
+    "a\\b",
+    "",
+]
+
+
+def test_key_part_is_injective_and_never_a_path_level() -> None:
+    parts = [key_part(v, reserved=("manifest",)) for v in _TRICKY_VALUES]
+
+    assert len(set(parts)) == len(parts)
+    for value, part in zip(_TRICKY_VALUES, parts, strict=True):
+        assert "/" not in part and part not in (".", "..", "manifest")
+        assert not any(ord(ch) < 32 or ord(ch) == 127 for ch in part)
+        assert unquote(part) == value  # readable: percent-decoding gives the value back
+
+
+def test_key_part_keeps_plain_and_non_ascii_ids_as_they_are() -> None:
+    for value in ("S-123_abc.1", "kvittering-æøå", "日本"):
+        assert key_part(value) == value
+
+
+# ---------------------------------------------------------------------------- S3 through S3Hook
+
+
+_KMS = "<kms key id>"
+_ACL_GROUPS = {
+    "public-read": "http://acs.amazonaws.com/groups/global/AllUsers",
+    "authenticated-read": "http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
+}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "sse", "acl"),
+    [
+        pytest.param(
+            {"encrypt": True, "acl_policy": "authenticated-read"}, "AES256", "authenticated-read", id="sse-s3"
+        ),
+        pytest.param(
+            {
+                "s3_extra_args": {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": _KMS},
+                "acl_policy": "public-read",
+            },
+            "aws:kms",
+            "public-read",
+            id="sse-kms",
+        ),
+        pytest.param(
+            {"s3_extra_args": {"ServerSideEncryption": "AES256", "ACL": "public-read"}},
+            "AES256",
+            "public-read",
+            id="extra-args-only",
+        ),
+    ],
+)
+def test_every_object_manifest_included_carries_the_requested_encryption_and_acl(
+    emu: Any, s3_bucket: str, s3_client: Any, kms_key_id: str, kwargs: dict[str, Any], sse: str, acl: str
+) -> None:
+    mid = emu.merchant_ids[0]
+    settlement = _settlement(emu, mid, "vipps")
+    if "s3_extra_args" in kwargs:
+        kwargs = {
+            **kwargs,
+            "s3_extra_args": {k: kms_key_id if v == _KMS else v for k, v in kwargs["s3_extra_args"].items()},
+        }
+
+    result = _operator(
+        account_id=mid, s3_bucket=s3_bucket, settlement_ids=[settlement["id"]], **kwargs
+    ).execute({})
+
+    keys = _keys(s3_client, s3_bucket)
+    assert len(keys) == len(settlement["attachments"]) + 1 == len(result["written"])
+    for key in keys:
+        head = s3_client.head_object(Bucket=s3_bucket, Key=key)
+        assert head.get("ServerSideEncryption") == sse, key
+        if sse == "aws:kms":
+            assert head.get("SSEKMSKeyId", "").endswith(kms_key_id), key
+        grants = s3_client.get_object_acl(Bucket=s3_bucket, Key=key)["Grants"]
+        assert any(g["Grantee"].get("URI") == _ACL_GROUPS[acl] for g in grants), key
+
+
+def test_multipart_copies_follow_the_aws_connections_transfer_config_and_stay_encrypted(
+    emu: Any, s3_server: str, s3_bucket: str, s3_client: Any, kms_key_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    part = 5 * MIB
+    conn = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {
+            "endpoint_url": s3_server,
+            "region_name": "us-east-1",
+            "service_config": {
+                "s3": {"transfer_config_args": {"multipart_chunksize": part, "multipart_threshold": part}}
+            },
+        },
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
+    mid = emu.merchant_ids[0]
+    added = emu.add_settlement(mid, provider="payex", attachment_sizes={"pdf": 11 * MIB})
+    (pdf,) = added["attachments"]
+
+    _operator(
+        account_id=mid,
+        s3_bucket=s3_bucket,
+        settlement_ids=[added["id"]],
+        s3_extra_args={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id},
+    ).execute({})
+
+    key = f"{_prefix(mid, added)}{pdf['id']}.pdf"
+    head = s3_client.head_object(Bucket=s3_bucket, Key=key)
+    assert head["ETag"].strip('"').endswith("-3")  # 5 MiB parts from the connection, not 8 MiB
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", kms_key_id)
+    assert _sha256(s3_client, s3_bucket, key) == emu.attachment_sha256(mid, added["id"], pdf["id"])
+    assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+def test_streaming_config_starts_from_the_hooks_config_and_bounds_memory(aws_connection: str) -> None:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    default = streaming_config(S3Hook(aws_conn_id=aws_connection))
+    tuned = streaming_config(
+        S3Hook(
+            aws_conn_id=aws_connection,
+            transfer_config_args={"max_concurrency": 4, "multipart_chunksize": 16 * MIB},
+        )
+    )
+
+    assert (default.multipart_chunksize, default.max_concurrency, default.max_in_memory_upload_chunks) == (
+        8 * MIB,
+        2,
+        3,
+    )
+    assert (tuned.multipart_chunksize, tuned.max_concurrency, tuned.max_in_memory_upload_chunks) == (
+        16 * MIB,
+        4,
+        5,
+    )
+    with pytest.raises(DinteroInputError, match="multipart_chunksize"):
+        streaming_config(
+            S3Hook(aws_conn_id=aws_connection, transfer_config_args={"multipart_chunksize": MIB})
+        )
+
+
+def test_the_hooks_own_extra_args_apply_to_every_object(
+    emu: Any, s3_bucket: str, s3_client: Any, aws_connection: str
+) -> None:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    mid = emu.merchant_ids[0]
+    settlement = _settlement(emu, mid, "vipps")
+    op = _operator(account_id=mid, s3_bucket=s3_bucket, settlement_ids=[settlement["id"]])
+    op.__dict__["s3_hook"] = S3Hook(aws_conn_id=aws_connection, extra_args={"StorageClass": "STANDARD_IA"})
+
+    op.execute({})
+
+    for key in _keys(s3_client, s3_bucket):
+        assert s3_client.head_object(Bucket=s3_bucket, Key=key).get("StorageClass") == "STANDARD_IA", key
+
+
+# ---------------------------------------------------------------------------- OpenLineage
+
+
+def test_openlineage_names_the_settlements_read_and_every_object_written(
+    emu: Any, s3_bucket: str, s3_client: Any
+) -> None:
+    from openlineage.client.serde import Serde
+
+    mid = emu.merchant_ids[0]
+    settlement = _settlement(emu, mid, "vipps")
+    op = _operator(account_id=mid, s3_bucket=s3_bucket, settlement_ids=[settlement["id"]])
+    result = op.execute({})
+
+    lineage = op.get_openlineage_facets_on_complete(None)
+
+    host = emu.base_url.split("://", 1)[1]
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [
+        (f"dintero://{host}", f"accounts/{mid}/settlements")
+    ]
+    assert [f"{d.namespace}/{d.name}" for d in lineage.outputs] == result["written"]
+    for dataset in lineage.outputs:
+        body = s3_client.get_object(Bucket=s3_bucket, Key=dataset.name)["Body"].read()
+        facet = dataset.facets["dinteroObject"]
+        assert (facet.size, facet.sha256) == (len(body), hashlib.sha256(body).hexdigest())
+        assert dataset.facets["version"].datasetVersion == f"sha256:{facet.sha256}"
+        assert dataset.outputFacets["outputStatistics"].size == len(body)
+        as_json = Serde.to_dict(dataset)
+        assert as_json["facets"]["dinteroObject"]["sha256"] == facet.sha256
+        assert as_json["facets"]["dinteroObject"]["_schemaURL"].startswith("https://openlineage.io/spec/")
+
+
+def test_openlineage_of_a_rerun_that_wrote_nothing_has_no_outputs(emu: Any, s3_bucket: str) -> None:
+    mid = emu.merchant_ids[0]
+    settlement = _settlement(emu, mid, "vipps")
+    _operator(account_id=mid, s3_bucket=s3_bucket, settlement_ids=[settlement["id"]]).execute({})
+    again = _operator(account_id=mid, s3_bucket=s3_bucket, settlement_ids=[settlement["id"]])
+    again.execute({})
+
+    lineage = again.get_openlineage_facets_on_complete(None)
+
+    assert [d.name for d in lineage.inputs] == [f"accounts/{mid}/settlements"]
+    assert lineage.outputs == []
+
+
+_WITHOUT_OPENLINEAGE = """
+    import sys
+    from importlib.abc import MetaPathFinder
+
+    class Refuse(MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            # the OpenLineage client and what the transfers would use of the providers (Airflow's
+            # provider registry still reads the installed provider's metadata)
+            blocked = (
+                "openlineage.",
+                "airflow.providers.openlineage.extractors",
+                "airflow.providers.common.compat.openlineage",
+            )
+            if name == "openlineage" or name.startswith(blocked):
+                raise ModuleNotFoundError(name)
+            return None
+
+    sys.meta_path.insert(0, Refuse())
+    from airflow_provider_dintero.transfers.insight_report_to_s3 import InsightReportToS3Operator
+    from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
+
+    SettlementsToS3Operator(task_id="a", account_id="T11200001", s3_bucket="b")
+    InsightReportToS3Operator(task_id="b", account_id="T11200001", s3_bucket="b")
+    print("imported without openlineage")
+"""
+
+
+def test_the_transfers_import_without_the_openlineage_provider() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", textwrap.dedent(_WITHOUT_OPENLINEAGE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "imported without openlineage" in done.stdout
+
+
+# ---------------------------------------------------------------------------- asset events
+
+
+_WATCHED = settlements_asset("finance")  # an asset as the DB holds it (normalized URI)
+
+
+def _triggering_events(extras: list[dict[str, Any]]) -> dict[str, Any]:
+    """The context entry a run scheduled on an asset gets, built from Airflow's own classes."""
+    if AIRFLOW_V3:
+        from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
+        from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+
+        events = [
+            AssetEventDagRunReferenceResult(
+                asset={"name": _WATCHED.name, "uri": _WATCHED.uri, "extra": {}},
+                extra=extra,
+                source_task_id=None,
+                source_dag_id=None,
+                source_run_id=None,
+                source_map_index=None,
+                source_aliases=[],
+                timestamp=datetime(2026, 11, 28, tzinfo=timezone.utc),
+            )
+            for extra in extras
+        ]
+        return {"triggering_asset_events": TriggeringAssetEventsAccessor.build(events)}
+    from airflow.models.dataset import DatasetEvent
+
+    return {"triggering_dataset_events": {_WATCHED.uri: [DatasetEvent(extra=e) for e in extras]}}
+
+
+def test_copies_exactly_the_settlements_its_triggering_events_name_for_its_account(
+    emu: Any, s3_bucket: str, s3_client: Any
+) -> None:
+    mid, other = emu.merchant_ids[0], emu.merchant_ids[1]
+    vipps, klarna = _settlement(emu, mid, "vipps"), _settlement(emu, mid, "klarna")
+    theirs = _settlement(emu, other, "payex")
+    context = _triggering_events(
+        [
+            {"account_id": mid, "settlement_ids": [vipps["id"]], "providers": ["vipps"]},
+            {"account_id": other, "settlement_ids": [theirs["id"]], "providers": ["payex"]},
+            {
+                "account_id": mid,
+                "settlement_ids": [klarna["id"], vipps["id"]],
+                "providers": ["klarna", "vipps"],
+            },
+        ]
+    )
+
+    result = _operator(account_id=mid, s3_bucket=s3_bucket, use_triggering_events=True).execute(context)  # type: ignore[arg-type]
+
+    assert result["settlement_ids"] == [vipps["id"], klarna["id"]]
+    keys = _keys(s3_client, s3_bucket)
+    assert {k.split("/")[5] for k in keys} == {vipps["id"], klarna["id"]}
+    assert all(f"/account={mid}/" in f"/{k}" for k in keys)
+    assert not any(f"/accounts/{other}/" in r.path for r in emu.requests)
+
+
+def test_a_run_without_triggering_events_selects_as_usual(emu: Any, s3_bucket: str) -> None:
+    mid = emu.merchant_ids[0]
+
+    result = _operator(
+        account_id=mid, s3_bucket=s3_bucket, use_triggering_events=True, since="2026-11-01"
+    ).execute(_triggering_events([{"account_id": mid, "written": 3}]))  # type: ignore[arg-type]
+
+    assert result["settlement_ids"] == [_settlement(emu, mid, "klarna")["id"]]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "extras", "field"),
+    [
+        ({"settlement_ids": ["S1"]}, [], "settlement_ids"),
+        ({"use_triggering_events": "yes"}, [], "use_triggering_events"),
+        ({}, [{"account_id": "T11200001", "settlement_ids": "S1"}], "triggering_asset_events"),
+    ],
+)
+def test_bad_triggering_event_input_fails_before_any_request(
+    emu: Any, s3_bucket: str, kwargs: dict[str, Any], extras: list[dict[str, Any]], field: str
+) -> None:
+    params = {"use_triggering_events": True, **kwargs}
+    with pytest.raises(DinteroInputError) as err:
+        _operator(account_id=emu.merchant_ids[0], s3_bucket=s3_bucket, **params).execute(
+            _triggering_events(extras)
+        )  # type: ignore[arg-type]
+
+    assert err.value.field == field
+    assert emu.requests == []
+
+
+def test_a_connection_that_may_not_list_multipart_uploads_still_copies(
+    s3_bucket: str, s3_client: Any, aws_connection: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.exceptions import ClientError
+
+    def deny(**_: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "AccessDenied", "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
+            "ListMultipartUploads",
+        )
+
+    hook = S3Hook(aws_conn_id=aws_connection)
+    hook.get_conn().meta.events.register("before-call.s3.ListMultipartUploads", deny)
+    source = _Source(1000)
+
+    size = stream_to_s3(hook, source, s3_bucket, "small.bin", content_type="text/plain", expected_size=1000)
+
+    assert size == 1000 and _sha256(s3_client, s3_bucket, "small.bin") == source.digest.hexdigest()
+    assert "s3:ListBucketMultipartUploads" in caplog.text

@@ -1,0 +1,292 @@
+"""
+Fixtures of the system suite: one real deployment per session (see :mod:`.deployment`), the
+Dintero emulator it talks to, headless Chromium, the connection created through the UI and
+every example DAG triggered through the REST API.
+
+Airflow 3.3 only: on 2.11 the whole suite is skipped (its UI and REST API are different).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import AIRFLOW_V3
+
+from .deployment import ARTIFACTS, BUCKET, Deployment, http_json, wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+CONN_ID = "dintero_default"
+SETTLEMENTS_DAG = "dintero_settlements_to_s3"
+SENSOR = "merchant.wait_for_settlements"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip the system suite on Airflow 2.11."""
+    if AIRFLOW_V3:
+        return
+    skip = pytest.mark.skip(
+        reason="system suite: Airflow 3.3 only (the UI and REST API it drives are Airflow 3's)"
+    )
+    for item in items:
+        if "tests/system/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(skip)
+
+
+def _missing(message: str) -> None:
+    """Fail under CI (the browser is part of the suite there), else skip with ``message``."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} (CI=true: the system suite must run)")
+    pytest.skip(message)
+
+
+def _install_chromium() -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600, check=False)
+    subprocess.run(
+        ["apt-get", "install", "-y", "chromium"], env=env, capture_output=True, timeout=900, check=False
+    )
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium, installed with apt-get when missing and we are root (never downloaded)."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("Python playwright is not installed (it is in the dev locks in requirements/)")
+    if (
+        not Path(CHROMIUM).exists()
+        and hasattr(os, "geteuid")
+        and os.geteuid() == 0
+        and shutil.which("apt-get")
+    ):
+        _install_chromium()
+    if not Path(CHROMIUM).exists():
+        _missing(
+            f"{CHROMIUM} not found: install Debian's chromium package (apt-get install -y chromium, as root)"
+        )
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Any]:
+    """
+    The Dintero emulator, served over HTTP on 127.0.0.1 from this process.
+
+    In this process (not ``python -m ...emulator``) so that the leak scan can ask it for every
+    token it issued (:meth:`DinteroEmulator.issued_tokens`); the deployment reaches it over
+    real HTTP like any other server.
+    """
+    from airflow_provider_dintero.emulator import DinteroEmulator
+
+    with DinteroEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture(scope="session")
+def deployment(emulator: Any) -> Iterator[Deployment]:
+    """api-server, scheduler, dag-processor, triggerer and moto, started once per session."""
+    deploy = Deployment(home=ARTIFACTS / "airflow-home", emulator_url=emulator.base_url)
+    try:
+        deploy.start()
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=deploy.s3_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_bucket(Bucket=BUCKET)
+        yield deploy
+    finally:
+        deploy.stop()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: str) -> Iterator[Any]:
+    """Headless Chromium driven by playwright; only requests to 127.0.0.1 leave it."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """
+    Save a full-page screenshot under ``build/system-artifacts/`` and return its path.
+
+    :param page: the playwright page.
+    :param name: the file name without extension.
+    """
+    path = ARTIFACTS / "screenshots" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ui_connection(deployment: Deployment, browser: Any, emulator: Any) -> dict[str, Any]:
+    """
+    Create ``dintero_default`` in the connection form as a new user would.
+
+    Fills only what a user must (Base URL, Client ID, Client secret, Account ID) plus the
+    checkout base URL (the emulator serves both APIs); timeout, retries and the token cache stay
+    at the form's defaults. Returns what the form showed and what Airflow saved.
+    """
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    blocked: list[str] = []
+
+    def only_loopback(route: Any) -> None:
+        if route.request.url.startswith("http://127.0.0.1"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_loopback)
+    page.goto(f"{deployment.api_url}/")
+    page.locator("input[name=username]").fill("admin")
+    page.locator("input[name=password]").fill(deployment.admin_password)
+    page.locator("button[type=submit]").click()
+    page.wait_for_url(lambda url: "/auth/login" not in url, timeout=60_000)
+    page.wait_for_load_state("networkidle")
+    page.goto(f"{deployment.api_url}/connections")
+    page.get_by_role("button", name="Add Connection").click()
+    page.locator("input[name=connection_id]").fill(CONN_ID)
+    page.get_by_label("Connection Type").fill("Dintero")
+    page.keyboard.press("Enter")
+    page.locator("input[name=host]").fill(emulator.base_url)
+    placeholders = {
+        name: page.locator(f"input[name={name}]").get_attribute("placeholder") for name in ("host", "login")
+    }
+    page.locator("input[name=login]").fill(emulator.partner_client_id)
+    page.locator("input[name=password]").fill(emulator.partner_client_secret)
+    page.get_by_role("button", name="Extra Fields", exact=True).click()
+    page.locator("input[name=element_account_id]").fill(emulator.partner_id)
+    page.locator("input[name=element_checkout_base_url]").fill(emulator.base_url)
+    shots = [screenshot(page, "1-connection-form")]
+    page.get_by_role("button", name="Extra Fields JSON").click()
+    page.wait_for_timeout(500)
+    extra_shown = page.locator(".monaco-editor .view-lines").inner_text().replace("\xa0", " ")
+    shots.append(screenshot(page, "2-connection-extra-json"))
+    page.get_by_role("button", name="Save").click()
+    wait_until(lambda: _saved(deployment), 30, f"connection {CONN_ID} to be saved", interval=0.5)
+    page.wait_for_load_state("networkidle")
+    shots.append(screenshot(page, "3-connection-saved"))
+    page.close()
+    return {
+        "placeholders": placeholders,
+        "extra_shown": extra_shown,
+        "saved": deployment.airflow("connections", "get", CONN_ID, "-o", "json", keep=False).stdout,
+        "blocked": blocked,
+        "screenshots": shots,
+    }
+
+
+def _saved(deployment: Deployment) -> bool:
+    try:
+        return bool(deployment.api(f"/connections/{CONN_ID}"))
+    except OSError:
+        return False
+
+
+def _run_state(deployment: Deployment, dag_id: str, run_id: str) -> str:
+    return str(deployment.api(f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+
+def task_instances(
+    deployment: Deployment, dag_id: str, run_id: str, task_id: str | None = None
+) -> list[dict[str, Any]]:
+    """
+    The task instances of a run (every map index), optionally of one task.
+
+    :param deployment: the deployment.
+    :param dag_id: the DAG id.
+    :param run_id: the run id.
+    :param task_id: only this task.
+    """
+    found = deployment.api(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
+    return [ti for ti in found if task_id is None or ti["task_id"] == task_id]
+
+
+@pytest.fixture(scope="session")
+def example_runs(deployment: Deployment, ui_connection: dict[str, Any], emulator: Any) -> dict[str, Any]:
+    """
+    Unpause and trigger every example DAG through the REST API without a logical date.
+
+    While the settlements run's sensors wait (deferred), one settlement per merchant is added
+    through the emulator's control API; then every run is awaited. Returns the runs, when the
+    settlements were added and which.
+    """
+    expected = len(list((Path(__file__).resolve().parents[2] / "example_dags").glob("*.py")))
+    dags = wait_until(
+        lambda: (found := deployment.api("/dags")["dags"]) and len(found) >= expected and found,
+        180,
+        f"{expected} example DAGs to be parsed",
+    )
+    errors = deployment.api("/importErrors")["import_errors"]
+    runs: dict[str, str] = {}
+    for dag in dags:
+        dag_id = dag["dag_id"]
+        deployment.api(f"/dags/{dag_id}", "PATCH", {"is_paused": False})
+        run = deployment.api(f"/dags/{dag_id}/dagRuns", "POST", {"logical_date": None})
+        runs[dag_id] = run["dag_run_id"]
+
+    settlements_run = runs[SETTLEMENTS_DAG]
+    merchants = list(emulator.merchant_ids)
+
+    def all_sensors_deferred() -> bool:
+        sensors = task_instances(deployment, SETTLEMENTS_DAG, settlements_run, SENSOR)
+        states = [ti["state"] for ti in sensors]
+        if any(s in ("failed", "upstream_failed", "success") for s in states):
+            raise AssertionError(f"the sensors stopped waiting before any settlement arrived: {states}")
+        return len(sensors) == len(merchants) and all(s == "deferred" for s in states)
+
+    wait_until(all_sensors_deferred, 240, "every merchant's sensor to be deferred", interval=2)
+    added_at = time.time()
+    added = {
+        m: http_json(
+            f"{emulator.base_url}/_emulator/settlements", "POST", {"account_id": m, "provider": "vipps"}
+        )
+        for m in merchants
+    }
+    finished = {
+        dag_id: wait_until(
+            lambda dag_id=dag_id, run_id=run_id: (
+                (s := _run_state(deployment, dag_id, run_id)) in ("success", "failed") and s
+            ),
+            300,
+            f"run {run_id} of {dag_id} to finish",
+            interval=2,
+        )
+        for dag_id, run_id in runs.items()
+    }
+    return {
+        "dags": [d["dag_id"] for d in dags],
+        "import_errors": errors,
+        "runs": runs,
+        "states": finished,
+        "added_at": added_at,
+        "added": added,
+    }

@@ -1,0 +1,250 @@
+"""
+A real Airflow deployment on 127.0.0.1 for the system suite: ``airflow api-server``,
+``scheduler``, ``dag-processor`` and ``triggerer`` as separate processes (LocalExecutor, SQLite,
+their own ``AIRFLOW_HOME``), moto's S3 server as another process, and the REST API client the
+tests drive it with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "build" / "system-artifacts"
+VENV_BIN = Path(sys.executable).parent
+FERNET_KEY = "fwWeVJ0xjE3cDzbIEYYbYbrV24bDyG63uDORbXapXTU="
+BUCKET = "dintero-system"
+AIRFLOW_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
+    """
+    Call ``check`` until it returns something truthy, or fail after ``timeout`` seconds.
+
+    :param check: returns a truthy value when the wait is over.
+    :param timeout: seconds.
+    :param what: what is awaited, for the error message.
+    :param interval: seconds between two checks.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def http_json(url: str, method: str = "GET", body: Any = None, token: str | None = None) -> Any:
+    """
+    One JSON request; returns the parsed answer (``None`` when empty).
+
+    :param url: the full URL (always on 127.0.0.1).
+    :param method: the HTTP method.
+    :param body: a JSON-serialisable body, or ``None``.
+    :param token: a bearer token, or ``None``.
+    """
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def _up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answers
+    except OSError:
+        return False
+
+
+@dataclass
+class Deployment:
+    """
+    The processes of one deployment and how to reach them.
+
+    :param home: the ``AIRFLOW_HOME``.
+    :param emulator_url: the Dintero emulator's base URL.
+    """
+
+    home: Path
+    emulator_url: str
+    api_port: int = field(default_factory=free_port)
+    s3_port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _token: str | None = None
+
+    @property
+    def api_url(self) -> str:
+        """The api-server's base URL."""
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def s3_url(self) -> str:
+        """moto's S3 endpoint."""
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def output_dir(self) -> Path:
+        """Where each process's stdout and stderr go (scanned for secrets)."""
+        return ARTIFACTS / "process-output"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment of every Airflow process (and of the CLI calls)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "DINTERO_"))}
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
+                "AIRFLOW__CORE__FERNET_KEY": FERNET_KEY,
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.api_port),
+                "AIRFLOW__API__BASE_URL": self.api_url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+                    {
+                        "conn_type": "aws",
+                        "login": "testing",
+                        "password": "testing",
+                        "extra": {"endpoint_url": self.s3_url, "region_name": "us-east-1"},
+                    }
+                ),
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "DINTERO_DEMO_BUCKET": BUCKET,
+                "NO_PROXY": "127.0.0.1,localhost",
+                "no_proxy": "127.0.0.1,localhost",
+            }
+        )
+        return env
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """``db migrate``, then moto and the four Airflow processes; returns once the API answers."""
+        shutil.rmtree(self.home, ignore_errors=True)
+        shutil.rmtree(self.output_dir, ignore_errors=True)
+        self.home.mkdir(parents=True)
+        self.output_dir.mkdir(parents=True)
+        self._spawn("moto", [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)])
+        self.airflow("db", "migrate")
+        for name in AIRFLOW_PROCESSES:
+            self._spawn(name, [str(VENV_BIN / "airflow"), name])
+        wait_until(
+            lambda: self._alive() and _up(f"{self.api_url}/api/v2/monitor/health"), 180, "the api-server"
+        )
+        wait_until(lambda: _up(self.s3_url), 30, "moto's S3 server")
+
+    def _spawn(self, name: str, cmd: list[str]) -> None:
+        out = (self.output_dir / f"{name}.log").open("wb")
+        self.processes[name] = subprocess.Popen(
+            cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def _alive(self) -> bool:
+        dead = {n: p.returncode for n, p in self.processes.items() if p.poll() is not None}
+        if dead:
+            raise RuntimeError(f"deployment process(es) exited: {dead}; see {self.output_dir}")
+        return True
+
+    def stop(self) -> None:
+        """SIGTERM every process group this deployment started, then SIGKILL what remains."""
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+    # ------------------------------------------------------------------ clients
+
+    def airflow(
+        self, *args: str, timeout: float = 180, keep: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """
+        Run an ``airflow`` CLI command with the deployment's environment.
+
+        :param args: the command's arguments.
+        :param timeout: seconds.
+        :param keep: keep the output with the processes' (scanned for secrets); ``False`` for
+            commands that print a secret on purpose (``connections get``).
+        """
+        result = subprocess.run(
+            [str(VENV_BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if not keep:
+            return result
+        name = "cli-" + "-".join(a for a in args[:3] if a.replace("_", "").replace("-", "").isalnum())
+        with (self.output_dir / f"{name}.log").open("a") as out:
+            out.write(f"$ airflow {' '.join(args)}\n{result.stdout}{result.stderr}\n")
+        return result
+
+    @property
+    def admin_password(self) -> str:
+        """The simple auth manager's generated password for ``admin``."""
+        path = self.home / "simple_auth_manager_passwords.json.generated"
+        passwords = json.loads(wait_until(lambda: path.exists() and path.read_text(), 60, str(path)))
+        return str(passwords["admin"])
+
+    @property
+    def token(self) -> str:
+        """A JWT for the REST API, from ``POST /auth/token``."""
+        if self._token is None:
+            answer = http_json(
+                f"{self.api_url}/auth/token", "POST", {"username": "admin", "password": self.admin_password}
+            )
+            self._token = str(answer["access_token"])
+        return self._token
+
+    def api(self, path: str, method: str = "GET", body: Any = None) -> Any:
+        """
+        Call the REST API (``/api/v2`` + ``path``) as the admin.
+
+        :param path: the path after ``/api/v2``.
+        :param method: the HTTP method.
+        :param body: a JSON body, or ``None``.
+        """
+        return http_json(f"{self.api_url}/api/v2{path}", method, body, token=self.token)

@@ -1,0 +1,157 @@
+"""
+The provider in a real Airflow 3.3 deployment: the connection form in headless Chromium, every
+example DAG triggered through the REST API and run by the scheduler, the LocalExecutor and the
+triggerer, and no secret in any log or process output.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .conftest import CONN_ID, SENSOR, SETTLEMENTS_DAG, task_instances
+from .deployment import Deployment
+
+
+def test_the_connection_form_saves_its_defaults_as_shown(ui_connection: dict[str, Any]) -> None:
+    saved = json.loads(ui_connection["saved"])
+    saved = saved[0] if isinstance(saved, list) else saved
+    extra = saved["extra_dejson"]  # as stored (the REST API would mask values itself)
+
+    assert ui_connection["blocked"] == []  # the UI asked nothing of the outside world
+    assert "***" not in ui_connection["extra_shown"]  # every default is shown as it is
+    assert not [key for key, value in extra.items() if value == "***"]  # ... and saved as it is
+    assert extra["cache_mode"] == "memory"
+    assert float(extra["timeout"]) == 30  # the CLI prints every value as text
+    assert int(extra["max_retries"]) == 5
+    assert ui_connection["placeholders"] == {"host": "https://api.dintero.com", "login": "API client id"}
+    assert all(path.stat().st_size > 0 for path in ui_connection["screenshots"])
+
+
+def test_the_connection_made_in_the_form_works(deployment: Deployment, ui_connection: dict[str, Any]) -> None:
+    result = deployment.airflow("connections", "test", CONN_ID)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Connection success!" in result.stdout
+
+
+def test_the_rest_api_test_of_the_saved_connection_names_the_account(
+    deployment: Deployment, ui_connection: dict[str, Any], emulator: Any
+) -> None:
+    saved = json.loads(ui_connection["saved"])
+    saved = saved[0] if isinstance(saved, list) else saved
+    body = {
+        "connection_id": CONN_ID,
+        "conn_type": "dintero",
+        "host": saved["host"],
+        "login": saved["login"],
+        "password": emulator.partner_client_secret,
+        "extra": json.dumps(saved["extra_dejson"]),
+    }
+
+    answer = deployment.api("/connections/test", "POST", body)
+
+    assert answer == {
+        "status": True,
+        "message": f"Connected to Dintero test partner account T11200000 at {emulator.base_url}",
+    }
+
+
+def test_every_example_dag_succeeds_when_triggered_without_a_logical_date(
+    deployment: Deployment, example_runs: dict[str, Any]
+) -> None:
+    assert example_runs["import_errors"] == []
+    assert len(example_runs["runs"]) == len(
+        list(Path(deployment.env["AIRFLOW__CORE__DAGS_FOLDER"]).glob("*.py"))
+    )
+    for dag_id, run_id in example_runs["runs"].items():
+        run = deployment.api(f"/dags/{dag_id}/dagRuns/{run_id}")
+        assert run["logical_date"] is None, dag_id
+        assert run["run_type"] == "manual", dag_id
+    assert example_runs["states"] == dict.fromkeys(example_runs["runs"], "success")
+
+
+def test_settlement_sensors_deferred_and_the_triggerer_found_what_arrived_while_they_waited(
+    deployment: Deployment, example_runs: dict[str, Any]
+) -> None:
+    run_id = example_runs["runs"][SETTLEMENTS_DAG]
+    sensors = task_instances(deployment, SETTLEMENTS_DAG, run_id, SENSOR)
+    added = example_runs["added"]
+
+    assert len(sensors) == len(added)
+    for ti in sensors:
+        assert ti["state"] == "success"
+        assert ti["try_number"] == 1  # deferred and resumed, never retried
+        assert datetime.fromisoformat(ti["end_date"]).timestamp() > example_runs["added_at"]
+        xcom = deployment.api(
+            f"/dags/{SETTLEMENTS_DAG}/dagRuns/{run_id}/taskInstances/{SENSOR}/xcomEntries/return_value"
+            f"?map_index={ti['map_index']}&deserialize=true"
+        )["value"]
+        value = json.loads(xcom) if isinstance(xcom, str) else xcom
+        assert value["settlement_ids"] == [added[value["account_id"]]["id"]]
+        log = _task_log(deployment, run_id, ti["map_index"])
+        assert "deferring to the triggerer" in log
+        assert "The triggerer found 1 settlement(s)" in log
+    report = deployment.api(
+        f"/dags/{SETTLEMENTS_DAG}/dagRuns/{run_id}/taskInstances/report/xcomEntries/return_value?deserialize=true"
+    )["value"]
+    report = json.loads(report) if isinstance(report, str) else report
+    assert {m: line["status"] for m, line in report.items()} == dict.fromkeys(added, "copied")
+
+
+def _task_log(deployment: Deployment, run_id: str, map_index: int) -> str:
+    """The sensor's log file(s) for one map index, as the worker and triggerer wrote them."""
+    root = deployment.home / "logs" / f"dag_id={SETTLEMENTS_DAG}" / f"run_id={run_id}" / f"task_id={SENSOR}"
+    files = sorted((root / f"map_index={map_index}").rglob("*"))
+    return "\n".join(f.read_text(errors="replace") for f in files if f.is_file())
+
+
+def test_no_secret_token_or_signature_in_any_log_or_process_output(
+    deployment: Deployment, emulator: Any, example_runs: dict[str, Any], ui_connection: dict[str, Any]
+) -> None:
+    canaries = _canaries(emulator)
+    files = [p for p in deployment.home.rglob("*") if p.is_file() and _is_log(p, deployment)]
+    files += [p for p in deployment.output_dir.rglob("*") if p.is_file()]
+
+    hits = [
+        f"{kind} in {path}"
+        for path in files
+        for text in [path.read_text(errors="replace")]
+        for kind, values in canaries.items()
+        if any(value in text for value in values)
+    ]
+
+    assert all(canaries.values()), {k: len(v) for k, v in canaries.items()}  # the scan had something to find
+    assert len(files) > 10
+    assert hits == []
+
+
+def _is_log(path: Path, deployment: Deployment) -> bool:
+    return "logs" in path.relative_to(deployment.home).parts or path.suffix == ".log"
+
+
+def _canaries(emulator: Any) -> dict[str, set[str]]:
+    """Every client secret, token and download signature the emulator handed out."""
+    signatures = {
+        value
+        for record in emulator.requests
+        if record.path.startswith("/_emulator/")
+        for name, value in (_pairs(record.query))
+        if name == "signature" and value
+    }
+    return {
+        "client secret": {s for s in emulator.issued_secrets() if len(s) >= 12},
+        "token": {t for t in emulator.issued_tokens() if len(t) >= 12},
+        "signature": {s for s in signatures if len(s) >= 12},
+    }
+
+
+def _pairs(query: Any) -> list[tuple[str, str]]:
+    if isinstance(query, dict):
+        return [(k, v) for k, vs in query.items() for v in (vs if isinstance(vs, list) else [vs])]
+    if isinstance(query, str):
+        return parse_qsl(query)
+    return [tuple(pair) for pair in query or []]  # type: ignore[misc]
