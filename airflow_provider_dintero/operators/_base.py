@@ -28,6 +28,27 @@ Resource = TypeVar("Resource", bound=Mapping[str, object])
 
 _LATEST = datetime.max.replace(tzinfo=timezone.utc)
 
+#: The statuses Dintero may refuse a create of something that already exists with: 400 (what
+#: it answers today for a duplicate client_id) or 409 (which its docs also allow).
+DUPLICATE_STATUSES = frozenset({400, 409})
+
+
+def existing_after_refusal(error: DinteroApiError, find: Callable[[], Resource | None]) -> Resource | None:
+    """
+    The object that already exists when a create was refused as a duplicate (400 or 409):
+    ``find()`` (a fresh list), or ``None`` when the status is another or nothing matches (the
+    refusal was about something else, and the caller re-raises it).
+
+    :param error: what the create answered.
+    :param find: looks the object up again; a listing error counts as not found.
+    """
+    if error.status not in DUPLICATE_STATUSES:
+        return None
+    try:
+        return find()
+    except DinteroApiError:
+        return None
+
 
 class DinteroBaseOperator(BaseOperator):
     """

@@ -35,6 +35,7 @@ from typing import Any, Literal
 from airflow.providers.common.compat.sdk import AirflowException
 
 from airflow_provider_dintero.hooks.dintero import (
+    DinteroApiError,
     DinteroInputError,
     DinteroNotFoundError,
     DinteroPartnerHook,
@@ -44,6 +45,7 @@ from airflow_provider_dintero.operators._base import (
     check_account_id,
     check_mapping,
     check_text,
+    existing_after_refusal,
 )
 
 #: Fields Dintero sets itself; they are not sent back in a PUT and never count as changes.
@@ -165,9 +167,7 @@ class CreatePaymentProfileOperator(DinteroBaseOperator):
         hook.resolve_account_id(account_id)
         profile_id = body.get("profile_id")
         if profile_id:
-            existing = next(
-                (p for p in hook.list_payment_profiles(account_id) if p.get("profile_id") == profile_id), None
-            )
+            existing = _find_profile(hook, account_id, profile_id)
             if existing is not None:
                 if self.if_exists == "fail":
                     raise AirflowException(
@@ -194,11 +194,32 @@ class CreatePaymentProfileOperator(DinteroBaseOperator):
             self.log.warning(
                 "The profile has no profile_id: Dintero picks one, and each run creates a new profile"
             )
-        created = hook.create_payment_profile(account_id, body)
+        try:
+            created = hook.create_payment_profile(account_id, body)
+        except DinteroApiError as exc:  # a duplicate refused with 400 or 409: the existing one
+            rival = existing_after_refusal(exc, lambda: _find_profile(hook, account_id, profile_id))
+            if rival is None or self.if_exists == "fail":
+                raise
+            self.log.info(
+                "Dintero refused payment profile %s as a duplicate (HTTP %s); it exists on account %s",
+                profile_id,
+                exc.status,
+                account_id,
+            )
+            return rival
         self.log.info(
             "Created payment profile %s on account %s", (created or {}).get("profile_id"), account_id
         )
         return created
+
+
+def _find_profile(hook: DinteroPartnerHook, account_id: str, profile_id: Any) -> dict[str, Any] | None:
+    """The payment profile with ``profile_id`` (on any page of the list), or ``None``."""
+    if not profile_id:
+        return None
+    return next(
+        (p for p in hook.list_payment_profiles(account_id) if p.get("profile_id") == profile_id), None
+    )
 
 
 class ListPaymentProfilesOperator(DinteroBaseOperator):

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_dintero.hooks.dintero import (
+    DinteroApiError,
     DinteroInputError,
     DinteroPartnerHook,
     WebhookSubscription,
@@ -45,6 +46,7 @@ from airflow_provider_dintero.operators._base import (
     check_account_id,
     check_names,
     check_text,
+    existing_after_refusal,
 )
 from airflow_provider_dintero.vocabulary import webhook_event_names
 from airflow_provider_dintero.webhooks.assets import webhook_secret_variable
@@ -223,9 +225,23 @@ class CreateWebhookSubscriptionOperator(DinteroBaseOperator):
             config_body: dict[str, Any] = {"url": url}
             if signing_secret:
                 config_body["secret"] = {"type": "HMAC-SHA1", "value": signing_secret}
-            return hook.create_webhook_subscription(
-                account_id, {"config": config_body, "events": events, "active": self.active}
-            )
+            try:
+                return hook.create_webhook_subscription(
+                    account_id, {"config": config_body, "events": events, "active": self.active}
+                )
+            except DinteroApiError as exc:  # a duplicate refused with 400 or 409: the existing one
+                rival = existing_after_refusal(
+                    exc,
+                    lambda: next((s for s in hook.list_webhook_subscriptions(account_id) if same(s)), None),
+                )
+                if rival is None:
+                    raise
+                self.log.info(
+                    "Dintero refused the subscription as a duplicate (HTTP %s); using subscription %s",
+                    exc.status,
+                    rival.get("id"),
+                )
+                return rival
 
         created = create(secret)
         for _ in range(2):
