@@ -156,6 +156,17 @@ def for_account(
     return wrapper
 
 
+#: Per base URL, which audience Dintero took for a merchant token minted with an exchange
+#: token: ``"partner"`` (the current docs) or ``"merchant"`` (an older rendering of them).
+EXCHANGE_AUDIENCES: dict[str, Literal["partner", "merchant"]] = {}
+
+
+def _about_audience(error: DinteroApiError) -> bool:
+    """Whether Dintero refused a token request because of its audience (400 or 403)."""
+    said = f"{error.code or ''} {error.api_message or ''}".lower()
+    return error.status in (400, 403) and "audience" in said
+
+
 def _id(value: Any, field: str) -> str:
     return path_segment(value, field)
 
@@ -366,16 +377,49 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         )
         answer = self._run(pipeline.call_json(exchange, self.limits))
         exchange_token, _ = read_token_answer(answer, account_id=account_id, operation=operation)
-        return self._token_request(account_id, f"Bearer {exchange_token}")
+        return self._merchant_token(account_id, f"Bearer {exchange_token}")
 
-    def _token_request(self, account_id: str, authorization: str) -> tuple[str, float]:
+    def _merchant_token(self, account_id: str, authorization: str) -> tuple[str, float]:
+        """
+        Mint a merchant token with an exchange token. Dintero's current docs name the partner's
+        URL as its audience, an older rendering the merchant's: the partner URL is tried first
+        and, when Dintero refuses it (400 or 403 about the audience), the merchant URL once;
+        the one that worked is remembered per base URL (:data:`EXCHANGE_AUDIENCES`).
+        """
+        learnt = EXCHANGE_AUDIENCES.get(self.base_url, "partner")
+        order: tuple[Literal["partner", "merchant"], ...] = (
+            (learnt, "merchant") if learnt == "partner" else (learnt, "partner")
+        )
+        for attempt, which in enumerate(order):
+            audience = self.audience(self.account_id if which == "partner" else account_id)
+            try:
+                minted = self._token_request(account_id, authorization, audience)
+            except DinteroApiError as exc:
+                if attempt or not _about_audience(exc):
+                    raise
+                log.warning(
+                    "Dintero refused the %s URL as the audience of merchant %s's token (HTTP %s); "
+                    "retrying once with the %s URL",
+                    which,
+                    account_id,
+                    exc.status,
+                    order[1],
+                )
+                continue
+            EXCHANGE_AUDIENCES[self.base_url] = which
+            return minted
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _token_request(
+        self, account_id: str, authorization: str, audience: str | None = None
+    ) -> tuple[str, float]:
         operation = f"get an access token for account {account_id}"
         request = Request(
             "POST",
             f"{self.base_url}/v1/accounts/{account_id}/auth/token",
             operation,
             account_id,
-            json={"grant_type": "client_credentials", "audience": self.audience(self.account_id)},
+            json={"grant_type": "client_credentials", "audience": audience or self.audience(self.account_id)},
             headers={"Authorization": authorization},
         )
         _ = self._connection_checked
