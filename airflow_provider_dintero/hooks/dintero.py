@@ -838,11 +838,15 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
     @for_account
     def list_payment_profiles(self, account_id: str) -> list[dict[str, Any]]:
         """
-        List the checkout payment profiles of an account (checkout host, merchant token).
+        List the checkout payment profiles of an account (checkout host, merchant token), every
+        page: ``limit`` 100 and ``starting_after`` the last ``profile_id`` of the previous page,
+        as Dintero's checkout client pages them (a server that does not page answers one page).
 
         :param account_id: the merchant, or ``None`` for the connection's own account.
         """
-        return self._list(account_id, "profiles", "list payment profiles", base="checkout")
+        request = self._request("GET", account_id, "profiles", "list payment profiles", base="checkout")
+        flow = pipeline.paged_by_paging_token(request, self.limits, {}, 100, cursor_field="profile_id")
+        return list(pipeline.collect(flow, self))
 
     @for_account
     def get_payment_profile(self, account_id: str, profile_id: str) -> dict[str, Any]:
