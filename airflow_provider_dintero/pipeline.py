@@ -437,7 +437,7 @@ def _short(value: Any, limit: int = 200) -> str | None:
     if value is None or value == "":
         return None
     text = value if isinstance(value, str) else str(value)
-    return redact_text(text[:limit])
+    return redact_text(text[:4096])[:limit]  # redact first: a cut token would no longer look like one
 
 
 def parse_json(reply: Reply, request: Request) -> Any:

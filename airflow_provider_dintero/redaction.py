@@ -38,6 +38,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     # three base64url segments: a JWT (access, exchange or refresh token), with or without "eyJ"
     (re.compile(r"[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}"), REDACTED),
+    # what is left of a JWT cut short: its JSON header ("eyJ") and the start of its payload
+    (re.compile(r"eyJ[A-Za-z0-9_\-]{7,}\.[A-Za-z0-9_\-]*"), REDACTED),
     (
         re.compile(r"(?i)([?&](?:" + "|".join(re.escape(k) for k in SIGNED_QUERY_KEYS) + r")=)[^&\s\"'<>]+"),
         r"\1<redacted>",

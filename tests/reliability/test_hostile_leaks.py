@@ -52,9 +52,11 @@ ECHOES = [
 
 def _credentials(hostile: HostileServer) -> dict[str, str]:
     found = {"client secret": SECRET, "basic credentials": BASIC, "foreign jwt": FOREIGN_JWT}
+    found["foreign jwt payload"] = FOREIGN_JWT.split(".")[1]
     for i, token in enumerate(hostile.issued_tokens):
         found[f"token #{i}"] = token
         found[f"token #{i} signature"] = token.rsplit(".", 1)[-1]
+        found[f"token #{i} payload"] = token.split(".")[1]  # survives when a message cuts the token short
     return found
 
 
