@@ -70,6 +70,41 @@ class DinteroBaseOperator(BaseOperator):
         """The Dintero hook of ``dintero_conn_id``."""
         return DinteroPartnerHook(dintero_conn_id=self.dintero_conn_id)
 
+    def create_or_existing(
+        self,
+        create: Callable[[], Resource],
+        find: Callable[[], Resource | None],
+        *,
+        what: str,
+        account_id: str,
+    ) -> tuple[Resource, bool]:
+        """
+        Run ``create`` and return ``(the new object, True)``; when Dintero refuses it as a
+        duplicate (400 or 409) and ``find`` (a fresh lookup) returns the object that exists,
+        return ``(that object, False)`` (see :func:`existing_after_refusal`): it is not this
+        run's, so the caller neither reconciles nor deletes it. Any other error is raised.
+
+        :param create: sends the create and returns the new object.
+        :param find: looks the same object up again.
+        :param what: what is created, for the log.
+        :param account_id: the account, for the log.
+        """
+        try:
+            return create(), True
+        except DinteroApiError as exc:
+            existing = existing_after_refusal(exc, find)
+            if existing is None:
+                raise
+            self.log.info(
+                "Dintero refused to create %s on account %s as a duplicate (HTTP %s); using the "
+                "existing one (%s)",
+                what,
+                account_id,
+                exc.status,
+                existing.get("id") or existing.get("profile_id"),
+            )
+            return existing, False
+
     def reconcile_created(
         self,
         created: Resource,

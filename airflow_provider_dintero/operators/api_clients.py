@@ -745,25 +745,20 @@ class GrantOperator(DinteroBaseOperator):
                     audience,
                 )
                 return grant
-        try:
-            created = hook.create_client_grant(
+        created, new = self.create_or_existing(
+            lambda: hook.create_client_grant(
                 account_id,
                 client_uuid=client_uuid,
                 audience=audience,
                 scope=scopes,
                 grant_type=self.grant_type,
-            )
-        except DinteroApiError as exc:
-            rival = existing_after_refusal(exc, lambda: next((g for g in relist() if covers(g)), None))
-            if rival is None:
-                raise
-            self.log.info(
-                "Dintero refused the grant as a duplicate (HTTP %s); API client %s already has grant %s",
-                exc.status,
-                client.get("client_id"),
-                rival.get("id"),
-            )
-            return rival
+            ),
+            lambda: next((g for g in relist() if covers(g)), None),
+            what=f"a grant of {', '.join(scopes)} to API client {client.get('client_id')}",
+            account_id=account_id,
+        )
+        if not new:
+            return created
         grant = self.reconcile_created(
             created,
             relist=relist,

@@ -35,7 +35,6 @@ from typing import Any, Literal
 from airflow.providers.common.compat.sdk import AirflowException
 
 from airflow_provider_dintero.hooks.dintero import (
-    DinteroApiError,
     DinteroInputError,
     DinteroNotFoundError,
     DinteroPartnerHook,
@@ -45,7 +44,6 @@ from airflow_provider_dintero.operators._base import (
     check_account_id,
     check_mapping,
     check_text,
-    existing_after_refusal,
 )
 
 #: Fields Dintero sets itself; they are not sent back in a PUT and never count as changes.
@@ -194,22 +192,17 @@ class CreatePaymentProfileOperator(DinteroBaseOperator):
             self.log.warning(
                 "The profile has no profile_id: Dintero picks one, and each run creates a new profile"
             )
-        try:
-            created = hook.create_payment_profile(account_id, body)
-        except DinteroApiError as exc:  # a duplicate refused with 400 or 409: the existing one
-            rival = existing_after_refusal(exc, lambda: _find_profile(hook, account_id, profile_id))
-            if rival is None or self.if_exists == "fail":
-                raise
-            self.log.info(
-                "Dintero refused payment profile %s as a duplicate (HTTP %s); it exists on account %s",
-                profile_id,
-                exc.status,
-                account_id,
-            )
-            return rival
-        self.log.info(
-            "Created payment profile %s on account %s", (created or {}).get("profile_id"), account_id
+        created, new = self.create_or_existing(
+            lambda: hook.create_payment_profile(account_id, body),
+            # with if_exists='fail' a refused duplicate stays an error
+            lambda: _find_profile(hook, account_id, profile_id) if self.if_exists == "reuse" else None,
+            what=f"payment profile {profile_id}",
+            account_id=account_id,
         )
+        if new:
+            self.log.info(
+                "Created payment profile %s on account %s", (created or {}).get("profile_id"), account_id
+            )
         return created
 
 

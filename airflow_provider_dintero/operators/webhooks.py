@@ -33,7 +33,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_dintero.hooks.dintero import (
-    DinteroApiError,
     DinteroInputError,
     DinteroPartnerHook,
     WebhookSubscription,
@@ -46,7 +45,6 @@ from airflow_provider_dintero.operators._base import (
     check_account_id,
     check_names,
     check_text,
-    existing_after_refusal,
 )
 from airflow_provider_dintero.vocabulary import webhook_event_names
 from airflow_provider_dintero.webhooks.assets import webhook_secret_variable
@@ -221,29 +219,22 @@ class CreateWebhookSubscriptionOperator(DinteroBaseOperator):
         if variable_key:
             secret = stored or _store_new_secret(variable_key, account_id)
 
-        def create(signing_secret: str | None) -> WebhookSubscription:
+        def create(signing_secret: str | None) -> tuple[WebhookSubscription, bool]:
             config_body: dict[str, Any] = {"url": url}
             if signing_secret:
                 config_body["secret"] = {"type": "HMAC-SHA1", "value": signing_secret}
-            try:
-                return hook.create_webhook_subscription(
+            return self.create_or_existing(
+                lambda: hook.create_webhook_subscription(
                     account_id, {"config": config_body, "events": events, "active": self.active}
-                )
-            except DinteroApiError as exc:  # a duplicate refused with 400 or 409: the existing one
-                rival = existing_after_refusal(
-                    exc,
-                    lambda: next((s for s in hook.list_webhook_subscriptions(account_id) if same(s)), None),
-                )
-                if rival is None:
-                    raise
-                self.log.info(
-                    "Dintero refused the subscription as a duplicate (HTTP %s); using subscription %s",
-                    exc.status,
-                    rival.get("id"),
-                )
-                return rival
+                ),
+                lambda: next((s for s in hook.list_webhook_subscriptions(account_id) if same(s)), None),
+                what=f"a webhook subscription to {url}",
+                account_id=account_id,
+            )
 
-        created = create(secret)
+        created, new = create(secret)
+        if not new:  # refused as a duplicate: another run's subscription, returned as found
+            return _public(created)
         for _ in range(2):
             # A concurrent first run (mapped over merchants) may have stored another secret
             # meanwhile; the receiver checks against the stored one, so sign with that.
@@ -258,7 +249,9 @@ class CreateWebhookSubscriptionOperator(DinteroBaseOperator):
             )
             hook.delete_webhook_subscription(account_id, str(created.get("id")))
             secret = now_stored
-            created = create(secret)
+            created, new = create(secret)
+            if not new:
+                return _public(created)
         kept = self.reconcile_created(
             created,
             relist=lambda: hook.list_webhook_subscriptions(account_id),

@@ -199,10 +199,9 @@ def client_login(dintero_emulator: Any, dintero_connection: str) -> str:
     return "airflow-grants"
 
 
-def test_grant_losing_to_an_older_one_is_removed_and_the_older_returned(
-    dintero_emulator: Any, client_login: str, concurrent: Any
-) -> None:
-    merchant = dintero_emulator.merchant_ids[0]
+def _rival_grant(emu: Any, client_login: str, concurrent: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A rival grant of ``read:receipts`` made just before the operator's: (merchant, client, made)."""
+    merchant = emu.merchant_ids[0]
     hook = DinteroPartnerHook()
     client = next(c for c in hook.list_api_clients(merchant) if c["client_id"] == client_login)
     made = concurrent(
@@ -212,6 +211,14 @@ def test_grant_losing_to_an_older_one_is_removed_and_the_older_returned(
         ),
         True,
     )
+    return merchant, client, made
+
+
+def test_grant_losing_to_an_older_one_is_removed_and_the_older_returned(
+    dintero_emulator: Any, client_login: str, concurrent: Any
+) -> None:
+    merchant, client, made = _rival_grant(dintero_emulator, client_login, concurrent)
+    hook = DinteroPartnerHook()
 
     result = GrantOperator(
         task_id="grant", account_id=merchant, client_id=client_login, scopes=["read:receipts"]
@@ -326,16 +333,8 @@ def test_grant_refused_as_a_duplicate_returns_the_existing_grant(
 ) -> None:
     dintero_emulator.settings.duplicate_status = status
     dintero_emulator.settings.refuse_duplicates = ["grant"]
-    merchant = dintero_emulator.merchant_ids[0]
+    merchant, client, made = _rival_grant(dintero_emulator, client_login, concurrent)
     hook = DinteroPartnerHook()
-    client = next(c for c in hook.list_api_clients(merchant) if c["client_id"] == client_login)
-    made = concurrent(
-        "create_client_grant",
-        lambda create: create(
-            merchant, client_uuid=client["id"], audience=hook.audience(merchant), scope=["read:receipts"]
-        ),
-        True,
-    )
 
     result = GrantOperator(
         task_id="grant", account_id=merchant, client_id=client_login, scopes=["read:receipts"]
@@ -352,16 +351,7 @@ def test_grant_refused_for_other_scopes_still_fails(
 ) -> None:
     dintero_emulator.settings.duplicate_status = status
     dintero_emulator.settings.refuse_duplicates = ["grant"]
-    merchant = dintero_emulator.merchant_ids[0]
-    hook = DinteroPartnerHook()
-    client = next(c for c in hook.list_api_clients(merchant) if c["client_id"] == client_login)
-    concurrent(
-        "create_client_grant",
-        lambda create: create(
-            merchant, client_uuid=client["id"], audience=hook.audience(merchant), scope=["read:receipts"]
-        ),
-        True,
-    )
+    merchant, _, _ = _rival_grant(dintero_emulator, client_login, concurrent)
 
     with pytest.raises(DinteroApiError) as raised:
         GrantOperator(
