@@ -365,6 +365,8 @@ class DownloadStream:
         self.content_encoding = "" if encoding == "identity" else encoding
         self._wbits = _ZLIB_ENCODINGS.get(self.content_encoding)
         self._decoder: Any = zlib.decompressobj(self._wbits) if self._wbits is not None else None
+        if self.content_encoding and self._decoder is None:
+            self._wire_length = None  # urllib3 decodes (br, zstd): its own length check applies
         self._decoded_any = False
         #: The decoded size announced by the server; ``None`` when unknown or the body is encoded.
         self.content_length: int | None = None if self.content_encoding else self._wire_length
@@ -404,6 +406,10 @@ class DownloadStream:
     def _pull(self, size: int) -> bytes:
         """Up to ``size`` bytes off the wire (decoded by urllib3 only for encodings not ours)."""
         delegate = bool(self.content_encoding) and self._decoder is None
+        if delegate and self.content_encoding not in getattr(self._raw, "CONTENT_DECODERS", ()):
+            raise self._broken(
+                f"came with Content-Encoding {self.content_encoding!r}, which cannot be decoded"
+            )
         read1 = getattr(self._raw, "read1", None)
         try:
             chunk = (

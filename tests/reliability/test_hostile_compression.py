@@ -112,6 +112,7 @@ def test_a_gzip_attachment_sent_in_chunks_without_length_lands_whole(
         pytest.param(
             Reply(body=b"not gzip at all" * 100, headers={"Content-Encoding": "gzip"}), id="not-gzip-data"
         ),
+        pytest.param(Reply(body=PAYLOAD, headers={"Content-Encoding": "compress"}), id="unknown-encoding"),
     ],
 )
 def test_a_broken_compressed_attachment_stores_nothing(
