@@ -168,6 +168,11 @@ class _Capped(Exception):
 
 
 def _read_capped(response: requests.Response, max_body: int, deadline_at: float) -> bytes:
+    already = getattr(response, "_content", False)  # a session response hook may have read it
+    if isinstance(already, bytes):
+        if len(already) > max_body:
+            raise _Capped("too_large")
+        return already
     raw = response.raw
     body = bytearray()
     read1 = getattr(raw, "read1", None)

@@ -236,19 +236,15 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         stream: bool = False,
     ) -> Request:
         """
-        Build an authenticated request for ``account_id``; ``path`` is below ``/v1/accounts/<aid>/``
-        (or ``/v1/admin/session/`` on the checkout host), its ids already made path segments.
+        Build an authenticated request for ``account_id``; ``path`` (its ids already made path
+        segments) must be below ``/v1/accounts/<account_id>/`` on the API host.
         """
         _ = self._connection_checked
-        if base == "checkout":
-            url = f"{self.checkout_base_url}/v1/admin/session/{path}"
-        else:
-            url = f"{self.base_url}/v1/accounts/{account_id}/{path}"
-            resolved = posixpath.normpath(urlsplit(url).path)  # %2F is not a separator
-            if not (resolved + "/").startswith(
-                f"/v1/accounts/{account_id}/"
-            ):  # the token stays with its account
-                raise DinteroInputError("path", f"a path of account {account_id}", redact_url(url))
+        url = f"{self.checkout_base_url if base == 'checkout' else self.base_url}{path}"
+        own = urlsplit(f"{self.base_url}/v1/accounts/{account_id}/").path
+        resolved = posixpath.normpath(urlsplit(url).path)  # %2F is not a separator
+        if base == "api" and not f"{resolved}/".startswith(own):  # the token stays with its account
+            raise DinteroInputError("path", f"a path of account {account_id}", redact_url(url))
         return Request(
             method, url, operation, account_id, pipeline.query(params or {}), json, account_id, stream=stream
         )
@@ -373,7 +369,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         log.info("Requesting an access token for merchant %s through partner %s", account_id, own)
         operation = f"exchange a token for merchant {account_id} through partner {own}"
         exchange = self._request(
-            "POST", own, "auth/exchange_token", operation, json={"account_id": account_id}
+            "POST", own, f"/v1/accounts/{own}/auth/exchange_token", operation, json={"account_id": account_id}
         )
         answer = self._run(pipeline.call_json(exchange, self.limits))
         exchange_token, _ = read_token_answer(answer, account_id=account_id, operation=operation)
@@ -460,7 +456,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         if not self.is_partner:
             raise DinteroInputError("extra.account_id", "a partner account id ending in 00000", partner)
         limit = check_limit(limit, 100)
-        request = self._request("GET", partner, "management/accounts", "list the partner's merchants")
+        request = self._request(
+            "GET", partner, f"/v1/accounts/{partner}/management/accounts", "list the partner's merchants"
+        )
         return pipeline.collect(pipeline.paged_by_paging_token(request, self.limits, filters, limit), self)
 
     @for_account
@@ -470,7 +468,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
         :param account_id: the merchant, or ``None`` for the connection's own account.
         """
-        return self._object("GET", account_id, "management/settings", "read the account details")  # type: ignore[no-any-return]
+        return self._object(
+            "GET", account_id, f"/v1/accounts/{account_id}/management/settings", "read the account details"
+        )  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- settlements
 
@@ -507,7 +507,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         """
         filters = {k: v for k, v in locals().items() if k not in ("self", "account_id")}
         params, window = settlement_query(**filters), SettlementWindow.of(**filters)
-        request = self._request("GET", account_id, "settlements", "list settlements")
+        request = self._request(
+            "GET", account_id, f"/v1/accounts/{account_id}/settlements", "list settlements"
+        )
         return window.select(pipeline.collect(pipeline.paged_settlements(request, self.limits, params), self))
 
     @for_account
@@ -544,7 +546,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         """
         aid = self.resolve_account_id(account_id)
         sid, att = _id(settlement_id, "settlement_id"), _id(attachment_id, "attachment_id")
-        path = f"settlements/{sid}/attachments/{att}"
+        path = f"/v1/accounts/{aid}/settlements/{sid}/attachments/{att}"
         what = f"attachment {attachment_id} of settlement {settlement_id}"
         with self._download(self._request("GET", aid, path, f"download {what}", stream=True), what) as stream:
             yield stream
@@ -573,7 +575,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param limit: page size, 1 to 100.
         """
         params = {"limit": check_limit(limit, 100)}
-        request = self._request("GET", account_id, "reports/metadata", "list report metadata")
+        request = self._request(
+            "GET", account_id, f"/v1/accounts/{account_id}/reports/metadata", "list report metadata"
+        )
         for report in pipeline.collect(
             pipeline.paged_by_starting_after(request, self.limits, params, items_key="reports"), self
         ):
@@ -611,7 +615,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         """
         return self._list(
             account_id,
-            "insight/reports/configuration",
+            f"/v1/accounts/{account_id}/insight/reports/configuration",
             "list insight report configurations",
             key="configurations",
         )
@@ -624,7 +628,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param config_id: the configuration's id.
         """
-        path = f"insight/reports/configuration/{_id(config_id, 'config_id')}"
+        path = f"/v1/accounts/{account_id}/insight/reports/configuration/{_id(config_id, 'config_id')}"
         return self._object("GET", account_id, path, f"read insight report configuration {config_id}")  # type: ignore[no-any-return]
 
     @for_account
@@ -635,7 +639,10 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param body: the configuration.
         """
-        path, operation = "insight/reports/configuration", "create an insight report configuration"
+        path, operation = (
+            f"/v1/accounts/{account_id}/insight/reports/configuration",
+            "create an insight report configuration",
+        )
         return self._object("POST", account_id, path, operation, json=dict(body))  # type: ignore[no-any-return]
 
     @for_account
@@ -649,7 +656,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param config_id: the configuration's id.
         :param body: the full configuration.
         """
-        path = f"insight/reports/configuration/{_id(config_id, 'config_id')}"
+        path = f"/v1/accounts/{account_id}/insight/reports/configuration/{_id(config_id, 'config_id')}"
         operation = f"update insight report configuration {config_id}"
         return self._object("PUT", account_id, path, operation, json=dict(body))  # type: ignore[no-any-return]
 
@@ -661,7 +668,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param config_id: the configuration's id.
         """
-        path = f"insight/reports/configuration/{_id(config_id, 'config_id')}"
+        path = f"/v1/accounts/{account_id}/insight/reports/configuration/{_id(config_id, 'config_id')}"
         return self._deleted(account_id, path, f"delete insight report configuration {config_id}")  # type: ignore[no-any-return]
 
     @for_account
@@ -676,7 +683,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         """
         params = {"limit": check_limit(limit, 1000)}
         operation = "list settlement report configurations"
-        request = self._request("GET", account_id, "settlements/reports/configuration", operation)
+        request = self._request(
+            "GET", account_id, f"/v1/accounts/{account_id}/settlements/reports/configuration", operation
+        )
         return pipeline.collect(pipeline.paged_by_starting_after(request, self.limits, params), self)
 
     @for_account
@@ -689,7 +698,10 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param body: the configuration.
         """
-        path, operation = "settlements/reports/configuration", "create a settlement report configuration"
+        path, operation = (
+            f"/v1/accounts/{account_id}/settlements/reports/configuration",
+            "create a settlement report configuration",
+        )
         return self._object("POST", account_id, path, operation, json=dict(body))  # type: ignore[no-any-return]
 
     @for_account
@@ -703,7 +715,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param config_id: the configuration's id.
         :param body: the full configuration.
         """
-        path = f"settlements/reports/configuration/{_id(config_id, 'config_id')}"
+        path = f"/v1/accounts/{account_id}/settlements/reports/configuration/{_id(config_id, 'config_id')}"
         operation = f"update settlement report configuration {config_id}"
         return self._object("PUT", account_id, path, operation, json=dict(body))  # type: ignore[no-any-return]
 
@@ -717,7 +729,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param config_id: the configuration's id.
         """
-        path = f"settlements/reports/configuration/{_id(config_id, 'config_id')}"
+        path = f"/v1/accounts/{account_id}/settlements/reports/configuration/{_id(config_id, 'config_id')}"
         return self._deleted(account_id, path, f"delete settlement report configuration {config_id}")  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- API clients and grants
@@ -729,7 +741,20 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
         :param account_id: the merchant, or ``None`` for the connection's own account.
         """
-        return self._list(account_id, "auth/clients", "list API clients", key="clients")
+        return self._list(
+            account_id, f"/v1/accounts/{account_id}/auth/clients", "list API clients", key="clients"
+        )
+
+    @for_account
+    def get_api_client(self, account_id: str, client_uuid: str) -> ApiClient:
+        """
+        Return one API client by its UUID ``id`` (never with its secret).
+
+        :param account_id: the merchant, or ``None`` for the connection's own account.
+        :param client_uuid: the client's UUID ``id`` (not its ``client_id``).
+        """
+        path = f"/v1/accounts/{account_id}/auth/clients/{_id(client_uuid, 'client_uuid')}"
+        return self._object("GET", account_id, path, f"read API client {client_uuid}")  # type: ignore[no-any-return]
 
     @for_account
     def create_api_client(
@@ -756,7 +781,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         }
         if callbacks is not None:
             body["callbacks"] = list(callbacks)
-        created = self._object("POST", account_id, "auth/clients", "create an API client", json=body)
+        created = self._object(
+            "POST", account_id, f"/v1/accounts/{account_id}/auth/clients", "create an API client", json=body
+        )
         mask_secret(created.get("client_secret"))
         return created  # type: ignore[no-any-return]
 
@@ -769,7 +796,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param client_uuid: the client's UUID ``id``.
         """
-        path = f"auth/clients/{_id(client_uuid, 'client_uuid')}/rotate-secret"
+        path = f"/v1/accounts/{account_id}/auth/clients/{_id(client_uuid, 'client_uuid')}/rotate-secret"
         body = self._object("POST", account_id, path, f"rotate the secret of API client {client_uuid}")
         client = body.get("client", body)
         mask_secret(client.get("client_secret") if isinstance(client, dict) else None)
@@ -783,7 +810,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param client_uuid: the client's UUID ``id``.
         """
-        path = f"auth/clients/{_id(client_uuid, 'client_uuid')}"
+        path = f"/v1/accounts/{account_id}/auth/clients/{_id(client_uuid, 'client_uuid')}"
         return self._deleted(account_id, path, f"delete API client {client_uuid}")  # type: ignore[no-any-return]
 
     @for_account
@@ -798,7 +825,13 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param audience: only grants on this audience.
         """
         params = {k: v for k, v in {"client_id": client_uuid, "audience": audience}.items() if v}
-        return self._list(account_id, "auth/client-grants", "list client grants", key="grants", params=params)
+        return self._list(
+            account_id,
+            f"/v1/accounts/{account_id}/auth/client-grants",
+            "list client grants",
+            key="grants",
+            params=params,
+        )
 
     @for_account
     def create_client_grant(
@@ -820,7 +853,13 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param grant_type: ``any``, ``client_credentials``, ``authorization_code`` or ``password``.
         """
         body = {"client_id": client_uuid, "audience": audience, "scope": list(scope), "type": grant_type}
-        return self._object("POST", account_id, "auth/client-grants", "create a client grant", json=body)  # type: ignore[no-any-return]
+        return self._object(
+            "POST",
+            account_id,
+            f"/v1/accounts/{account_id}/auth/client-grants",
+            "create a client grant",
+            json=body,
+        )  # type: ignore[no-any-return]
 
     @for_account
     def delete_client_grant(self, account_id: str, grant_id: str) -> ClientGrant | None:
@@ -830,7 +869,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param grant_id: the grant's id.
         """
-        path = f"auth/client-grants/{_id(grant_id, 'grant_id')}"
+        path = f"/v1/accounts/{account_id}/auth/client-grants/{_id(grant_id, 'grant_id')}"
         return self._deleted(account_id, path, f"delete client grant {grant_id}")  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- payment profiles
@@ -844,7 +883,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
         :param account_id: the merchant, or ``None`` for the connection's own account.
         """
-        request = self._request("GET", account_id, "profiles", "list payment profiles", base="checkout")
+        request = self._request(
+            "GET", account_id, "/v1/admin/session/profiles", "list payment profiles", base="checkout"
+        )
         flow = pipeline.paged_by_paging_token(request, self.limits, {}, 100, cursor_field="profile_id")
         return list(pipeline.collect(flow, self))
 
@@ -856,7 +897,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param profile_id: the profile's id.
         """
-        path = f"profiles/{_id(profile_id, 'profile_id')}"
+        path = f"/v1/admin/session/profiles/{_id(profile_id, 'profile_id')}"
         return self._object("GET", account_id, path, f"read payment profile {profile_id}", base="checkout")  # type: ignore[no-any-return]
 
     @for_account
@@ -868,7 +909,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param body: the profile.
         """
         operation = "create a payment profile"
-        return self._object("POST", account_id, "profiles", operation, base="checkout", json=dict(body))  # type: ignore[no-any-return]
+        return self._object(
+            "POST", account_id, "/v1/admin/session/profiles", operation, base="checkout", json=dict(body)
+        )  # type: ignore[no-any-return]
 
     @for_account
     def update_payment_profile(
@@ -881,7 +924,10 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param profile_id: the profile's id.
         :param body: the full profile.
         """
-        path, operation = f"profiles/{_id(profile_id, 'profile_id')}", f"update payment profile {profile_id}"
+        path, operation = (
+            f"/v1/admin/session/profiles/{_id(profile_id, 'profile_id')}",
+            f"update payment profile {profile_id}",
+        )
         return self._object("PUT", account_id, path, operation, base="checkout", json=dict(body))  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- webhooks
@@ -894,7 +940,10 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         """
         return self._list(
-            account_id, "hooks/subscriptions", "list webhook subscriptions", key="subscriptions"
+            account_id,
+            f"/v1/accounts/{account_id}/hooks/subscriptions",
+            "list webhook subscriptions",
+            key="subscriptions",
         )
 
     @for_account
@@ -906,7 +955,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param body: the subscription.
         """
         operation = "create a webhook subscription"
-        return self._object("POST", account_id, "hooks/subscriptions", operation, json=dict(body))  # type: ignore[no-any-return]
+        return self._object(
+            "POST", account_id, f"/v1/accounts/{account_id}/hooks/subscriptions", operation, json=dict(body)
+        )  # type: ignore[no-any-return]
 
     @for_account
     def delete_webhook_subscription(
@@ -918,7 +969,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param subscription_id: the subscription's id.
         """
-        path = f"hooks/subscriptions/{_id(subscription_id, 'subscription_id')}"
+        path = f"/v1/accounts/{account_id}/hooks/subscriptions/{_id(subscription_id, 'subscription_id')}"
         return self._deleted(account_id, path, f"delete webhook subscription {subscription_id}")  # type: ignore[no-any-return]
 
 
@@ -949,7 +1000,9 @@ class DinteroAsyncHook(DinteroPartnerHook):
         self, account_id: str | None, filters: dict[str, Any]
     ) -> tuple[Request, dict[str, Any]]:
         aid = self.resolve_account_id(account_id)
-        return self._request("GET", aid, "settlements", "list settlements"), settlement_query(**filters)
+        return self._request(
+            "GET", aid, f"/v1/accounts/{aid}/settlements", "list settlements"
+        ), settlement_query(**filters)
 
     async def aperform(self, action: pipeline.Action) -> Any:
         """
