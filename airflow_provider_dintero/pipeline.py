@@ -620,16 +620,23 @@ def paged_by_starting_after(
 
 
 def paged_by_paging_token(
-    request: Request, limits: Limits, params: Mapping[str, Any], limit: int
+    request: Request,
+    limits: Limits,
+    params: Mapping[str, Any],
+    limit: int,
+    *,
+    cursor_field: str = "paging_token",
 ) -> Flow[None]:
     """
-    List pages whose last item's ``paging_token`` is the next page's ``starting_after``
-    (the partner's merchants); a short page is the last.
+    List pages whose last item's ``paging_token`` (or ``cursor_field``) is the next page's
+    ``starting_after`` (the partner's merchants; payment profiles by ``profile_id``); a short
+    page is the last, and so is a longer one (the server does not page).
 
     :param request: the first page's request.
     :param limits: the connection's limits.
     :param params: the query without a cursor.
     :param limit: the page size asked for.
+    :param cursor_field: the item field whose value on a page's last item is the next cursor.
     """
     guard = CursorGuard(request, limits.max_pages)
     after: str | None = None
@@ -640,8 +647,8 @@ def paged_by_paging_token(
         )
         items = items_of((yield from call_json(page, limits)), page)
         yield Emit(items)
-        token = items[-1].get("paging_token") if items else None
-        if len(items) < limit or not token:
+        token = items[-1].get(cursor_field) if items else None
+        if len(items) != limit or not token:
             return
         after = str(token)
         guard.check(after)

@@ -1,17 +1,27 @@
 """
 Settlement helpers shared by the hook, the sensor, the trigger and the transfers: the run's time
-window, payout provider filters, timestamps (one parser, one formatter, one date part) and the
-settlements list query.
+window, payout provider filters, timestamps (one parser, one formatter, one date part), the
+settlements list query and the exact window applied to what it returns.
+
+Dintero's 2024 payments spec types the settlements list's date filters ``format: date`` while
+the docs describe them as timestamps. The query therefore sends whole days (``YYYY-MM-DD``, a
+window widened to the days it touches, which every reading accepts) and
+:class:`SettlementWindow` keeps exactly the settlements inside the asked window, judged on the
+settlement's own timestamps: the hook's list (sync and async) and so the sensor, the trigger and
+the transfer find the same settlements whichever way Dintero reads the filters.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_dintero.exceptions import DinteroInputError
 from airflow_provider_dintero.validation import check_limit
-from airflow_provider_dintero.vocabulary import PayoutProvider
+from airflow_provider_dintero.vocabulary import payout_provider_names
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -64,6 +74,28 @@ def format_timestamp(value: Any, field: str) -> str:
     return parsed.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _is_date_only(value: Any) -> bool:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return True
+    return isinstance(value, str) and _DATE_ONLY.fullmatch(value.strip()) is not None
+
+
+def filter_date(value: Any, field: str) -> str:
+    """
+    The UTC date (``YYYY-MM-DD``) of a filter bound, as the settlements list's date filters take
+    it; raise :class:`DinteroInputError` naming ``field`` when it is not a date or timestamp.
+
+    :param value: a :class:`datetime.datetime`, :class:`datetime.date` or ISO-8601 string.
+    :param field: the parameter name for the error message.
+    """
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    return format_timestamp(value, field)[:10]  # "YYYY-MM-DDT...Z": years are padded to 4 digits
+
+
 def date_part(value: Any) -> str:
     """
     The UTC date (``YYYY-MM-DD``) of a timestamp, or ``"unknown"`` when it is unreadable.
@@ -97,7 +129,9 @@ def parse_payment_providers(value: Any, field: str = "payment_providers") -> lis
     """
     Normalise a payout provider filter to API names; ``None`` or empty means every provider.
 
-    :param value: ``None``, one provider, or a list; API names or product names (``"Walley"``).
+    :param value: ``None``, one provider, or a list; API names of the documented shape or product
+        names (``"Walley"``; ``"Dintero Payout"`` gives two API names, see
+        :func:`~airflow_provider_dintero.vocabulary.payout_provider_names`).
     :param field: the parameter name for error messages.
     """
     if value is None or value == "" or value == []:
@@ -108,9 +142,9 @@ def parse_payment_providers(value: Any, field: str = "payment_providers") -> lis
         raise DinteroInputError(field, "a list of payout providers", value)
     out: list[str] = []
     for item in value:
-        parsed = PayoutProvider.parse(item, field=field).value
-        if parsed not in out:
-            out.append(parsed)
+        for name in payout_provider_names(item, field=field):
+            if name not in out:
+                out.append(name)
     return out
 
 
@@ -149,16 +183,83 @@ def settlement_query(*, limit: int = 100, **filters: Any) -> dict[str, Any]:
                 f"created_at_{bound}",
                 f"not to be combined with item_created_at_{bound} (Dintero refuses both)",
             )
-    for name in ("created_at.gte", "created_at.lte", "item_created_at.gte", "item_created_at.lte"):
+    for name in _WINDOW_FILTERS:
         value = filters.get(name.replace(".", "_"))
         if value is not None:
-            params[name] = format_timestamp(value, name.replace(".", "_"))
+            params[name] = filter_date(value, name.replace(".", "_"))
     if filters.get("payment_providers") is not None:
         params["payment_provider"] = parse_payment_providers(filters["payment_providers"]) or []
     for name in ("payout_destination_id", "search"):
         if filters.get(name):
             params[name] = filters[name]
     return params
+
+
+#: Date filter -> the settlement field it bounds (``created_at.*`` filter the settlement date).
+_WINDOW_FILTERS: dict[str, str] = {
+    "created_at.gte": "settled_at",
+    "created_at.lte": "settled_at",
+    "item_created_at.gte": "created_at",
+    "item_created_at.lte": "created_at",
+}
+
+S = TypeVar("S", bound=Mapping[str, Any])
+
+
+@dataclass(frozen=True)
+class SettlementWindow:
+    """
+    The exact time window of a settlements query, applied to the settlements it returns.
+
+    Each bound is ``(settlement field, lower, instant)``: a lower bound keeps settlements at or
+    after the instant, an upper bound those at or before it (a date alone as an upper bound
+    means through the end of that day). A settlement whose field is missing or unreadable is
+    kept: Dintero's own filter already selected it and nothing here can judge it.
+
+    :param bounds: the bounds, empty for no window.
+    """
+
+    bounds: tuple[tuple[str, bool, datetime], ...] = ()
+
+    @classmethod
+    def of(cls, **filters: Any) -> SettlementWindow:
+        """
+        The window of the hook's ``list_settlements`` keyword filters (others are ignored).
+
+        :param filters: ``created_at_gte``, ``created_at_lte``, ``item_created_at_gte``,
+            ``item_created_at_lte`` (dates, timestamps or ISO-8601 strings), checked already.
+        """
+        bounds: list[tuple[str, bool, datetime]] = []
+        for name, fld in _WINDOW_FILTERS.items():
+            value = filters.get(name.replace(".", "_"))
+            instant = parse_timestamp(value) if value is not None else None
+            if instant is None:
+                continue
+            lower = name.endswith(".gte")
+            if not lower and _is_date_only(value):  # the whole day (stdlib: pendulum's + drops the zone)
+                instant = datetime.combine(instant.date(), time.max, tzinfo=timezone.utc)
+            bounds.append((fld, lower, instant))
+        return cls(tuple(bounds))
+
+    def contains(self, settlement: Mapping[str, Any]) -> bool:
+        """
+        Whether a settlement lies inside the window.
+
+        :param settlement: a settlement as the list returns it.
+        """
+        for fld, lower, instant in self.bounds:
+            seen = parse_timestamp(settlement.get(fld))
+            if seen is not None and (seen < instant if lower else seen > instant):
+                return False
+        return True
+
+    def select(self, settlements: Iterable[S]) -> Iterator[S]:
+        """
+        The settlements inside the window, lazily and in their order.
+
+        :param settlements: settlements as the list returns them.
+        """
+        return (s for s in settlements if not self.bounds or self.contains(s))
 
 
 def settlements_cursor(key: Any, by_created: bool) -> tuple[str, str] | None:

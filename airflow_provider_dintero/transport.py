@@ -18,6 +18,7 @@ import http.client
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from airflow_provider_dintero import __version__
 from airflow_provider_dintero.exceptions import DinteroInputError, DinteroStreamError
 from airflow_provider_dintero.pipeline import Failure, Reply, Send
 from airflow_provider_dintero.redaction import redact_url
-from airflow_provider_dintero.validation import validate_base_url
+from airflow_provider_dintero.validation import check_download_url
 
 if TYPE_CHECKING:
     import httpx
@@ -54,14 +55,17 @@ def default_headers() -> dict[str, str]:
     }
 
 
-def check_redirect(location: str) -> None:
+def check_redirect(location: str, *, internal_ok: bool = True) -> None:
     """
-    Refuse a redirect to plain http on a non-loopback host (or to a URL with user info).
+    Refuse a redirect to plain http on a non-loopback host (or to a URL with user info), and,
+    unless ``internal_ok``, to ``localhost`` or an internal IP literal (no SSRF).
 
     :param location: the absolute redirect target.
+    :param internal_ok: whether loopback and private hosts are allowed (the connection's base
+        URL is loopback itself).
     """
     try:
-        validate_base_url(location.split("?", 1)[0].split("#", 1)[0], "redirect")
+        check_download_url(location, "redirect", internal_ok=internal_ok)
     except DinteroInputError as exc:
         raise DinteroInputError("redirect", f"a redirect to {exc.expected}", redact_url(location)) from None
 
@@ -71,29 +75,35 @@ def check_redirect(location: str) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def _refuse_insecure_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+def _refuse_insecure_redirect(
+    response: requests.Response, *args: Any, internal_ok: bool = True, **kwargs: Any
+) -> requests.Response:
     if response.is_redirect:
         from urllib.parse import urljoin
 
         try:
-            check_redirect(urljoin(response.url, response.headers.get("location", "")))
+            check_redirect(
+                urljoin(response.url, response.headers.get("location", "")), internal_ok=internal_ok
+            )
         except DinteroInputError:
             response.close()
             raise
     return response
 
 
-def new_session(verify: bool | str) -> requests.Session:
+def new_session(verify: bool | str, *, internal_ok: bool = True) -> requests.Session:
     """
     A pooled :class:`requests.Session` with the provider's headers, TLS setting and redirect rules.
 
     :param verify: TLS verification (a CA bundle path, or a bool).
+    :param internal_ok: whether redirects may go to loopback and private hosts (only when the
+        connection's own base URL is loopback).
     """
     session = requests.Session()
     session.headers.update(default_headers())
     session.verify = verify
     session.max_redirects = MAX_REDIRECTS
-    session.hooks["response"].append(_refuse_insecure_redirect)
+    session.hooks["response"].append(functools.partial(_refuse_insecure_redirect, internal_ok=internal_ok))
     return session
 
 
@@ -313,15 +323,25 @@ class HttpxTransport:
 # ------------------------------------------------------------------------------------------
 
 
+#: Content encodings :class:`DownloadStream` decodes itself (checking the compressed stream ends).
+_ZLIB_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
 class DownloadStream:
     """
-    A file-like, read-only view of a streamed HTTP response body.
+    A file-like, read-only view of a streamed HTTP response body, decoded: ``read()`` returns
+    the bytes the user would download, and ``bytes_read`` and ``sha256`` describe those.
 
     ``read()`` raises :class:`DinteroStreamError` when the connection ends before
     ``Content-Length`` bytes arrived (a truncated file is never mistaken for a whole one), and
     when the download runs slower than ``min_rate`` bytes per second once ``grace`` seconds
     have passed: downloads have no total deadline, so a large honest file is never cut, while a
     server trickling bytes fails within a small multiple of the timeout.
+
+    A body sent with ``Content-Encoding: gzip`` or ``deflate`` is decoded here: the
+    ``Content-Length`` check is made on the compressed bytes received, the compressed stream
+    must end properly, and :attr:`content_length` (the decoded size announced) is ``None``:
+    the size of the file is then known only from the bytes read.
 
     :param response: a ``requests`` response opened with ``stream=True``.
     :param description: what is being downloaded, for error messages (no credentials).
@@ -344,7 +364,17 @@ class DownloadStream:
         self.description = description
         self.account_id = account_id
         length = response.headers.get("Content-Length")
-        self.content_length: int | None = int(length) if length and length.isdigit() else None
+        self._wire_length: int | None = int(length) if length and length.isdigit() else None
+        self._wire_read = 0
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        self.content_encoding = "" if encoding == "identity" else encoding
+        self._wbits = _ZLIB_ENCODINGS.get(self.content_encoding)
+        self._decoder: Any = zlib.decompressobj(self._wbits) if self._wbits is not None else None
+        if self.content_encoding and self._decoder is None:
+            self._wire_length = None  # urllib3 decodes (br, zstd): its own length check applies
+        self._decoded_any = False
+        #: The decoded size announced by the server; ``None`` when unknown or the body is encoded.
+        self.content_length: int | None = None if self.content_encoding else self._wire_length
         self.content_type: str = response.headers.get("Content-Type", "application/octet-stream")
         self.bytes_read = 0
         self._sha256 = hashlib.sha256()
@@ -354,7 +384,7 @@ class DownloadStream:
 
     @property
     def sha256(self) -> str:
-        """Hex SHA-256 of the bytes read so far."""
+        """Hex SHA-256 of the (decoded) bytes read so far."""
         return self._sha256.hexdigest()
 
     def readable(self) -> bool:
@@ -374,26 +404,71 @@ class DownloadStream:
             if not chunk:
                 break
             out += chunk
-        if not out and self.content_length is not None and self.bytes_read < self.content_length:
-            raise self._broken(f"ended after {self.bytes_read} of {self.content_length} bytes")
+        if not out and self._wire_length is not None and self._wire_read < self._wire_length:
+            raise self._broken(f"ended after {self._wire_read} of {self._wire_length} bytes")
         return bytes(out)
 
-    def _read_some(self, size: int) -> bytes:
+    def _pull(self, size: int) -> bytes:
+        """Up to ``size`` bytes off the wire (decoded by urllib3 only for encodings not ours)."""
+        delegate = bool(self.content_encoding) and self._decoder is None
+        if delegate and self.content_encoding not in getattr(self._raw, "CONTENT_DECODERS", ()):
+            raise self._broken(
+                f"came with Content-Encoding {self.content_encoding!r}, which cannot be decoded"
+            )
         read1 = getattr(self._raw, "read1", None)
         try:
-            chunk = read1(size, decode_content=True) if read1 else self._raw.read(size, decode_content=True)
+            chunk = (
+                read1(size, decode_content=delegate)
+                if read1
+                else self._raw.read(size, decode_content=delegate)
+            )
         except (Exception, http.client.HTTPException) as exc:  # urllib3 ProtocolError / ReadTimeout
             raise self._broken(f"broke off after {self.bytes_read} bytes: {type(exc).__name__}") from None
+        chunk = bytes(chunk or b"")
+        self._wire_read += len(chunk)
+        return chunk
+
+    def _decode(self, data: bytes, size: int) -> bytes:
+        try:
+            out = self._decoder.decompress(data, size)
+        except zlib.error:
+            if self.content_encoding == "deflate" and not self._decoded_any and self._wbits == zlib.MAX_WBITS:
+                # "deflate" sent without its zlib header (a common server bug): raw deflate
+                self._wbits = -zlib.MAX_WBITS
+                self._decoder = zlib.decompressobj(self._wbits)
+                return self._decode(data, size)
+            raise self._broken(f"is not valid {self.content_encoding} data") from None
+        self._decoded_any = True
+        return bytes(out)
+
+    def _next_decoded(self, size: int) -> bytes:
+        while True:
+            if self._decoder.unconsumed_tail:
+                chunk = self._decode(self._decoder.unconsumed_tail, size)
+            elif self._decoder.eof:
+                return b""  # anything after the end of the compressed stream is ignored
+            else:
+                wire = self._pull(_CHUNK)
+                if not wire:
+                    raise self._broken(
+                        f"ended inside its {self.content_encoding} data after {self.bytes_read} bytes"
+                    )
+                chunk = self._decode(wire, size)
+            if chunk or self._decoder.eof:
+                return chunk
+
+    def _read_some(self, size: int) -> bytes:
+        chunk = self._next_decoded(size) if self._decoder is not None else self._pull(size)
         if chunk:
             self.bytes_read += len(chunk)
             self._sha256.update(chunk)
         elapsed = time.monotonic() - self._started
-        if self._min_rate and elapsed > self._grace and self.bytes_read < self._min_rate * elapsed and chunk:
+        if self._min_rate and elapsed > self._grace and self._wire_read < self._min_rate * elapsed and chunk:
             raise self._broken(
-                f"was slower than {self._min_rate:g} bytes/s ({self.bytes_read} bytes in {elapsed:.0f} s; "
+                f"was slower than {self._min_rate:g} bytes/s ({self._wire_read} bytes in {elapsed:.0f} s; "
                 "extra.min_download_rate)"
             )
-        return bytes(chunk or b"")
+        return chunk
 
     def _broken(self, what: str) -> DinteroStreamError:
         return DinteroStreamError(

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from airflow_provider_dintero.exceptions import DinteroInputError
+from airflow_provider_dintero.redaction import redact_url
 
 #: A Dintero account id: ``T`` (test) or ``P`` (production) and 8 ASCII digits (``[0-9]``, never
 #: ``\d``, which also matches full-width and other Unicode digits). Used with ``fullmatch``.
@@ -56,6 +57,61 @@ def is_loopback_host(hostname: str) -> bool:
         return ipaddress.ip_address(hostname.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def is_internal_host(hostname: str | None) -> bool:
+    """
+    Tell whether ``hostname`` names the machine or its private networks: ``localhost`` (and
+    ``*.localhost``), or an IP literal that is loopback, link-local (cloud metadata services),
+    private, unspecified or reserved (IPv4-mapped IPv6 addresses are read as their IPv4).
+
+    :param hostname: a host name or IP literal, as :func:`urllib.parse.urlsplit` gives it.
+    """
+    if not hostname:
+        return True
+    host = hostname.strip("[]").rstrip(".").lower()
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    return bool(
+        address.is_loopback
+        or address.is_link_local
+        or address.is_private
+        or address.is_unspecified
+        or address.is_reserved
+        or address.is_multicast
+    )
+
+
+def check_download_url(url: str, field: str, *, internal_ok: bool) -> None:
+    """
+    Refuse a download URL (a signed URL or a redirect target) that is not https to a public host:
+    plain http, user info, and (unless ``internal_ok``, when the connection's own base URL is
+    loopback, as with the emulator) a host that is ``localhost`` or an internal IP literal (see
+    :func:`is_internal_host`). The error never shows the URL's query (it may be a signature).
+
+    :param url: the absolute URL.
+    :param field: the parameter name for the error message (``signed_url``, ``redirect``).
+    :param internal_ok: whether loopback and private hosts are allowed.
+    """
+    bare = str(url).split("#", 1)[0].split("?", 1)[0]
+    try:
+        validate_base_url(bare, field)
+    except DinteroInputError as exc:
+        raise DinteroInputError(field, exc.expected, redact_url(str(url))) from None
+    if not internal_ok and is_internal_host(urlsplit(bare).hostname):
+        raise DinteroInputError(
+            field,
+            "a public https host (not localhost nor a loopback, link-local or private address; those "
+            "are allowed only when the connection's base URL is loopback)",
+            redact_url(str(url)),
+        )
 
 
 def validate_base_url(value: Any, field: str = "host") -> str:

@@ -5,6 +5,9 @@ the shapes (typed dicts) of the resources the hook returns.
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Iterable
 from enum import Enum
 from typing import Any, TypedDict
 
@@ -34,6 +37,74 @@ class PayoutProvider(str, Enum):
             if key in (member.value, member.name.lower()):
                 return member
         raise DinteroInputError(field, f"a payout provider, one of {', '.join(m.value for m in cls)}", value)
+
+
+#: The documented shape of a payout provider's API name and of a webhook event name.
+API_NAME_PATTERN = re.compile(r"[a-z0-9_]+")
+
+#: Product names -> the API names Dintero lists their settlements under. Dintero Payout's API
+#: name is ``dintero_psp`` in the checkout configuration; no source confirms the settlements'
+#: ``provider`` value, so both spellings are asked for (``payment_provider`` is repeatable).
+PROVIDER_ALIASES: dict[str, tuple[str, ...]] = {
+    "dintero_payout": ("dintero_psp", "dintero"),
+    "swedbank_pay": ("payex",),
+    "swedbankpay": ("payex",),
+    "walley": ("collector",),
+}
+
+
+def _api_name(value: Any) -> str:
+    return str(value).strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def payout_provider_names(value: Any, *, field: str = "payment_providers") -> list[str]:
+    """
+    The API names of one payout provider: a name of the documented shape (lowercase letters,
+    digits, underscores; ``swish``, ``netaxept``) passes through, a product name becomes its API
+    names (``"Swedbank Pay"`` -> ``payex``, ``"Walley"`` -> ``collector``, ``"Dintero Payout"``
+    -> ``dintero_psp`` and ``dintero``).
+
+    :param value: the provider as the API spells it, or its product name.
+    :param field: the parameter name used in the error message.
+    """
+    key = _api_name(value) if isinstance(value, str) else ""
+    if key in PROVIDER_ALIASES:
+        return list(PROVIDER_ALIASES[key])
+    if not API_NAME_PATTERN.fullmatch(key):
+        raise DinteroInputError(
+            field,
+            "a payout provider: an API name of lowercase letters, digits and underscores "
+            f"(e.g. {', '.join(m.value for m in PayoutProvider)}) or a product name "
+            "(Dintero Payout, Swedbank Pay, Walley)",
+            value,
+        )
+    return [key]
+
+
+def webhook_event_names(value: Iterable[str], *, field: str = "events") -> list[str]:
+    """
+    Check webhook event names: each must have the documented shape (lowercase letters, digits,
+    underscores); a name outside :data:`WEBHOOK_EVENTS` is accepted with a warning (Dintero
+    documents about 40 events and validates them itself).
+
+    :param value: event names, already split and de-duplicated.
+    :param field: the parameter name used in the error message.
+    """
+    names = list(value)
+    bad = [name for name in names if not API_NAME_PATTERN.fullmatch(name)]
+    if bad:
+        raise DinteroInputError(
+            field, f"webhook event names of lowercase letters, digits and underscores; not: {', '.join(bad)}"
+        )
+    unknown = [name for name in names if name not in WEBHOOK_EVENTS]
+    if unknown:
+        logging.getLogger(__name__).warning(
+            "Webhook event(s) %s are not among the events this provider knows (%s); Dintero decides "
+            "whether it sends them",
+            ", ".join(unknown),
+            ", ".join(sorted(WEBHOOK_EVENTS)),
+        )
+    return names
 
 
 class AttachmentKind(str, Enum):

@@ -49,7 +49,7 @@ from airflow_provider_dintero.exceptions import (
 )
 from airflow_provider_dintero.pipeline import Request, parse_retry_after
 from airflow_provider_dintero.redaction import guard_logger, mask_secret, redact_url
-from airflow_provider_dintero.settlements import format_timestamp, settlement_query
+from airflow_provider_dintero.settlements import SettlementWindow, format_timestamp, settlement_query
 from airflow_provider_dintero.tokens import (
     TOKEN_CACHE,
     SharedTokenStore,
@@ -67,6 +67,7 @@ from airflow_provider_dintero.transport import (
 )
 from airflow_provider_dintero.validation import (
     ACCOUNT_ID_PATTERN,
+    check_download_url,
     check_limit,
     is_loopback_host,
     is_partner_account,
@@ -155,6 +156,17 @@ def for_account(
     return wrapper
 
 
+#: Per base URL, which audience Dintero took for a merchant token minted with an exchange
+#: token: ``"partner"`` (the current docs) or ``"merchant"`` (an older rendering of them).
+EXCHANGE_AUDIENCES: dict[str, Literal["partner", "merchant"]] = {}
+
+
+def _about_audience(error: DinteroApiError) -> bool:
+    """Whether Dintero refused a token request because of its audience (400 or 403)."""
+    said = f"{error.code or ''} {error.api_message or ''}".lower()
+    return error.status in (400, 403) and "audience" in said
+
+
 def _id(value: Any, field: str) -> str:
     return path_segment(value, field)
 
@@ -198,7 +210,12 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
     @cached_property
     def _session(self) -> requests.Session:
-        return new_session(self.verify)
+        return new_session(self.verify, internal_ok=self._internal_hosts_ok)
+
+    @property
+    def _internal_hosts_ok(self) -> bool:
+        """Downloads and redirects may reach loopback/private hosts only from a loopback base URL."""
+        return is_loopback_host(urlsplit(self.base_url).hostname or "")
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -356,16 +373,49 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         )
         answer = self._run(pipeline.call_json(exchange, self.limits))
         exchange_token, _ = read_token_answer(answer, account_id=account_id, operation=operation)
-        return self._token_request(account_id, f"Bearer {exchange_token}")
+        return self._merchant_token(account_id, f"Bearer {exchange_token}")
 
-    def _token_request(self, account_id: str, authorization: str) -> tuple[str, float]:
+    def _merchant_token(self, account_id: str, authorization: str) -> tuple[str, float]:
+        """
+        Mint a merchant token with an exchange token. Dintero's current docs name the partner's
+        URL as its audience, an older rendering the merchant's: the partner URL is tried first
+        and, when Dintero refuses it (400 or 403 about the audience), the merchant URL once;
+        the one that worked is remembered per base URL (:data:`EXCHANGE_AUDIENCES`).
+        """
+        learnt = EXCHANGE_AUDIENCES.get(self.base_url, "partner")
+        order: tuple[Literal["partner", "merchant"], ...] = (
+            (learnt, "merchant") if learnt == "partner" else (learnt, "partner")
+        )
+        for attempt, which in enumerate(order):
+            audience = self.audience(self.account_id if which == "partner" else account_id)
+            try:
+                minted = self._token_request(account_id, authorization, audience)
+            except DinteroApiError as exc:
+                if attempt or not _about_audience(exc):
+                    raise
+                log.warning(
+                    "Dintero refused the %s URL as the audience of merchant %s's token (HTTP %s); "
+                    "retrying once with the %s URL",
+                    which,
+                    account_id,
+                    exc.status,
+                    order[1],
+                )
+                continue
+            EXCHANGE_AUDIENCES[self.base_url] = which
+            return minted
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _token_request(
+        self, account_id: str, authorization: str, audience: str | None = None
+    ) -> tuple[str, float]:
         operation = f"get an access token for account {account_id}"
         request = Request(
             "POST",
             f"{self.base_url}/v1/accounts/{account_id}/auth/token",
             operation,
             account_id,
-            json={"grant_type": "client_credentials", "audience": self.audience(self.account_id)},
+            json={"grant_type": "client_credentials", "audience": audience or self.audience(self.account_id)},
             headers={"Authorization": authorization},
         )
         _ = self._connection_checked
@@ -446,6 +496,10 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         """
         Iterate over an account's settlements, newest first, across all pages.
 
+        The date filters go to Dintero as whole days (``YYYY-MM-DD``, the form its spec types
+        them) and the exact window is applied here on each settlement's own timestamps
+        (:class:`~airflow_provider_dintero.settlements.SettlementWindow`).
+
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param limit: page size, 1 to 1000.
         :param created_at_gte: settled on or after (filters ``settled_at``).
@@ -457,11 +511,11 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param search: matches the settlement id.
         """
         filters = {k: v for k, v in locals().items() if k not in ("self", "account_id")}
-        params = settlement_query(**filters)
+        params, window = settlement_query(**filters), SettlementWindow.of(**filters)
         request = self._request(
             "GET", account_id, f"/v1/accounts/{account_id}/settlements", "list settlements"
         )
-        return pipeline.collect(pipeline.paged_settlements(request, self.limits, params), self)
+        return window.select(pipeline.collect(pipeline.paged_settlements(request, self.limits, params), self))
 
     @for_account
     def get_settlement(self, account_id: str, settlement_id: str) -> Settlement:
@@ -542,16 +596,17 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         """
         Download a pre-signed URL (an insight report) as a stream, with no Authorization header.
 
+        The URL (and any redirect) must be https to a public host: ``localhost`` and loopback,
+        link-local or private IP literals are refused before any request, unless the
+        connection's own base URL is loopback (the emulator).
+
         :param url: the signed URL (a credential: it is masked and never logged whole).
         :param account_id: the account the file belongs to, for errors.
         :param description: what is downloaded, for errors and logs.
         """
         mask_secret(url)
-        try:
-            validate_base_url(str(url).split("?", 1)[0], "signed_url")
-        except DinteroInputError as exc:  # the message would carry the whole signed URL
-            raise DinteroInputError("signed_url", exc.expected, redact_url(str(url))) from None
         _ = self._connection_checked
+        check_download_url(str(url), "signed_url", internal_ok=self._internal_hosts_ok)
         request = Request("GET", url, f"download {description}", account_id, stream=True)
         with self._download(request, description) as stream:
             yield stream
@@ -827,11 +882,17 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
     @for_account
     def list_payment_profiles(self, account_id: str) -> list[dict[str, Any]]:
         """
-        List the checkout payment profiles of an account (checkout host, merchant token).
+        List the checkout payment profiles of an account (checkout host, merchant token), every
+        page: ``limit`` 100 and ``starting_after`` the last ``profile_id`` of the previous page,
+        as Dintero's checkout client pages them (a server that does not page answers one page).
 
         :param account_id: the merchant, or ``None`` for the connection's own account.
         """
-        return self._list(account_id, "/v1/admin/session/profiles", "list payment profiles", base="checkout")
+        request = self._request(
+            "GET", account_id, "/v1/admin/session/profiles", "list payment profiles", base="checkout"
+        )
+        flow = pipeline.paged_by_paging_token(request, self.limits, {}, 100, cursor_field="profile_id")
+        return list(pipeline.collect(flow, self))
 
     @for_account
     def get_payment_profile(self, account_id: str, profile_id: str) -> dict[str, Any]:
@@ -934,9 +995,10 @@ class DinteroAsyncHook(DinteroPartnerHook):
         :param filters: keyword filters of :meth:`list_settlements`.
         """
         request, params = await asyncio.to_thread(self._settlements_request, account_id, filters)
+        window = SettlementWindow.of(**filters)
         found: list[Settlement] = []
         flow = pipeline.paged_settlements(request, self.limits, params)
-        await pipeline.arun(flow, self.aperform, found.extend)
+        await pipeline.arun(flow, self.aperform, lambda page: found.extend(window.select(page)))
         return found
 
     async def async_list_merchants(self, *, limit: int = 100, **filters: Any) -> list[Account]:

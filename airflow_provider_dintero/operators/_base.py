@@ -28,6 +28,27 @@ Resource = TypeVar("Resource", bound=Mapping[str, object])
 
 _LATEST = datetime.max.replace(tzinfo=timezone.utc)
 
+#: The statuses Dintero may refuse a create of something that already exists with: 400 (what
+#: it answers today for a duplicate client_id) or 409 (which its docs also allow).
+DUPLICATE_STATUSES = frozenset({400, 409})
+
+
+def existing_after_refusal(error: DinteroApiError, find: Callable[[], Resource | None]) -> Resource | None:
+    """
+    The object that already exists when a create was refused as a duplicate (400 or 409):
+    ``find()`` (a fresh list), or ``None`` when the status is another or nothing matches (the
+    refusal was about something else, and the caller re-raises it).
+
+    :param error: what the create answered.
+    :param find: looks the object up again; a listing error counts as not found.
+    """
+    if error.status not in DUPLICATE_STATUSES:
+        return None
+    try:
+        return find()
+    except DinteroApiError:
+        return None
+
 
 class DinteroBaseOperator(BaseOperator):
     """
@@ -48,6 +69,41 @@ class DinteroBaseOperator(BaseOperator):
     def hook(self) -> DinteroPartnerHook:
         """The Dintero hook of ``dintero_conn_id``."""
         return DinteroPartnerHook(dintero_conn_id=self.dintero_conn_id)
+
+    def create_or_existing(
+        self,
+        create: Callable[[], Resource],
+        find: Callable[[], Resource | None],
+        *,
+        what: str,
+        account_id: str,
+    ) -> tuple[Resource, bool]:
+        """
+        Run ``create`` and return ``(the new object, True)``; when Dintero refuses it as a
+        duplicate (400 or 409) and ``find`` (a fresh lookup) returns the object that exists,
+        return ``(that object, False)`` (see :func:`existing_after_refusal`): it is not this
+        run's, so the caller neither reconciles nor deletes it. Any other error is raised.
+
+        :param create: sends the create and returns the new object.
+        :param find: looks the same object up again.
+        :param what: what is created, for the log.
+        :param account_id: the account, for the log.
+        """
+        try:
+            return create(), True
+        except DinteroApiError as exc:
+            existing = existing_after_refusal(exc, find)
+            if existing is None:
+                raise
+            self.log.info(
+                "Dintero refused to create %s on account %s as a duplicate (HTTP %s); using the "
+                "existing one (%s)",
+                what,
+                account_id,
+                exc.status,
+                existing.get("id") or existing.get("profile_id"),
+            )
+            return existing, False
 
     def reconcile_created(
         self,
@@ -152,16 +208,16 @@ def check_text(value: Any, field: str, *, required: bool = True) -> str | None:
     return value.strip()
 
 
-def check_names(value: Any, field: str, known: Iterable[str], what: str) -> list[str]:
+def check_names(value: Any, field: str, known: Iterable[str] | None, what: str) -> list[str]:
     """
-    Return a de-duplicated list of names, each one of ``known``.
+    Return a de-duplicated list of names, each one of ``known`` (any name when ``None``).
 
     A string is split on commas and whitespace (handy with Jinja templates); a list or tuple
     of strings is taken as is.
 
     :param value: a list of names or one comma-separated string.
     :param field: the parameter name for the error message.
-    :param known: the accepted names.
+    :param known: the accepted names, or ``None`` to leave the check to the caller.
     :param what: what the names are, e.g. ``"Dintero scopes"``.
     """
     if isinstance(value, str):
@@ -173,6 +229,8 @@ def check_names(value: Any, field: str, known: Iterable[str], what: str) -> list
     if not items or not all(isinstance(item, str) and item.strip() for item in items):
         raise DinteroInputError(field, f"a non-empty list of {what} (non-empty strings)", value)
     names = list(dict.fromkeys(item.strip() for item in items))
+    if known is None:
+        return names
     allowed = set(known)
     unknown = [name for name in names if name not in allowed]
     if unknown:

@@ -49,6 +49,7 @@ from airflow_provider_dintero.operators._base import (
     check_account_id,
     check_names,
     check_text,
+    existing_after_refusal,
 )
 from airflow_provider_dintero.validation import validate_audience
 
@@ -483,20 +484,19 @@ class CreateApiClientOperator(DinteroBaseOperator):
     ) -> ApiClient | None:
         """
         The client a concurrent run created with the same ``client_id``, when ``error`` is
-        Dintero's 400 refusal of a duplicate ``client_id`` (else ``None``).
+        Dintero's refusal of a duplicate ``client_id`` (400 or 409; else ``None``).
 
         :param hook: the Dintero hook.
         :param account_id: the account.
         :param login: the requested ``client_id`` (``None``: Dintero generates one, no clash).
         :param error: what the create answered.
         """
-        if not login or error.status != 400:
+        if not login:
             return None
-        try:
-            clients = hook.list_api_clients(account_id)
-        except DinteroApiError:
-            return None
-        return next((c for c in clients if c.get("client_id") == login), None)
+        return existing_after_refusal(
+            error,
+            lambda: next((c for c in hook.list_api_clients(account_id) if c.get("client_id") == login), None),
+        )
 
     def _lost_race(
         self, keeper: ApiClient, store: _SecretStore, account_id: str, *, removed: str | None
@@ -745,9 +745,20 @@ class GrantOperator(DinteroBaseOperator):
                     audience,
                 )
                 return grant
-        created = hook.create_client_grant(
-            account_id, client_uuid=client_uuid, audience=audience, scope=scopes, grant_type=self.grant_type
+        created, new = self.create_or_existing(
+            lambda: hook.create_client_grant(
+                account_id,
+                client_uuid=client_uuid,
+                audience=audience,
+                scope=scopes,
+                grant_type=self.grant_type,
+            ),
+            lambda: next((g for g in relist() if covers(g)), None),
+            what=f"a grant of {', '.join(scopes)} to API client {client.get('client_id')}",
+            account_id=account_id,
         )
+        if not new:
+            return created
         grant = self.reconcile_created(
             created,
             relist=relist,

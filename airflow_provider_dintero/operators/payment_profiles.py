@@ -165,9 +165,7 @@ class CreatePaymentProfileOperator(DinteroBaseOperator):
         hook.resolve_account_id(account_id)
         profile_id = body.get("profile_id")
         if profile_id:
-            existing = next(
-                (p for p in hook.list_payment_profiles(account_id) if p.get("profile_id") == profile_id), None
-            )
+            existing = _find_profile(hook, account_id, profile_id)
             if existing is not None:
                 if self.if_exists == "fail":
                     raise AirflowException(
@@ -194,11 +192,27 @@ class CreatePaymentProfileOperator(DinteroBaseOperator):
             self.log.warning(
                 "The profile has no profile_id: Dintero picks one, and each run creates a new profile"
             )
-        created = hook.create_payment_profile(account_id, body)
-        self.log.info(
-            "Created payment profile %s on account %s", (created or {}).get("profile_id"), account_id
+        created, new = self.create_or_existing(
+            lambda: hook.create_payment_profile(account_id, body),
+            # with if_exists='fail' a refused duplicate stays an error
+            lambda: _find_profile(hook, account_id, profile_id) if self.if_exists == "reuse" else None,
+            what=f"payment profile {profile_id}",
+            account_id=account_id,
         )
+        if new:
+            self.log.info(
+                "Created payment profile %s on account %s", (created or {}).get("profile_id"), account_id
+            )
         return created
+
+
+def _find_profile(hook: DinteroPartnerHook, account_id: str, profile_id: Any) -> dict[str, Any] | None:
+    """The payment profile with ``profile_id`` (on any page of the list), or ``None``."""
+    if not profile_id:
+        return None
+    return next(
+        (p for p in hook.list_payment_profiles(account_id) if p.get("profile_id") == profile_id), None
+    )
 
 
 class ListPaymentProfilesOperator(DinteroBaseOperator):

@@ -36,10 +36,10 @@ from airflow.providers.common.compat.sdk import AirflowException
 from airflow_provider_dintero.hooks.dintero import (
     DinteroInputError,
     DinteroNotFoundError,
-    PayoutProvider,
     validate_account_id,
 )
 from airflow_provider_dintero.operators._base import DinteroBaseOperator
+from airflow_provider_dintero.vocabulary import payout_provider_names
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -157,9 +157,13 @@ def validate_settlement_report_configuration(
         if kind == "email" and (not isinstance(value, str) or "@" not in value):
             raise DinteroInputError(f"{where}.destination_value", "an email address", value)
     providers = _list(body, "providers", field, required=True)
-    normalised = [
-        PayoutProvider.parse(p, field=f"{field}.providers[{i}]").value for i, p in enumerate(providers)
-    ]
+    normalised = list(
+        dict.fromkeys(
+            name
+            for i, p in enumerate(providers)
+            for name in payout_provider_names(p, field=f"{field}.providers[{i}]")
+        )
+    )
     if "filters" in body:
         _filters(body, "filters", field, SETTLEMENT_FILTERS)
     out = {k: v for k, v in body.items() if k not in _SETTLEMENT_READ_ONLY}

@@ -33,7 +33,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_dintero.hooks.dintero import (
-    WEBHOOK_EVENTS,
     DinteroInputError,
     DinteroPartnerHook,
     WebhookSubscription,
@@ -47,6 +46,7 @@ from airflow_provider_dintero.operators._base import (
     check_names,
     check_text,
 )
+from airflow_provider_dintero.vocabulary import webhook_event_names
 from airflow_provider_dintero.webhooks.assets import webhook_secret_variable
 
 _VARIABLE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]{1,250}$")
@@ -86,8 +86,10 @@ class CreateWebhookSubscriptionOperator(DinteroBaseOperator):
     is created; its signing secret is left as it is). Dintero has no idempotency key, so after
     creating, the task lists again: when concurrent runs created the same subscription, every
     run keeps the oldest (by ``created_at``, then ``id``) and a run whose own copy is not that
-    one deletes it and returns the oldest, so exactly one remains. Event names are checked against
-    :data:`~airflow_provider_dintero.hooks.dintero.WEBHOOK_EVENTS` and the URL must be https
+    one deletes it and returns the oldest, so exactly one remains. Event names must have the
+    documented shape (lowercase letters, digits, underscores); a name outside
+    :data:`~airflow_provider_dintero.vocabulary.WEBHOOK_EVENTS` logs a warning (Dintero documents
+    about 40 events and is the judge). The URL must be https
     (plain http only to a loopback host) before any request. The signing secret, when given,
     is masked and sent as ``{"type": "HMAC-SHA1", "value": ...}``; it is never returned.
 
@@ -162,7 +164,7 @@ class CreateWebhookSubscriptionOperator(DinteroBaseOperator):
         """
         account_id = check_account_id(self.account_id)
         url = _check_url(self.url)
-        events = check_names(self.events, "events", WEBHOOK_EVENTS, "webhook events")
+        events = webhook_event_names(check_names(self.events, "events", None, "webhook events"))
         if self.secret is not None and (not isinstance(self.secret, str) or not self.secret):
             raise DinteroInputError("secret", "a non-empty string (the webhook signing secret) or None")
         mask_secret(self.secret)
@@ -217,15 +219,22 @@ class CreateWebhookSubscriptionOperator(DinteroBaseOperator):
         if variable_key:
             secret = stored or _store_new_secret(variable_key, account_id)
 
-        def create(signing_secret: str | None) -> WebhookSubscription:
+        def create(signing_secret: str | None) -> tuple[WebhookSubscription, bool]:
             config_body: dict[str, Any] = {"url": url}
             if signing_secret:
                 config_body["secret"] = {"type": "HMAC-SHA1", "value": signing_secret}
-            return hook.create_webhook_subscription(
-                account_id, {"config": config_body, "events": events, "active": self.active}
+            return self.create_or_existing(
+                lambda: hook.create_webhook_subscription(
+                    account_id, {"config": config_body, "events": events, "active": self.active}
+                ),
+                lambda: next((s for s in hook.list_webhook_subscriptions(account_id) if same(s)), None),
+                what=f"a webhook subscription to {url}",
+                account_id=account_id,
             )
 
-        created = create(secret)
+        created, new = create(secret)
+        if not new:  # refused as a duplicate: another run's subscription, returned as found
+            return _public(created)
         for _ in range(2):
             # A concurrent first run (mapped over merchants) may have stored another secret
             # meanwhile; the receiver checks against the stored one, so sign with that.
@@ -240,7 +249,9 @@ class CreateWebhookSubscriptionOperator(DinteroBaseOperator):
             )
             hook.delete_webhook_subscription(account_id, str(created.get("id")))
             secret = now_stored
-            created = create(secret)
+            created, new = create(secret)
+            if not new:
+                return _public(created)
         kept = self.reconcile_created(
             created,
             relist=lambda: hook.list_webhook_subscriptions(account_id),

@@ -6,6 +6,7 @@ each request went to, and a recorder of the hook's HTTP exchanges as the client 
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
+import urllib3
 
 from airflow_provider_dintero.emulator.pytest_plugin import connection_json
 from tests.contract.contract import Contract
@@ -85,6 +87,9 @@ def contract_hook(
 
     def record(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
         exchanges.append(exchange_from(response))
+        if "_content" in vars(response) and response._content is not False:
+            # the hook streams and reads ``response.raw``: give it back the bytes read here
+            response.raw = urllib3.HTTPResponse(body=io.BytesIO(response.content), preload_content=False)
         return response
 
     hook.get_conn().hooks["response"].append(record)

@@ -113,10 +113,18 @@ def test_failed_receiver_is_recorded(api: Api, emu: DinteroEmulator, mtoken: str
         ({"config": {"url": "ftp://x"}, "events": ["settlement_add"]}, "config.url"),
         ({"config": {"url": "http://127.0.0.1/x"}}, "events"),
         ({"config": {"url": "http://127.0.0.1/x"}, "events": []}, "events"),
-        ({"config": {"url": "http://127.0.0.1/x"}, "events": ["settlement_added"]}, "events"),
+        ({"config": {"url": "http://127.0.0.1/x"}, "events": ["Settlement Added"]}, "events"),
         ({"config": {"url": "http://127.0.0.1/x", "secret": "plain"}, "events": ["ping"]}, "config.secret"),
     ],
-    ids=["no-config", "no-url", "bad-url", "no-events", "empty-events", "unknown-event", "secret-not-object"],
+    ids=[
+        "no-config",
+        "no-url",
+        "bad-url",
+        "no-events",
+        "empty-events",
+        "malformed-event",
+        "secret-not-object",
+    ],
 )
 def test_subscription_validation(
     api: Api, emu: DinteroEmulator, mtoken: str, body: dict[str, Any], field: str
@@ -124,6 +132,19 @@ def test_subscription_validation(
     resp = api.call("POST", _hooks(emu), mtoken, json=body)
     assert resp.status_code == 400
     assert resp.json()["error"]["errors"][0]["field"] == field
+
+
+@pytest.mark.parametrize("event", ["payout_transfer", "settlement_update", "v2_checkout_event"])
+def test_any_event_of_the_documented_shape_is_accepted(
+    api: Api, emu: DinteroEmulator, mtoken: str, event: str
+) -> None:
+    body = {"config": {"url": "http://127.0.0.1:9/x"}, "events": ["settlement_add", event]}
+    emu.settings.ping_on_subscription_create = False
+
+    resp = api.call("POST", _hooks(emu), mtoken, json=body)
+
+    assert resp.status_code in (200, 201), resp.text
+    assert resp.json()["events"] == ["settlement_add", event]
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "POST"])

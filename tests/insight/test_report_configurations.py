@@ -301,7 +301,7 @@ def test_settlement_list_update_and_delete(env: Any) -> None:
         ),
         (
             CreateSettlementReportConfigurationOperator,
-            {"configuration": {**DELIVERY, "providers": ["vipps", "paypal"]}},
+            {"configuration": {**DELIVERY, "providers": ["vipps", "pay/pal"]}},
             "configuration.providers[1]",
         ),
         (

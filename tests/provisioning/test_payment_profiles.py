@@ -254,3 +254,48 @@ def test_deep_merge_and_diff(
 
     assert result == merged
     assert [path for path, _, _ in diff_fields(base, result)] == paths
+
+
+# ------------------------------------------------------------------ paged list (issue 13 item 5)
+
+
+def _add_profiles(merchant: str, count: int) -> list[str]:
+    hook = DinteroPartnerHook()
+    ids = [f"airflow-{i:03d}" for i in range(count)]
+    for profile_id in ids:
+        hook.create_payment_profile(merchant, {**PROFILE, "profile_id": profile_id})
+    return ids
+
+
+@pytest.mark.parametrize("count", [14, 205])
+def test_list_reads_every_page(dintero_emulator: Any, dintero_connection: str, count: int) -> None:
+    merchant = dintero_emulator.merchant_ids[0]
+    ids = _add_profiles(merchant, count)
+    clear_log(dintero_emulator)
+
+    profiles = DinteroPartnerHook().list_payment_profiles(merchant)
+
+    assert sorted(p["profile_id"] for p in profiles) == sorted([*ids, "default"])
+    pages = [
+        r for r in settle(dintero_emulator).requests if r.method == "GET" and r.path.endswith("/profiles")
+    ]
+    assert len(pages) == (count + 1) // 100 + 1
+    assert all(r.query["limit"] == ["100"] for r in pages)
+    assert [r.query.get("starting_after", []) for r in pages][1:] == [
+        [profiles[100 * i - 1]["profile_id"]] for i in range(1, len(pages))
+    ]
+
+
+def test_create_finds_an_existing_profile_beyond_the_first_page(
+    dintero_emulator: Any, dintero_connection: str
+) -> None:
+    merchant = dintero_emulator.merchant_ids[0]
+    ids = _add_profiles(merchant, 14)  # Dintero's default page is 10
+    clear_log(dintero_emulator)
+
+    found = CreatePaymentProfileOperator(
+        task_id="profile", account_id=merchant, profile={**PROFILE, "profile_id": ids[-1]}
+    ).execute({})
+
+    assert found["profile_id"] == ids[-1]
+    assert writes(dintero_emulator) == []

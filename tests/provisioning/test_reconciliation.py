@@ -20,6 +20,7 @@ from airflow.providers.common.compat.sdk import AirflowException
 from airflow_provider_dintero.hooks.dintero import DinteroApiError, DinteroPartnerHook
 from airflow_provider_dintero.operators._base import oldest
 from airflow_provider_dintero.operators.api_clients import CreateApiClientOperator, GrantOperator
+from airflow_provider_dintero.operators.payment_profiles import CreatePaymentProfileOperator
 from airflow_provider_dintero.operators.webhooks import CreateWebhookSubscriptionOperator
 from tests.provisioning.helpers import clear_log, read_variable, settle, writes
 
@@ -198,10 +199,9 @@ def client_login(dintero_emulator: Any, dintero_connection: str) -> str:
     return "airflow-grants"
 
 
-def test_grant_losing_to_an_older_one_is_removed_and_the_older_returned(
-    dintero_emulator: Any, client_login: str, concurrent: Any
-) -> None:
-    merchant = dintero_emulator.merchant_ids[0]
+def _rival_grant(emu: Any, client_login: str, concurrent: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A rival grant of ``read:receipts`` made just before the operator's: (merchant, client, made)."""
+    merchant = emu.merchant_ids[0]
     hook = DinteroPartnerHook()
     client = next(c for c in hook.list_api_clients(merchant) if c["client_id"] == client_login)
     made = concurrent(
@@ -211,6 +211,14 @@ def test_grant_losing_to_an_older_one_is_removed_and_the_older_returned(
         ),
         True,
     )
+    return merchant, client, made
+
+
+def test_grant_losing_to_an_older_one_is_removed_and_the_older_returned(
+    dintero_emulator: Any, client_login: str, concurrent: Any
+) -> None:
+    merchant, client, made = _rival_grant(dintero_emulator, client_login, concurrent)
+    hook = DinteroPartnerHook()
 
     result = GrantOperator(
         task_id="grant", account_id=merchant, client_id=client_login, scopes=["read:receipts"]
@@ -280,6 +288,7 @@ def test_client_by_name_losing_with_if_exists_fail_fails_after_removing_its_dupl
     assert [c["id"] for c in _named(merchant)] == [made["rival"]["id"]]
 
 
+@pytest.mark.parametrize("status", [400, 409])
 def test_duplicate_client_id_refusal_reuses_the_concurrent_client(
     dintero_emulator: Any,
     dintero_connection: str,
@@ -287,7 +296,9 @@ def test_duplicate_client_id_refusal_reuses_the_concurrent_client(
     secretsmanager: Any,
     secret_name: str,
     concurrent: Any,
+    status: int,
 ) -> None:
+    dintero_emulator.settings.duplicate_status = status
     merchant = dintero_emulator.merchant_ids[0]
     made = concurrent("create_api_client", _rival_client(merchant, "airflow-race"), True)
 
@@ -299,17 +310,107 @@ def test_duplicate_client_id_refusal_reuses_the_concurrent_client(
     assert _sm_secret(secretsmanager, secret_name) is None
 
 
-def test_a_400_without_a_concurrent_client_still_fails(
-    dintero_emulator: Any, dintero_connection: str, aws_connection: str, secret_name: str
+@pytest.mark.parametrize("status", [400, 409])
+def test_a_refusal_without_a_concurrent_client_still_fails(
+    dintero_emulator: Any, dintero_connection: str, aws_connection: str, secret_name: str, status: int
 ) -> None:
     merchant = dintero_emulator.merchant_ids[0]
-    dintero_emulator.inject_fault(path_regex="/auth/clients$", method="POST", status=400)
+    dintero_emulator.inject_fault(path_regex="/auth/clients$", method="POST", status=status)
 
     with pytest.raises(DinteroApiError) as raised:
         _sm_operator(merchant, secret_name, client_id="airflow-race").execute({})
 
-    assert raised.value.status == 400
+    assert raised.value.status == status
     assert _named(merchant) == []
+
+
+# ------------------------------------------------------------------ duplicates refused with 400 or 409
+
+
+@pytest.mark.parametrize("status", [400, 409])
+def test_grant_refused_as_a_duplicate_returns_the_existing_grant(
+    dintero_emulator: Any, client_login: str, concurrent: Any, status: int
+) -> None:
+    dintero_emulator.settings.duplicate_status = status
+    dintero_emulator.settings.refuse_duplicates = ["grant"]
+    merchant, client, made = _rival_grant(dintero_emulator, client_login, concurrent)
+    hook = DinteroPartnerHook()
+
+    result = GrantOperator(
+        task_id="grant", account_id=merchant, client_id=client_login, scopes=["read:receipts"]
+    ).execute({})
+
+    assert result["id"] == made["rival"]["id"]
+    assert [g["id"] for g in hook.list_client_grants(merchant, client_uuid=client["id"])] == [result["id"]]
+    assert dintero_emulator.count("POST", r"/auth/client-grants$", status=status) == 1
+
+
+@pytest.mark.parametrize("status", [400, 409])
+def test_grant_refused_for_other_scopes_still_fails(
+    dintero_emulator: Any, client_login: str, concurrent: Any, status: int
+) -> None:
+    dintero_emulator.settings.duplicate_status = status
+    dintero_emulator.settings.refuse_duplicates = ["grant"]
+    merchant, _, _ = _rival_grant(dintero_emulator, client_login, concurrent)
+
+    with pytest.raises(DinteroApiError) as raised:
+        GrantOperator(
+            task_id="grant", account_id=merchant, client_id=client_login, scopes=["read:settlements"]
+        ).execute({})
+    assert raised.value.status == status
+
+
+@pytest.mark.parametrize("status", [400, 409])
+def test_subscription_refused_as_a_duplicate_returns_the_existing_one(
+    dintero_emulator: Any, dintero_connection: str, concurrent: Any, status: int
+) -> None:
+    dintero_emulator.settings.duplicate_status = status
+    dintero_emulator.settings.refuse_duplicates = ["subscription"]
+    merchant = dintero_emulator.merchant_ids[0]
+    made = concurrent("create_webhook_subscription", _rival_subscription(merchant), True)
+
+    result = _subscribe(merchant)
+
+    assert result["id"] == made["rival"]["id"]
+    left = DinteroPartnerHook().list_webhook_subscriptions(merchant)
+    assert [s["id"] for s in left] == [made["rival"]["id"]]
+    assert dintero_emulator.count("POST", SUBSCRIPTIONS, status=status) == 1
+
+
+def _rival_profile(merchant: str) -> Rival:
+    return lambda create: create(merchant, PROFILE)
+
+
+PROFILE = {"profile_id": "airflow-race", "description": "race", "configuration": {"dintero_psp": {}}}
+
+
+@pytest.mark.parametrize("status", [400, 409])
+def test_profile_refused_as_a_duplicate_returns_the_existing_one(
+    dintero_emulator: Any, dintero_connection: str, concurrent: Any, status: int
+) -> None:
+    dintero_emulator.settings.duplicate_status = status
+    merchant = dintero_emulator.merchant_ids[0]
+    made = concurrent("create_payment_profile", _rival_profile(merchant), True)
+
+    result = CreatePaymentProfileOperator(task_id="profile", account_id=merchant, profile=PROFILE).execute({})
+
+    assert result["profile_id"] == "airflow-race" == made["rival"]["profile_id"]
+    assert dintero_emulator.count("POST", r"/profiles$", status=status) == 1
+
+
+@pytest.mark.parametrize("status", [400, 409])
+def test_profile_refused_as_a_duplicate_with_if_exists_fail_fails(
+    dintero_emulator: Any, dintero_connection: str, concurrent: Any, status: int
+) -> None:
+    dintero_emulator.settings.duplicate_status = status
+    merchant = dintero_emulator.merchant_ids[0]
+    concurrent("create_payment_profile", _rival_profile(merchant), True)
+
+    with pytest.raises(DinteroApiError) as raised:
+        CreatePaymentProfileOperator(
+            task_id="profile", account_id=merchant, profile=PROFILE, if_exists="fail"
+        ).execute({})
+    assert raised.value.status == status
 
 
 # ------------------------------------------------------------------ Variable store

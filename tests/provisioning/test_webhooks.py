@@ -50,7 +50,7 @@ def test_second_run_reuses_only_the_same_url_and_event_set(
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        ({"events": ["settlement_created"]}, "events"),
+        ({"events": ["Settlement-Created"]}, "events"),
         ({"events": []}, "events"),
         ({"events": None}, "events"),
         ({"url": "http://example.com/hooks"}, "url"),
@@ -62,7 +62,7 @@ def test_second_run_reuses_only_the_same_url_and_event_set(
         ({"active": "yes"}, "active"),
     ],
     ids=[
-        "unknown-event",
+        "malformed-event",
         "no-events",
         "events-none",
         "plain-http",
@@ -85,12 +85,40 @@ def test_bad_input_is_refused_before_any_request(
     assert settle(dintero_emulator).requests == []
 
 
-def test_unknown_event_error_lists_the_valid_events(dintero_emulator: Any, dintero_connection: str) -> None:
-    with pytest.raises(DinteroInputError, match="unknown: settlement_created") as info:
+@pytest.mark.parametrize("event", ["payout_transfer", "checkout_capture", "settlement_update", "v2_event"])
+def test_any_event_of_the_documented_shape_is_subscribed_an_unknown_one_with_a_warning(
+    dintero_emulator: Any, dintero_connection: str, event: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    subscription = CreateWebhookSubscriptionOperator(
+        task_id="hook", account_id=dintero_emulator.merchant_ids[0], url=URL, events=["settlement_add", event]
+    ).execute({})
+
+    assert subscription["events"] == ["settlement_add", event]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.levelname == "WARNING" and event in r.getMessage()
+    ]
+    assert len(warnings) == 1 and "settlement_add" in warnings[0]  # names the known ones
+
+
+def test_a_known_event_logs_no_warning(
+    dintero_emulator: Any, dintero_connection: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    CreateWebhookSubscriptionOperator(
+        task_id="hook", account_id=dintero_emulator.merchant_ids[0], url=URL, events=["account_update"]
+    ).execute({})
+
+    assert not [r for r in caplog.records if r.levelname == "WARNING" and "Webhook event" in r.getMessage()]
+
+
+def test_malformed_event_error_names_it(dintero_emulator: Any, dintero_connection: str) -> None:
+    with pytest.raises(DinteroInputError, match="not: settlement created") as info:
         CreateWebhookSubscriptionOperator(
-            task_id="hook", account_id=dintero_emulator.merchant_ids[0], url=URL, events="settlement_created"
+            task_id="hook",
+            account_id=dintero_emulator.merchant_ids[0],
+            url=URL,
+            events=["settlement created"],
         ).execute({})
-    assert "settlement_add" in str(info.value)
+    assert info.value.field == "events"
 
 
 def test_plain_http_to_loopback_is_allowed(dintero_emulator: Any, dintero_connection: str) -> None:

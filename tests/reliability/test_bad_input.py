@@ -121,7 +121,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("settlements_to_s3", {"settlement_ids": "[unclosed"}, "settlement_ids"),
     ("settlements_to_s3", {"since": "not a date"}, "since"),
     ("settlements_to_s3", {"since": "2026-13-45"}, "since"),
-    ("settlements_to_s3", {"payment_providers": ["paypal"]}, "payment_providers"),
+    ("settlements_to_s3", {"payment_providers": ["pay/pal"]}, "payment_providers"),
     ("settlements_to_s3", {"payment_providers": ["vipps", ""]}, "payment_providers"),
     ("settlements_to_s3", {"payment_providers": 42}, "payment_providers"),
     ("settlements_to_s3", {"attachments": "pdf"}, "attachments"),
@@ -135,7 +135,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("insight_to_s3", {"until": "2026-02-30"}, "until"),
     # sensor
     ("sensor", {"since": "not a date"}, "since"),
-    ("sensor", {"payment_providers": ["paypal"]}, "payment_providers"),
+    ("sensor", {"payment_providers": ["pay/pal"]}, "payment_providers"),
     ("sensor", {"since": None, "lookback": "1h"}, "lookback"),
     ("sensor", {"deferrable": "maybe"}, "deferrable"),
     # API clients
@@ -168,7 +168,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("webhook", {"url": "http://example.com/h"}, "url"),
     ("webhook", {"url": "http://10.0.0.1/h"}, "url"),
     ("webhook", {"url": "ftp://example.com/h"}, "url"),
-    ("webhook", {"events": ["settlement_nope"]}, "events"),
+    ("webhook", {"events": ["settlement nope"]}, "events"),
     ("webhook", {"events": []}, "events"),
     ("webhook", {"secret": ""}, "secret"),
     ("webhook", {"active": "yes"}, "active"),
@@ -209,7 +209,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("delete_insight_config", {"config_id": ""}, "config_id"),
     (
         "create_settlement_config",
-        {"configuration": {**SETTLEMENT_CONFIG, "providers": ["paypal"]}},
+        {"configuration": {**SETTLEMENT_CONFIG, "providers": ["pay/pal"]}},
         "configuration.providers[0]",
     ),
     (
@@ -271,11 +271,11 @@ TEMPLATED: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     ("settlements_to_s3", {"since": "{{ params.day }}"}, {"day": "the 1st of November"}, "since"),
     ("settlements_to_s3", {"s3_key": "{{ params.key }}"}, {"key": "x/{settlement_id}/{nope}"}, "s3_key"),
     ("settlements_to_s3", {"settlement_ids": "{{ params.ids }}"}, {"ids": "[1, 2"}, "settlement_ids"),
-    ("settlements_to_s3", {"payment_providers": "{{ params.p }}"}, {"p": "paypal"}, "payment_providers"),
+    ("settlements_to_s3", {"payment_providers": "{{ params.p }}"}, {"p": "pay/pal"}, "payment_providers"),
     ("insight_to_s3", {"until": "{{ params.u }}"}, {"u": "end of October"}, "until"),
     ("sensor", {"deferrable": "{{ params.d }}"}, {"d": "perhaps"}, "deferrable"),
     ("grant", {"scopes": "{{ params.s }}"}, {"s": "read:settlements, write:everything"}, "scopes"),
-    ("webhook", {"events": "{{ params.e }}"}, {"e": "settlement_add account_gone"}, "events"),
+    ("webhook", {"events": "{{ params.e }}"}, {"e": "settlement_add account-gone!"}, "events"),
     ("webhook", {"url": "{{ params.u }}"}, {"u": "http://example.com/h"}, "url"),
     ("api_client", {"secret_variable_key": "secret {{ params.k }}"}, {"k": "x"}, "secret_variable_key"),
 ]

@@ -13,9 +13,24 @@ ATTACHMENT_PATH = r"/settlements/[^/]+/attachments/"
 LIST_PATH = r"/settlements$"
 
 
-@pytest.fixture
-def emu(dintero_emulator: Any, dintero_connection: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The reset emulator behind ``dintero_default``, with fast retries so error tests stay quick."""
+#: The emulator's readings of the settlements date filters every settlements test runs under:
+#: ``off`` takes dates and timestamps, ``spec`` only dates in ``created_at.*`` (the 2024 spec's
+#: ``format: date``), ``all`` only dates in ``item_created_at.*`` too.
+STRICT_DATES = ("off", "spec", "all")
+
+
+@pytest.fixture(params=STRICT_DATES, ids=[f"strict_dates={mode}" for mode in STRICT_DATES])
+def emu(
+    request: pytest.FixtureRequest,
+    dintero_emulator: Any,
+    dintero_connection: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    """
+    The reset emulator behind ``dintero_default``, with fast retries so error tests stay quick,
+    in each ``strict_dates`` mode: the same tests pass whether Dintero takes dates or timestamps.
+    """
+    dintero_emulator.settings.strict_dates = request.param
     conn = json.loads(connection_json(dintero_emulator))
     conn["extra"].update({"max_retries": 1, "retry_backoff": 0.01, "retry_max_wait": 0.05})
     monkeypatch.setenv("AIRFLOW_CONN_DINTERO_DEFAULT", json.dumps(conn))

@@ -96,7 +96,7 @@ def test_poke_provider_filter(emu: Any, providers: Any, expected: set[str]) -> N
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"payment_providers": ["paypal"]}, "payment_providers"),
+        ({"payment_providers": ["pay/pal"]}, "payment_providers"),
         ({"since": "last tuesday"}, "since"),
         ({"account_id": "merchant-1"}, "account_id"),
         ({"lookback": 3600, "since": None}, "lookback"),

@@ -185,7 +185,7 @@ def test_since_selects_by_created_at_with_no_upper_bound(emu: Any, s3_bucket: st
     assert result["settlement_ids"] == [_settlement(emu, mid, "klarna")["id"]]
     settled_count(emu, 1, "GET", LIST_PATH)
     (request,) = [r for r in emu.requests if r.method == "GET" and r.path.endswith("/settlements")]
-    assert request.query["item_created_at.gte"] == ["2026-11-01T00:00:00.000000Z"]
+    assert request.query["item_created_at.gte"] == ["2026-11-01"]  # whole days; the exact window is ours
     assert "item_created_at.lte" not in request.query
 
 
@@ -242,7 +242,7 @@ def test_missing_bucket_fails_before_any_download(emu: Any, aws_connection: str)
         ({"s3_key": "x/{settlement_id}.{extension}"}, "s3_key", "{attachment_id}"),
         ({"s3_key": "x/{}/{settlement_id}/{attachment_id}"}, "s3_key", "unknown field {}"),
         ({"since": "not a date"}, "since", "ISO-8601"),
-        ({"payment_providers": ["paypal"]}, "payment_providers", "klarna"),
+        ({"payment_providers": ["pay/pal"]}, "payment_providers", "klarna"),
         ({"attachments": "pdf"}, "attachments", "normalized"),
         ({"settlement_ids": [""]}, "settlement_ids", "settlement ids"),
         ({"account_id": "T1"}, "account_id", "8 digits"),
