@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from airflow_provider_dintero.redaction import redact_text
+from airflow_provider_dintero.redaction import redact_text, redact_value
 
 
 class DinteroInputError(AirflowFailException, ValueError):
@@ -65,7 +65,7 @@ class DinteroApiError(AirflowException):
         self.status = status
         self.code = code
         self.api_message = api_message
-        self.errors = errors or []
+        self.errors: list[Any] = redact_value(errors or [])  # they are the answer's words, echoes included
         self.account_id = account_id
         self.request_id = request_id
         # the last guard: a message never carries a credential, whoever built it

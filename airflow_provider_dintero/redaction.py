@@ -71,6 +71,21 @@ def redact_text(text: Any) -> str:
     return _airflow_redact(value)
 
 
+def redact_value(value: Any) -> Any:
+    """
+    Return ``value`` (a decoded JSON value) with :func:`redact_text` applied to every string in it.
+
+    :param value: a string, list, dict or scalar taken from an answer.
+    """
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list):
+        return [redact_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: redact_value(v) for k, v in value.items()}
+    return value
+
+
 def _airflow_redact(value: str) -> str:
     try:
         from airflow.providers.common.compat.sdk import redact

@@ -5,10 +5,13 @@ injector, outcome checks on S3, and the run summary printed at the end of the se
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import json
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +21,15 @@ from tests.provisioning.helpers import settle as settled
 
 #: Counters reported by :func:`pytest_terminal_summary`.
 STATS: dict[str, int] = {"faults": 0, "bad_inputs": 0, "canaries": 0, "lost": 0}
+#: Outcomes of the hostile-server cases (every test that uses the ``hostile`` fixture).
+HOSTILE: dict[str, int] = {"cases": 0, "overwritten": 0, "leaked": 0, "hung": 0}
+
+#: The hostile connection's client id and secret, and the Basic credentials they make.
+HOSTILE_CLIENT_ID = "hostile-client"
+HOSTILE_SECRET = "hostile-secret-canary-0001"
+HOSTILE_BASIC = base64.b64encode(f"{HOSTILE_CLIENT_ID}:{HOSTILE_SECRET}".encode()).decode()
+#: A hostile case whose call takes longer than this counts as hung (a count, not an assertion).
+HUNG_AFTER_SECONDS = 60.0
 
 #: Retries of the reliability connection: small enough to keep the suite fast, big enough for bursts.
 MAX_RETRIES = 4
@@ -26,12 +38,16 @@ ATTACHMENT_PATH = r"/settlements/[^/]+/attachments/"
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the reliability counters (only when this folder's tests ran)."""
-    if not any(STATS.values()):
-        return
-    terminalreporter.write_line(
-        f"reliability: faults injected={STATS['faults']}, bad inputs tried={STATS['bad_inputs']}, "
-        f"canaries found={STATS['canaries']}, objects lost or partial={STATS['lost']}"
-    )
+    if any(STATS.values()):
+        terminalreporter.write_line(
+            f"reliability: faults injected={STATS['faults']}, bad inputs tried={STATS['bad_inputs']}, "
+            f"canaries found={STATS['canaries']}, objects lost or partial={STATS['lost']}"
+        )
+    if HOSTILE["cases"]:
+        terminalreporter.write_line(
+            f"hostile answers: cases tried={HOSTILE['cases']}, objects overwritten={HOSTILE['overwritten']}, "
+            f"credentials leaked={HOSTILE['leaked']}, tasks hung={HOSTILE['hung']}"
+        )
 
 
 def reliability_connection(emu: Any, **extra: Any) -> str:
@@ -128,18 +144,92 @@ def check_complete(emu: Any, s3_client: Any, bucket: str, account_id: str, settl
 
 
 @pytest.fixture
-def hostile(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def hostile(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> Iterator[Any]:
     """
     A :class:`tests.reliability.hostile.HostileServer` on 127.0.0.1 behind ``dintero_default``.
 
     The connection is a partner (``T11200000``) with fast bounded retries; tests route the
-    answers they need and read ``hostile.requests``.
+    answers they need and read ``hostile.requests``. Each use is one hostile case of the summary
+    line: afterwards every log record (DEBUG and up) and the text of every provider error built
+    during the case are scanned for the credentials of the case (:func:`credential_hits`), a hit
+    fails the test; a case that took longer than :data:`HUNG_AFTER_SECONDS` counts as hung.
     """
+    from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
     from tests.reliability.hostile import HostileServer
 
+    errors: list[BaseException] = []
+    for cls in (DinteroApiError, DinteroInputError):
+        monkeypatch.setattr(cls, "__init__", _recording(cls.__init__, errors))
+    caplog.set_level(logging.DEBUG)
+    HOSTILE["cases"] += 1
+    started = time.monotonic()
     with HostileServer() as server:
         monkeypatch.setenv("AIRFLOW_CONN_DINTERO_DEFAULT", hostile_connection(server))
         yield server
+    HOSTILE["hung"] += time.monotonic() - started > HUNG_AFTER_SECONDS
+    hits = credential_hits(server, caplog.records, errors)
+    HOSTILE["leaked"] += len(hits)
+    if hits:
+        pytest.fail(f"credentials leaked in a hostile case: {', '.join(hits)}")
+
+
+def _recording(init: Callable[..., None], into: list[BaseException]) -> Callable[..., None]:
+    """``init`` that also appends the exception it initialises to ``into``."""
+
+    def __init__(self: BaseException, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        into.append(self)
+
+    return __init__
+
+
+def credential_hits(
+    server: Any, records: Iterable[logging.LogRecord], errors: Iterable[BaseException] = ()
+) -> list[str]:
+    """
+    One entry per credential of a hostile case found in a log record or an error's text.
+
+    The credentials are every token ``server`` issued, the connection's client secret and its
+    Basic form; a record's text is its message, its traceback and its exception.
+
+    :param server: the :class:`tests.reliability.hostile.HostileServer` of the case.
+    :param records: the captured log records.
+    :param errors: the exceptions raised (or built) during the case.
+    """
+    secrets = {"client secret": HOSTILE_SECRET, "Basic credentials": HOSTILE_BASIC}
+    secrets.update({f"issued token #{i}": token for i, token in enumerate(server.issued_tokens)})
+    texts = [f"{r.name}: {r.getMessage()}" for r in records]
+    texts += [logging.Formatter().formatException(r.exc_info) for r in records if r.exc_info]
+    texts += [f"{type(e).__name__}: {e!s} {e!r} {vars(e)}" for e in errors]
+    return [f"{name} in {text[:60]!r}" for text in texts for name, value in secrets.items() if value in text]
+
+
+@contextlib.contextmanager
+def counting_overwrites(s3_client: Any, bucket: str) -> Iterator[list[str]]:
+    """
+    Count in the summary line the objects a copy overwrote, and fail if any.
+
+    An object overwritten is one that was in the bucket before and has other content after, or a
+    key the copy wrote more than once (the test appends the URIs the copy reports to the yielded list).
+
+    :param s3_client: boto3 client of the moto server.
+    :param bucket: the bucket the copy writes to.
+    """
+    before = _etags(s3_client, bucket)
+    written: list[str] = []
+    try:
+        yield written
+    finally:
+        after = _etags(s3_client, bucket)
+        replaced = sorted(k for k, tag in before.items() if after.get(k, tag) != tag)
+        twice = len(written) - len(set(written))
+        HOSTILE["overwritten"] += len(replaced) + twice
+        assert (replaced, twice) == ([], 0), "objects overwritten"
+
+
+def _etags(s3_client: Any, bucket: str) -> dict[str, str]:
+    pages = s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {o["Key"]: str(o["ETag"]) for page in pages for o in page.get("Contents", [])}
 
 
 def hostile_connection(server: Any, **extra: Any) -> str:
@@ -148,8 +238,8 @@ def hostile_connection(server: Any, **extra: Any) -> str:
         {
             "conn_type": "dintero",
             "host": server.url,
-            "login": "hostile-client",
-            "password": "hostile-secret-canary-0001",
+            "login": HOSTILE_CLIENT_ID,
+            "password": HOSTILE_SECRET,
             "extra": {
                 "account_id": "T11200000",
                 "max_retries": 2,

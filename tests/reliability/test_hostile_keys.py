@@ -28,7 +28,7 @@ from airflow_provider_dintero.hooks.dintero import DinteroApiError, DinteroInput
 from airflow_provider_dintero.transfers.insight_report_to_s3 import InsightReportToS3Operator
 from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
 from tests.conftest import REPO
-from tests.reliability.conftest import STATS, s3_objects
+from tests.reliability.conftest import STATS, counting_overwrites, s3_objects
 from tests.reliability.hostile import HostileServer, Reply
 
 MERCHANT = "T11200001"
@@ -70,12 +70,15 @@ def _serve_settlements(server: HostileServer, settlements: list[dict[str, Any]])
     server.route("GET", r"/settlements/.+/attachments/", attachment)
 
 
-def _copy(bucket: str, **kwargs: Any) -> dict[str, Any]:
+def _copy(s3_client: Any, bucket: str, **kwargs: Any) -> dict[str, Any]:
     STATS["bad_inputs"] += 1
     op = SettlementsToS3Operator(
         task_id="copy", account_id=MERCHANT, s3_bucket=bucket, since="2026-11-01", **kwargs
     )
-    return op.execute({})  # type: ignore[arg-type]
+    with counting_overwrites(s3_client, bucket) as written:
+        result: dict[str, Any] = op.execute({})  # type: ignore[arg-type]
+        written += result["written"]
+    return result
 
 
 def _sha(data: bytes) -> str:
@@ -101,7 +104,7 @@ def test_a_settlement_of_another_account_fails_before_anything_is_written(
     )
 
     with pytest.raises(DinteroApiError, match=rf"{OTHER}.*{MERCHANT}"):
-        _copy(s3_bucket)
+        _copy(s3_client, s3_bucket)
 
     assert s3_objects(s3_client, s3_bucket) == {}
     assert hostile.count("GET", r"/attachments/") == 0
@@ -112,7 +115,7 @@ def test_an_attachment_named_manifest_never_takes_the_manifests_key(
 ) -> None:
     _serve_settlements(hostile, [_settlement("S1", [_attachment("manifest", "json"), _attachment("a1")])])
 
-    result = _copy(s3_bucket)
+    result = _copy(s3_client, s3_bucket)
 
     keys = set(s3_objects(s3_client, s3_bucket))
     assert len(keys) == 3 and len(result["written"]) == 3
@@ -139,7 +142,7 @@ def test_distinct_attachment_ids_get_distinct_keys_and_their_own_bytes(
 ) -> None:
     _serve_settlements(hostile, [_settlement("S1", [_attachment(i) for i in ids])])
 
-    result = _copy(s3_bucket)
+    result = _copy(s3_client, s3_bucket)
 
     manifest = json.loads(_read(s3_client, s3_bucket, f"{PREFIX}S1/manifest.json"))
     uris = {entry["id"]: entry["s3_uri"] for entry in manifest["attachments"]}
@@ -166,7 +169,7 @@ def test_an_attachment_without_a_usable_id_fails_before_anything_is_written(
     _serve_settlements(hostile, [_settlement("S0", [_attachment("fine")]), _settlement("S1", attachments)])
 
     with pytest.raises(DinteroApiError, match="without a usable id"):
-        _copy(s3_bucket)
+        _copy(s3_client, s3_bucket)
 
     assert s3_objects(s3_client, s3_bucket) == {}
     assert not any("None" in r.path for r in hostile.requests)
@@ -187,7 +190,7 @@ def test_dot_segments_and_control_characters_never_reach_a_key(
         ],
     )
 
-    _copy(s3_bucket, s3_key=template)
+    _copy(s3_client, s3_bucket, s3_key=template)
 
     keys = set(s3_objects(s3_client, s3_bucket))
     assert len(keys) == 3 + 2
@@ -201,7 +204,7 @@ def test_non_ascii_ids_copy_correctly(hostile: HostileServer, s3_bucket: str, s3
     att_id = "kvittering-æøå-日本"
     _serve_settlements(hostile, [_settlement("S-ø1", [_attachment(att_id)])])
 
-    _copy(s3_bucket)
+    _copy(s3_client, s3_bucket)
 
     key = f"{PREFIX}S-ø1/{att_id}.pdf"
     assert set(s3_objects(s3_client, s3_bucket)) == {key, f"{PREFIX}S-ø1/manifest.json"}
@@ -242,10 +245,13 @@ def _serve_reports(server: HostileServer, reports: list[dict[str, Any]]) -> None
     server.route("GET", r"^/signed/\d+$", signed)
 
 
-def _copy_reports(bucket: str, **kwargs: Any) -> list[str]:
+def _copy_reports(s3_client: Any, bucket: str, **kwargs: Any) -> list[str]:
     STATS["bad_inputs"] += 1
     op = InsightReportToS3Operator(task_id="copy_reports", account_id=MERCHANT, s3_bucket=bucket, **kwargs)
-    return op.execute({})  # type: ignore[arg-type]
+    with counting_overwrites(s3_client, bucket) as written:
+        uris: list[str] = op.execute({})  # type: ignore[arg-type]
+        written += uris
+    return uris
 
 
 @pytest.mark.parametrize("replace", [False, True])
@@ -259,7 +265,7 @@ def test_a_report_of_another_account_fails_before_anything_is_written(
     )
 
     with pytest.raises(DinteroApiError, match=rf"{OTHER}.*{MERCHANT}"):
-        _copy_reports(s3_bucket, replace=replace)
+        _copy_reports(s3_client, s3_bucket, replace=replace)
 
     assert s3_objects(s3_client, s3_bucket) == {theirs: len(b"the other merchant's report")}
     assert hostile.count("GET", r"^/signed/") == 0
@@ -270,7 +276,7 @@ def test_a_report_without_account_id_lands_under_the_operators_account(
 ) -> None:
     _serve_reports(hostile, [_report("r1", "r1.pdf")])
 
-    (uri,) = _copy_reports(s3_bucket)
+    (uri,) = _copy_reports(s3_client, s3_bucket)
 
     key = f"dintero/insight/account={MERCHANT}/config=cfg-1/period=2026-10-01_2026-10-31/r1.pdf"
     assert uri == f"s3://{s3_bucket}/{key}"
@@ -282,7 +288,7 @@ def test_distinct_report_file_names_get_distinct_keys(
 ) -> None:
     _serve_reports(hostile, [_report("r1", "a/b.pdf"), _report("r2", "a_b.pdf"), _report("r3", "..")])
 
-    uris = _copy_reports(s3_bucket)
+    uris = _copy_reports(s3_client, s3_bucket)
 
     keys = [uri.split("/", 3)[3] for uri in uris]
     assert len(set(keys)) == 3
@@ -300,7 +306,7 @@ def test_a_report_without_id_fails_before_anything_is_written(
     _serve_reports(hostile, [_report("r1", "r1.pdf"), _report(..., "x.pdf"), _report(..., "y.pdf")])
 
     with pytest.raises(DinteroApiError, match="without a usable id"):
-        _copy_reports(s3_bucket)
+        _copy_reports(s3_client, s3_bucket)
 
     assert s3_objects(s3_client, s3_bucket) == {}
 
@@ -311,7 +317,7 @@ def test_two_reports_on_one_key_fail_before_anything_is_written(
     _serve_reports(hostile, [_report("r1", "same.pdf"), _report("r2", "same.pdf")])
 
     with pytest.raises(DinteroInputError, match="r1 and report r2"):
-        _copy_reports(s3_bucket)
+        _copy_reports(s3_client, s3_bucket)
 
     assert s3_objects(s3_client, s3_bucket) == {}
 
@@ -383,7 +389,7 @@ def test_a_killed_copy_leaves_no_multipart_upload_after_a_successful_rerun(
     whole = b"".join(_stalling_body(size, size, release))
     hostile.route("GET", r"/attachments/big$", Reply(body=whole, headers={"Content-Type": "application/pdf"}))
 
-    _copy(s3_bucket)
+    _copy(s3_client, s3_bucket)
 
     assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
     assert _sha(_read(s3_client, s3_bucket, f"{PREFIX}S1/big.pdf")) == _sha(whole)

@@ -7,9 +7,9 @@ base URL with user info is refused, naming the field, before any request.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -18,11 +18,11 @@ from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputErr
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from tests.reliability.hostile import HostileServer, Reply, Seen, jwt_like
 
-from .conftest import STATS, first_trigger_event, hostile_connection
+from .conftest import HOSTILE_BASIC as BASIC
+from .conftest import HOSTILE_SECRET as SECRET
+from .conftest import STATS, credential_hits, first_trigger_event, hostile_connection
 
 MID = "T11200001"
-SECRET = "hostile-secret-canary-0001"
-BASIC = base64.b64encode(f"hostile-client:{SECRET}".encode()).decode()
 FOREIGN_JWT = jwt_like("someone-else", seed="foreign")
 
 
@@ -122,3 +122,45 @@ def test_a_base_url_with_user_info_is_refused_before_any_request(
     assert err.value.field == "host"
     assert "pw-canary-77" not in str(err.value)
     assert hostile.requests == []
+
+
+def _issued_token(server: HostileServer) -> str:
+    """Have ``server`` issue a token, over HTTP, and return it."""
+    import urllib.request
+
+    request = urllib.request.Request(f"{server.url}/v1/accounts/T11200000/auth/token", data=b"{}")
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return str(json.load(answer)["access_token"])
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        pytest.param("token in message", "issued token #0", id="token-in-message"),
+        pytest.param("token in traceback", "issued token #0", id="token-in-traceback"),
+        pytest.param("basic in message", "Basic credentials", id="basic-in-message"),
+        pytest.param("secret in error", "client secret", id="secret-in-error"),
+    ],
+)
+def test_the_leak_scan_of_every_hostile_case_finds_a_planted_credential(where: str, expected: str) -> None:
+    with HostileServer() as server:
+        token = _issued_token(server)
+    planted = {"token": token, "basic": BASIC, "secret": SECRET}[where.split()[0]]
+    message = logging.LogRecord("dintero", logging.INFO, __file__, 1, "calling with %s", (planted,), None)
+    clean = logging.LogRecord("dintero", logging.INFO, __file__, 1, "calling with %s", ("***",), None)
+    records = [clean]
+    errors: list[BaseException] = [DinteroApiError("no credential here")]
+    if where.endswith("message"):
+        records.append(message)
+    elif where.endswith("traceback"):
+        try:
+            raise RuntimeError(f"answer was {planted}")
+        except RuntimeError:
+            clean.exc_info = sys.exc_info()
+    else:
+        errors.append(DinteroInputError("password", "a secret that is not echoed", planted))
+
+    hits = credential_hits(server, records, errors)
+
+    assert len(hits) == 1
+    assert hits[0].startswith(expected)
