@@ -9,6 +9,11 @@ Collect a merchant's Dintero insight reports into S3, every day.
    without a logical date (Airflow 3's default for manual runs) looks back from the moment
    it was triggered.
 
+One run at a time (``max_active_runs=1``): a run takes seconds, so a manual run waits at most
+that long behind a scheduled one, and two runs never copy the same reports at once. (Two runs
+finishing together can also race Airflow 3.3 when it first creates the report Asset that the
+copy names at run time: one of them is failed with a database integrity error.)
+
 Configuration errors (no bucket, an unknown report configuration, a malformed merchant id)
 fail at once, without retries.
 
@@ -48,6 +53,7 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
+    max_active_runs=1,
     params={
         "merchant_id": "T11200001",
         "s3_bucket": os.environ.get("DINTERO_DEMO_BUCKET", "dintero-reports"),
