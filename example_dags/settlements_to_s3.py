@@ -131,7 +131,14 @@ def collect_merchant(account_id: str) -> Any:
     return copy.output
 
 
-@task(trigger_rule="all_done", outlets=[AssetAlias(name=ASSET_ALIAS)])
+# The default bucket's Asset is also an inlet (what the report reads back): that registers it when
+# the DAG is parsed, so two runs reporting at once never race Airflow 3.3's first creation of it
+# (one of them would be failed with a database integrity error). Inlets emit no events.
+@task(
+    trigger_rule="all_done",
+    outlets=[AssetAlias(name=ASSET_ALIAS)],
+    inlets=[settlements_asset(BUCKET)],
+)
 def report(**context: Any) -> dict[str, dict[str, Any]]:
     """
     Per merchant: copied (counts), nothing new, or the step that failed and its state.
