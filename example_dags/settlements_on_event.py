@@ -23,6 +23,7 @@ use ``example_dags/settlements_to_s3.py``, whose sensor waits for the merchants'
 a schedule.
 """
 
+# example DAG: Airflow 3 only
 from __future__ import annotations
 
 import os
