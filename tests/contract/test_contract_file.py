@@ -1,13 +1,12 @@
 """
 The contract file itself: every fact cites a known source or says ``inferred``, every request
-path in the provider's code is in the contract, and the README's table says what the contract says.
+path in the provider's code is in the contract, and every operation says what is still open.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from tests.contract.contract import Contract
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "airflow_provider_dintero"
-README_SECTION = "## What is confirmed against Dintero's own material"
 FACT_SECTIONS = ("path_params", "query", "body")
 
 
@@ -62,6 +60,14 @@ def test_every_fact_names_its_source(contract: Contract, operation: str) -> None
     assert bool(op["confirmed_by"]) != str(op["source"]).startswith("inferred")
 
 
+@pytest.mark.parametrize("operation", Contract.load().operations)
+def test_every_operation_has_its_readme_words(contract: Contract, operation: str) -> None:
+    op = contract.data["operations"][operation]
+
+    assert isinstance(op.get("open_points"), str) and op["open_points"].strip()
+    assert bool(op.get("path")) != bool(op.get("external_url")), "a path, or an external_url for README"
+
+
 def _request_paths_in_code() -> set[str]:
     """Every ``"/v1/..."`` path literal (f-strings too) in the provider, with ``{}`` for each value."""
     found: set[str] = set()
@@ -91,43 +97,3 @@ def test_every_path_the_code_requests_is_in_the_contract(contract: Contract) -> 
 
     assert in_code, "no request paths found in the provider's code"
     assert in_code - in_contract == set()
-
-
-def _readme_section() -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    assert README_SECTION in text
-    return text.split(README_SECTION, 1)[1].split("\n## ", 1)[0]
-
-
-def _readme_rows() -> dict[str, list[str]]:
-    section = _readme_section()
-    rows: dict[str, list[str]] = {}
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 4 and cells[0].startswith("`") and cells[0].endswith("`"):
-            rows[cells[0].strip("`")] = cells
-    return rows
-
-
-def test_the_readme_table_matches_the_contract(contract: Contract) -> None:
-    rows = _readme_rows()
-    listed = {
-        name: sorted(re.findall(r"\b(spec2024|node_sdk|dotnet|docs)\b", cells[2]))
-        for name, cells in rows.items()
-    }
-    expected = {name: sorted(op.spec["confirmed_by"]) for name, op in contract.operations.items()}
-
-    assert listed == expected
-    assert all(("inferred" in cells[2]) == (not expected[name]) for name, cells in rows.items())
-
-
-def test_the_readme_counts_match_the_contract(contract: Contract) -> None:
-    ops = [op.spec["confirmed_by"] for op in contract.operations.values()]
-    per_source = Counter(source for confirmed in ops for source in confirmed)
-    by_source = ", ".join(f"`{name}` {count}" for name, count in per_source.most_common())
-    inferred = sum(1 for confirmed in ops if not confirmed)
-    expected = (
-        f"Counts: {len(ops)} operations; {inferred} inferred, {len(ops) - inferred} confirmed ({by_source})."
-    )
-
-    assert expected in " ".join(_readme_section().split())

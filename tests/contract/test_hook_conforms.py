@@ -2,8 +2,9 @@
 Every request the hook sends, and every answer the emulator gives, checked against our contract
 (``dintero.yaml``), one operation at a time.
 
-For each operation a driver calls the hook methods that send it (and whatever they need first:
-tokens, a created object to read back). Then:
+Each operation's ``hook:`` entry in the contract says which hook calls send it (see the file's
+header); :class:`Driving` runs them, resolving ``"{name}"`` values from the named setups below or
+from another operation's calls. Then:
 
 - every entry of the emulator's request log (method, path, host, query, and the body when the log
   keeps it) must conform to the contract;
@@ -14,178 +15,147 @@ tokens, a created object to read back). Then:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
+import contextlib
+import inspect
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook, DinteroPartnerHook
 from tests.contract.conftest import Exchange
 from tests.contract.contract import Contract
 
-Driver = Callable[[Any, Any, str], None]
-
-INSIGHT_BODY = {
-    "dataType": "checkout/transactions",
-    "schedule": "monthly",
-    "language": "en",
-    "name": "Contract",
-}
-SRC_BODY = {"filetypes": ["pdf"], "destinations": [], "providers": []}
-PROFILE_BODY = {"profile_id": "contract", "description": "Contract test", "configuration": {}}
-HOOK_BODY = {
-    "config": {
-        "url": "https://hooks.example.com/dintero",
-        "secret": {"type": "HMAC-SHA1", "value": "s3cret"},
-    },
-    "events": ["settlement_add"],
-}
+#: a whole-string placeholder: ``{name}`` or ``{name.field.0.key}``
+PLACEHOLDER = re.compile(r"^\{([a-z_][a-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\}$")
 
 
-def _settlement_with_attachment(hook: Any, merchant: str) -> tuple[str, str]:
-    item = next(s for s in hook.list_settlements(merchant) if s.get("attachments"))
-    return item["id"], item["attachments"][0]["id"]
+def _redirected_downloads(run: Driving) -> bool:
+    run.emulator.settings.attachment_redirect = True
+    return True
 
 
-def _download_attachment(hook: Any, emu: Any, merchant: str) -> None:
-    settlement, attachment = _settlement_with_attachment(hook, merchant)
-    with hook.stream_settlement_attachment(merchant, settlement, attachment) as stream:
-        stream.read()
+def _signed_report(run: Driving) -> Any:
+    return next(r for r in run.hook.list_report_metadata(run.merchant) if r.get("signed_url"))
 
 
-def _follow_redirect(hook: Any, emu: Any, merchant: str) -> None:
-    emu.settings.attachment_redirect = True
-    _download_attachment(hook, emu, merchant)
-
-
-def _download_report(hook: Any, emu: Any, merchant: str) -> None:
-    report = next(r for r in hook.list_report_metadata(merchant) if r.get("signed_url"))
-    with hook.stream_signed_url(report["signed_url"], account_id=merchant, description="a report") as stream:
-        stream.read()
-
-
-def _list_settlements(hook: Any, emu: Any, merchant: str) -> None:
-    # small pages so the cursor parameters are sent, filters of every kind
-    list(hook.list_settlements(merchant, limit=2, created_at_gte="2026-10-01", created_at_lte="2026-10-31"))
-    list(hook.list_settlements(merchant, limit=2, item_created_at_gte="2026-10-01T00:00:00Z"))
-    list(
-        hook.list_settlements(
-            merchant, payment_providers=["vipps", "payex"], payout_destination_id="seller-1"
-        )
-    )
-    hook.get_settlement(merchant, emu.settlements(merchant)[0]["id"])
-
-
-def _async_list_settlements(hook: Any, emu: Any, merchant: str) -> None:
-    from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook
-
-    async_hook = DinteroAsyncHook(hook.dintero_conn_id)
-    asyncio.run(async_hook.async_list_settlements(merchant, limit=2, created_at_gte="2026-10-01"))
-
-
-def _insight_config(hook: Any, merchant: str) -> str:
-    return str(hook.create_report_configuration(merchant, INSIGHT_BODY)["id"])
-
-
-def _src_config(hook: Any, merchant: str) -> str:
-    return str(hook.create_settlement_report_configuration(merchant, SRC_BODY)["id"])
-
-
-def _api_client(hook: Any, merchant: str) -> str:
-    return str(hook.create_api_client(merchant, name="contract", description="contract test")["id"])
-
-
-def _grant(hook: Any, merchant: str) -> str:
-    client = _api_client(hook, merchant)
-    grant = hook.create_client_grant(
-        merchant, client_uuid=client, audience=hook.audience(merchant), scope=["read:settlements"]
-    )
-    return str(grant["id"])
-
-
-def _webhook(hook: Any, merchant: str) -> str:
-    return str(hook.create_webhook_subscription(merchant, HOOK_BODY)["id"])
-
-
-#: operation -> the hook calls that send it (run as the partner, on merchant ``merchant``).
-DRIVERS: dict[str, Driver] = {
-    "get_token": lambda hook, emu, m: hook.get_token(None),
-    "exchange_token": lambda hook, emu, m: hook.get_token(m),
-    "list_merchants": lambda hook, emu, m: list(hook.list_merchants(limit=2, country="NO")),
-    "get_account_settings": lambda hook, emu, m: (hook.get_account(m), hook.get_account(None)),
-    "list_settlements": _list_settlements,
-    "download_settlement_attachment": _download_attachment,
-    "follow_attachment_redirect": _follow_redirect,
-    "list_report_metadata": lambda hook, emu, m: list(hook.list_report_metadata(m, limit=1)),
-    "download_signed_url": _download_report,
-    "list_insight_configurations": lambda hook, emu, m: hook.list_report_configurations(m),
-    "get_insight_configuration": lambda hook, emu, m: hook.get_report_configuration(
-        m, _insight_config(hook, m)
+#: named setups a ``hook:`` entry may use besides another operation's result
+SETUPS: dict[str, Callable[[Driving], Any]] = {
+    "merchant": lambda run: run.merchant,
+    "audience": lambda run: run.hook.audience(run.merchant),
+    "settlement": lambda run: run.emulator.settlements(run.merchant)[0],
+    "attached_settlement": lambda run: next(
+        s for s in run.emulator.settlements(run.merchant) if s.get("attachments")
     ),
-    "create_insight_configuration": lambda hook, emu, m: _insight_config(hook, m),
-    "update_insight_configuration": lambda hook, emu, m: hook.update_report_configuration(
-        m, _insight_config(hook, m), {**INSIGHT_BODY, "schedule": "weekly"}
-    ),
-    "delete_insight_configuration": lambda hook, emu, m: hook.delete_report_configuration(
-        m, _insight_config(hook, m)
-    ),
-    "list_settlement_report_configurations": lambda hook, emu, m: (
-        _src_config(hook, m),
-        list(hook.list_settlement_report_configurations(m, limit=1)),
-    ),
-    "create_settlement_report_configuration": lambda hook, emu, m: _src_config(hook, m),
-    "update_settlement_report_configuration": lambda hook, emu, m: (
-        hook.update_settlement_report_configuration(
-            m, _src_config(hook, m), {**SRC_BODY, "filetypes": ["csv"]}
-        )
-    ),
-    "delete_settlement_report_configuration": lambda hook, emu, m: (
-        hook.delete_settlement_report_configuration(m, _src_config(hook, m))
-    ),
-    "list_api_clients": lambda hook, emu, m: hook.list_api_clients(m),
-    "get_api_client": lambda hook, emu, m: hook.get_api_client(m, _api_client(hook, m)),
-    "create_api_client": lambda hook, emu, m: _api_client(hook, m),
-    "rotate_api_client_secret": lambda hook, emu, m: hook.rotate_api_client_secret(m, _api_client(hook, m)),
-    "delete_api_client": lambda hook, emu, m: hook.delete_api_client(m, _api_client(hook, m)),
-    "list_client_grants": lambda hook, emu, m: (
-        _grant(hook, m),
-        hook.list_client_grants(m),
-        hook.list_client_grants(m, client_uuid=hook.list_api_clients(m)[0]["id"], audience=hook.audience(m)),
-    ),
-    "create_client_grant": lambda hook, emu, m: _grant(hook, m),
-    "delete_client_grant": lambda hook, emu, m: hook.delete_client_grant(m, _grant(hook, m)),
-    "list_payment_profiles": lambda hook, emu, m: hook.list_payment_profiles(m),
-    "get_payment_profile": lambda hook, emu, m: hook.get_payment_profile(m, "default"),
-    "create_payment_profile": lambda hook, emu, m: hook.create_payment_profile(m, PROFILE_BODY),
-    "update_payment_profile": lambda hook, emu, m: hook.update_payment_profile(
-        m, "default", {"description": "Updated", "configuration": {}}
-    ),
-    "list_webhook_subscriptions": lambda hook, emu, m: (
-        _webhook(hook, m),
-        hook.list_webhook_subscriptions(m),
-    ),
-    "create_webhook_subscription": lambda hook, emu, m: _webhook(hook, m),
-    "delete_webhook_subscription": lambda hook, emu, m: hook.delete_webhook_subscription(
-        m, _webhook(hook, m)
-    ),
+    "signed_report": _signed_report,
+    "redirected_downloads": _redirected_downloads,
 }
 
-#: extra drivers for an operation sent by more than one code path
-EXTRA_DRIVERS: dict[str, Driver] = {"list_settlements[async]": _async_list_settlements}
 
-#: sent outside the hook's pooled ``requests`` session (httpx for triggers, a bare session for
-#: signed URLs): checked through the emulator's log only
-NOT_ON_HOOK_SESSION = {"list_settlements[async]", "download_signed_url"}
+def _settle(result: Any) -> Any:
+    """The result of a hook call once used up: a stream read, an iterator listed, a coroutine run."""
+    if inspect.iscoroutine(result):
+        result = asyncio.run(result)
+    if isinstance(result, contextlib.AbstractContextManager):
+        with result as stream:
+            return stream.read()
+    if isinstance(result, Iterator):
+        return list(result)
+    return result
 
-CASES = [pytest.param(op, driver, id=op) for op, driver in DRIVERS.items()] + [
-    pytest.param(name.split("[")[0], driver, id=name) for name, driver in EXTRA_DRIVERS.items()
+
+def _dig(value: Any, path: list[str], where: str) -> Any:
+    for key in path:
+        try:
+            value = value[int(key)] if isinstance(value, list) else value[key]
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise AssertionError(f"{where}: no {key!r} in {value!r}") from None
+    return value
+
+
+def _calls(entries: Any) -> Iterator[tuple[str | None, Any]]:
+    """``(method, kwargs)`` per entry of a ``hook:`` list; ``(None, "{name}")`` for a bare name."""
+    for entry in entries or []:
+        if isinstance(entry, str):
+            yield None, entry
+        else:
+            ((method, kwargs),) = entry.items()
+            yield method, kwargs or {}
+
+
+@dataclass
+class Driving:
+    """One run of an operation's ``hook:`` calls against the emulator.
+
+    :param contract: the contract.
+    :param hook: the partner hook.
+    :param emulator: the emulator (reset for the test).
+    :param merchant: the merchant the calls act on.
+    """
+
+    contract: Contract
+    hook: Any
+    emulator: Any
+    merchant: str
+    resolved: dict[str, Any] = field(default_factory=dict)
+    resolving: list[str] = field(default_factory=list)
+
+    def run(self, operation: str, key: str = "hook") -> Any:
+        """Run an operation's calls (``hook`` or ``async_hook``) and return the last result."""
+        if operation in self.resolving:
+            raise AssertionError(f"{operation} needs itself ({' -> '.join([*self.resolving, operation])})")
+        target = DinteroAsyncHook(self.hook.dintero_conn_id) if key == "async_hook" else self.hook
+        self.resolving.append(operation)
+        result = None
+        for method, kwargs in _calls(self.contract.data["operations"][operation].get(key)):
+            if method is None:
+                self.value(kwargs, operation)
+                continue
+            result = _settle(getattr(target, method)(**self.value(kwargs, operation)))
+        self.resolving.pop()
+        return result
+
+    def value(self, value: Any, where: str) -> Any:
+        """``value`` with every placeholder string resolved (in lists and mappings too)."""
+        if isinstance(value, Mapping):
+            return {k: self.value(v, where) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v, where) for v in value]
+        found = PLACEHOLDER.match(value) if isinstance(value, str) else None
+        if found is None:
+            return value
+        name = found.group(1)
+        if name not in self.resolved:
+            setup = SETUPS.get(name)
+            self.resolved[name] = setup(self) if setup else self.run(name)
+        return _dig(self.resolved[name], found.group(2).split(".")[1:], f"{where}: {value}")
+
+
+def _cases(contract: Contract) -> list[Any]:
+    ops = contract.data["operations"]
+    cases = [pytest.param(op, "hook", id=op) for op in ops]
+    cases += [
+        pytest.param(op, "async_hook", id=f"{op}[async]") for op, spec in ops.items() if "async_hook" in spec
+    ]
+    return cases
+
+
+CONTRACT = Contract.load()
+CASES = _cases(CONTRACT)
+#: operations sent outside the hook's pooled ``requests`` session (httpx for triggers, a bare
+#: session for signed URLs: ``hook_session: false``) are checked through the emulator's log only
+SESSION_CASES = [
+    case
+    for case in CASES
+    if case.values[1] == "hook" and CONTRACT.data["operations"][case.values[0]].get("hook_session", True)
 ]
-SESSION_CASES = [case for case in CASES if case.id not in NOT_ON_HOOK_SESSION]
 
 
 @dataclass
 class Run:
-    """Runs a driver against the reset emulator and checks what it sent.
+    """Runs an operation's hook calls against the reset emulator and checks what they sent.
 
     :param contract: the contract.
     :param hook: the partner hook whose exchanges are recorded.
@@ -200,10 +170,10 @@ class Run:
     emulator: Any
     hosts: dict[str, str]
 
-    def __call__(self, driver: Driver) -> list[Any]:
-        """Run ``driver`` and return the emulator's request log of it."""
+    def __call__(self, operation: str, key: str = "hook") -> list[Any]:
+        """Run the operation's ``key`` calls and return the emulator's request log of them."""
         self.emulator.clear_requests()
-        driver(self.hook, self.emulator, self.emulator.merchant_ids[0])
+        Driving(self.contract, self.hook, self.emulator, self.emulator.merchant_ids[0]).run(operation, key)
         return self.emulator.requests
 
 
@@ -218,24 +188,52 @@ def run(
     return Run(contract, *contract_hook, dintero_emulator, contract_hosts)
 
 
-def test_every_contract_operation_has_a_driver(contract: Contract) -> None:
-    assert set(DRIVERS) == set(contract.operations)
+def _names(value: Any) -> Iterator[str]:
+    if isinstance(value, Mapping):
+        for v in value.values():
+            yield from _names(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _names(v)
+    elif isinstance(value, str) and PLACEHOLDER.match(value):
+        yield PLACEHOLDER.match(value).group(1)  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("operation", "driver"), CASES)
-def test_emulator_log_conforms(operation: str, driver: Driver, run: Run) -> None:
-    records = run(driver)
+@pytest.mark.parametrize(("operation", "key"), CASES)
+def test_the_hook_calls_are_well_formed(contract: Contract, operation: str, key: str) -> None:
+    target = DinteroAsyncHook if key == "async_hook" else DinteroPartnerHook
+    calls = list(_calls(contract.data["operations"][operation].get(key)))
+    problems = []
+    for method, kwargs in calls:
+        names = set(_names(kwargs))
+        problems += [f"unknown name {n!r}" for n in names - set(SETUPS) - set(contract.operations)]
+        if method is None:
+            continue
+        if not callable(getattr(target, method, None)) or method.startswith("_"):
+            problems.append(f"{target.__name__} has no method {method!r}")
+            continue
+        try:
+            inspect.signature(getattr(target, method)).bind(None, **kwargs)
+        except TypeError as error:
+            problems.append(f"{method}({', '.join(kwargs)}): {error}")
+    assert any(method for method, _ in calls), f"{operation} has no {key}: calls that send it"
+    assert problems == []
+
+
+@pytest.mark.parametrize(("operation", "key"), CASES)
+def test_emulator_log_conforms(operation: str, key: str, run: Run) -> None:
+    records = run(operation, key)
 
     matched = (run.contract.match(r.method, r.path) for r in records)
     seen = {op.name for op, _ in matched if op is not None}
     problems = [p for r in records for p in run.contract.check_request(r, run.hosts)]
-    assert operation in seen, f"the driver never sent {operation}; the log has {sorted(seen)}"
+    assert operation in seen, f"the hook calls never sent {operation}; the log has {sorted(seen)}"
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize(("operation", "driver"), SESSION_CASES)
-def test_client_exchanges_conform(operation: str, driver: Driver, run: Run) -> None:
-    run(driver)
+@pytest.mark.parametrize(("operation", "key"), SESSION_CASES)
+def test_client_exchanges_conform(operation: str, key: str, run: Run) -> None:
+    run(operation, key)
 
     problems: list[str] = []
     answered: set[str] = set()

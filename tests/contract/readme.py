@@ -1,0 +1,274 @@
+"""
+The README's generated tables, and the command that rewrites them.
+
+``python -m tests.contract.readme --write`` rewrites, in ``README.md``, the blocks between
+``<!-- BEGIN ... -->`` and ``<!-- END ... -->`` comments:
+
+- ``confirmed``: the table "What is confirmed against Dintero's own material" and its counts,
+  generated from ``tests/contract/dintero.yaml`` (operation, request, ``confirmed_by``,
+  ``open_points``);
+- ``operators <module> ...``: an operator table for the listed ``airflow_provider_dintero.operators``
+  modules (``*``: every module no other block lists). Each row's first cell is regenerated from
+  the operators' ``__init__`` signatures; the other cells are kept as written. An operator with no
+  row gets one: its class docstring's first paragraph, and its ``Returns ...`` paragraph (else
+  its ``execute`` docstring's first line). A row naming an operator that does not exist is an error.
+
+Without ``--write`` it only checks, prints what would change and exits 1 when README is stale.
+``tests/contract/test_readme.py`` runs the same check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import inspect
+import json
+import pkgutil
+import re
+import sys
+import textwrap
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tests.contract.contract import Contract
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+COMMAND = "python -m tests.contract.readme --write"
+BLOCK = re.compile(r"(<!-- BEGIN (\w+)([^\n]*?)(?::[^\n]*)? -->\n)(.*?)(<!-- END \2 -->)", re.S)
+OPERATOR_SPAN = re.compile(r"`([A-Z]\w*Operator)(\([^`]*\))?`")
+#: ``__init__`` parameters every operator has, left out of the tables
+COMMON_PARAMS = {"self", "dintero_conn_id"}
+
+
+class ReadmeError(Exception):
+    """The README cannot be generated as it stands (e.g. it names an unknown operator)."""
+
+
+# ---------------------------------------------------------------------- confirmed
+
+
+def confirmed_block(contract: Contract) -> str:
+    """The table "What is confirmed against Dintero's own material" and its counts line.
+
+    :param contract: the contract the table states.
+    """
+    lines = ["| Operation | Request | Confirmed by | Open points |", "|---|---|---|---|"]
+    for name, op in contract.operations.items():
+        spec = op.spec
+        if spec.get("path"):
+            request = f"`{op.method} {spec['path']}` ({op.host})"
+        else:
+            request = f"{spec['external_url']} ({op.host})"
+        confirmed = ", ".join(spec["confirmed_by"]) or "inferred"
+        lines.append(f"| `{name}` | {request} | {confirmed} | {spec['open_points']} |")
+    ops = [op.spec["confirmed_by"] for op in contract.operations.values()]
+    per_source = Counter(source for confirmed in ops for source in confirmed)
+    by_source = ", ".join(f"`{name}` {count}" for name, count in per_source.most_common())
+    inferred = sum(1 for confirmed in ops if not confirmed)
+    counts = (
+        f"Counts: {len(ops)} operations; {inferred} inferred, {len(ops) - inferred} confirmed ({by_source}). "
+        f"Generated from the contract by `{COMMAND}`; a test keeps it current."
+    )
+    wrapped = textwrap.fill(counts, width=95, break_on_hyphens=False, break_long_words=False)
+    return "\n".join([*lines, "", wrapped]) + "\n"
+
+
+# ---------------------------------------------------------------------- operators
+
+
+def operator_classes() -> dict[str, dict[str, type]]:
+    """``{module: {class name: class}}`` for the public operators of each operators module."""
+    import airflow_provider_dintero.operators as package
+
+    found: dict[str, dict[str, type]] = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        found[info.name] = {
+            name: cls
+            for name, cls in vars(module).items()
+            if inspect.isclass(cls)
+            and cls.__module__ == module.__name__
+            and name.endswith("Operator")
+            and not name.startswith("_")
+        }
+    return found
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, tuple):
+        inner = ", ".join(_literal(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    return repr(value)
+
+
+def signature(cls: type) -> str:
+    """``Name(required, optional=default, ...)``: the operator's own ``__init__`` parameters.
+
+    :param cls: the operator class.
+    """
+    params = []
+    for param in inspect.signature(cls.__init__).parameters.values():  # type: ignore[misc]
+        if param.name in COMMON_PARAMS or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            continue
+        default = "" if param.default is param.empty else f"={_literal(param.default)}"
+        params.append(f"{param.name}{default}")
+    return f"{cls.__name__}({', '.join(params)})"
+
+
+def _markdown(rst: str) -> str:
+    text = " ".join(rst.split())
+    text = re.sub(r":[a-z]+:`~?(?:[\w.]+\.)?([\w]+)`", r"`\1`", text)
+    return text.replace("``", "`").replace("|", "\\|")
+
+
+def new_row(cls: type, columns: int) -> str:
+    """A table row for an operator README does not list yet, from its docstrings.
+
+    :param cls: the operator class.
+    :param columns: the table's number of columns (3: operator, what it does, returns; 2: the
+        returns go at the end of the second cell).
+    """
+    paragraphs = [p for p in (inspect.getdoc(cls) or "").split("\n\n") if p.strip()]
+    what = _markdown(paragraphs[0]) if paragraphs else ""
+    returns = next((_markdown(p)[len("Returns ") :] for p in paragraphs if p.startswith("Returns ")), "")
+    if not returns:
+        returns = _markdown((inspect.getdoc(cls.execute) or "").split("\n\n")[0])  # type: ignore[attr-defined]
+    cells = (
+        [f"`{signature(cls)}`", what, returns]
+        if columns >= 3
+        else [f"`{signature(cls)}`", f"{what} {returns}"]
+    )
+    return "| " + " | ".join(cells + [""] * (columns - len(cells))) + " |"
+
+
+def _cells(row: str) -> list[str]:
+    """The cells of a markdown table row (a ``|`` inside backticks or escaped is text)."""
+    cells, current, code = [], "", False
+    body = row.strip()[1:-1] if row.strip().endswith("|") else row.strip()[1:]
+    i = 0
+    while i < len(body):
+        char = body[i]
+        if char == "\\" and i + 1 < len(body):
+            current += body[i : i + 2]
+            i += 2
+            continue
+        if char == "`":
+            code = not code
+        if char == "|" and not code:
+            cells.append(current)
+            current = ""
+        else:
+            current += char
+        i += 1
+    return [*cells, current]
+
+
+def operators_block(content: str, modules: list[str], known: dict[str, type]) -> tuple[str, set[str]]:
+    """An operator block with signatures regenerated and missing operators added.
+
+    :param content: the block as written.
+    :param modules: the operators that belong in it (class names, in module order).
+    :param known: every operator class by name.
+    :returns: the new block and the operators it lists.
+    """
+    lines = content.splitlines()
+    table = [i for i, line in enumerate(lines) if line.startswith("|")]
+    header = _cells(lines[table[0]]) if table else ["operator", "what it does", "returns"]
+    listed: set[str] = set()
+
+    def current(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in known:
+            raise ReadmeError(f"README's operator table names {name}, which no operators module defines")
+        if name in listed:
+            raise ReadmeError(f"README's operator tables list {name} twice")
+        listed.add(name)
+        return f"`{signature(known[name])}`"
+
+    for i in table[2:]:
+        cells = _cells(lines[i])
+        cells[0] = OPERATOR_SPAN.sub(current, cells[0])
+        lines[i] = "|" + "|".join(cells) + "|"
+    added = [new_row(known[name], len(header)) for name in modules if name not in listed]
+    if added and not table:
+        lines += ["### More operators", "", "| operator | what it does | returns |", "|---|---|---|"]
+    insert_at = (table[-1] + 1) if table else len(lines)
+    lines[insert_at:insert_at] = added
+    return ("\n".join(lines) + "\n" if lines else ""), listed | set(modules)
+
+
+def render(text: str, contract: Contract | None = None) -> str:
+    """README ``text`` with every generated block rewritten.
+
+    :param text: the README as it stands.
+    :param contract: the contract (default: ``tests/contract/dintero.yaml``).
+    """
+    contract = contract or Contract.load()
+    by_module = operator_classes()
+    known = {name: cls for classes in by_module.values() for name, cls in classes.items()}
+    blocks = list(BLOCK.finditer(text))
+    claimed = {m for b in blocks if b.group(2) == "operators" for m in b.group(3).split() if m != "*"}
+    unknown = claimed - set(by_module)
+    if unknown:
+        raise ReadmeError(f"README's operator blocks name modules that do not exist: {sorted(unknown)}")
+    out, end, listed = [], 0, set[str]()
+    for block in blocks:
+        kind, args = block.group(2), block.group(3).split()
+        if kind == "confirmed":
+            new = confirmed_block(contract)
+        elif kind == "operators":
+            modules = [m for m in by_module if (m in args or ("*" in args and m not in claimed))]
+            names = [name for m in modules for name in by_module[m]]
+            new, names_listed = operators_block(block.group(4), names, known)
+            listed |= names_listed
+        else:
+            raise ReadmeError(f"README has a generated block of unknown kind {kind!r}")
+        out += [text[end : block.start(4)], new, block.group(5)]
+        end = block.end()
+    out.append(text[end:])
+    missing = set(known) - listed
+    if missing and any(b.group(2) == "operators" for b in blocks):
+        raise ReadmeError(f"no README operator block takes {sorted(missing)} (add a `*` block)")
+    return "".join(out)
+
+
+def diff(old: str, new: str) -> Iterator[str]:
+    """A unified diff of README, old to new."""
+    return difflib.unified_diff(
+        old.splitlines(True), new.splitlines(True), "README.md", "README.md (generated)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check (default) or rewrite (``--write``) README's generated blocks; 1 when stale.
+
+    :param argv: command-line arguments.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1] if __doc__ else None)
+    parser.add_argument("--write", action="store_true", help="rewrite README.md instead of checking it")
+    args = parser.parse_args(argv)
+    old = README.read_text(encoding="utf-8")
+    new = render(old)
+    if new == old:
+        print("README.md is current")
+        return 0
+    if args.write:
+        README.write_text(new, encoding="utf-8")
+        print("README.md rewritten")
+        return 0
+    sys.stdout.writelines(diff(old, new))
+    print(f"\nREADME.md is stale: run `{COMMAND}`")
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
