@@ -87,6 +87,7 @@ class EmulatorApp:
             self.subscriptions: Records = {}
             self.clients: Records = {}
             self.grants: Records = {}
+            self.collections: dict[str, Records] = {}  # stores of collections without an attribute
             self.tokens: dict[str, TokenInfo] = {}
             self.requests: list[RequestRecord] = []
             self.faults: list[Fault] = []

@@ -44,7 +44,7 @@ def list_response(
     """
     from airflow_provider_dintero.emulator.models import LIST_ENDPOINTS
 
-    documented = LIST_ENDPOINTS[endpoint]
+    documented = LIST_ENDPOINTS.get(endpoint)  # an endpoint not listed there answers a bare array
     mode = app.settings.list_envelopes.get(endpoint, "documented")
     key = documented if mode == "documented" else None if mode == "array" else mode
     if key is None:
@@ -75,7 +75,8 @@ class Collection:
     :param endpoint: the list's name in ``settings.list_envelopes``.
     :param label: the record's name in error messages (``"client"``).
     :param path: the collection path; items are at ``{path}/{id}``.
-    :param store: attribute of the app holding ``{account: {id: record}}``.
+    :param store: attribute of the app holding ``{account: {id: record}}``, or any other name:
+        then ``app.collections[store]`` holds them (emptied by every reset).
     :param read_scopes: scopes for list and get.
     :param write_scopes: scopes for create, replace and delete.
     :param validate: checks a create/replace body (raises 400s).
@@ -138,7 +139,9 @@ class Collection:
         :param app: the emulator.
         :param account: account id.
         """
-        stores: dict[str, dict[str, Record]] = getattr(app, self.store)
+        stores: dict[str, dict[str, Record]] | None = vars(app).get(self.store)
+        if stores is None:  # a collection without its own attribute on the app
+            stores = app.collections.setdefault(self.store, {})
         return stores.setdefault(account, {})
 
     def find(self, app: EmulatorApp, req: Request) -> Record:
