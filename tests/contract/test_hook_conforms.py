@@ -104,6 +104,8 @@ class Driving:
 
     def run(self, operation: str, key: str = "hook") -> Any:
         """Run an operation's calls (``hook`` or ``async_hook``) and return the last result."""
+        if operation not in self.contract.operations:
+            raise AssertionError(f"{' -> '.join(self.resolving)}: {operation!r} is no setup and no operation")
         if operation in self.resolving:
             raise AssertionError(f"{operation} needs itself ({' -> '.join([*self.resolving, operation])})")
         target = DinteroAsyncHook(self.hook.dintero_conn_id) if key == "async_hook" else self.hook
