@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from airflow_provider_dintero import __version__
 
 _INTEGRATION = "Dintero"
+#: every operators module (read from the package directory, nothing imported): a new one is listed
+_OPERATOR_MODULES = sorted(
+    f"airflow_provider_dintero.operators.{path.stem}"
+    for path in (Path(__file__).parent / "operators").glob("*.py")
+    if not path.stem.startswith("_")
+)
 
 #: Defaults of the connection's extra fields (the hook reads these when a field is empty).
 DEFAULTS: dict[str, Any] = {
@@ -157,13 +164,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": _INTEGRATION,
-                "python-modules": [
-                    "airflow_provider_dintero.operators.accounts",
-                    "airflow_provider_dintero.operators.api_clients",
-                    "airflow_provider_dintero.operators.payment_profiles",
-                    "airflow_provider_dintero.operators.webhooks",
-                    "airflow_provider_dintero.operators.report_configurations",
-                ],
+                "python-modules": _OPERATOR_MODULES,
             }
         ],
         "sensors": [
