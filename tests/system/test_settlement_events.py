@@ -61,8 +61,9 @@ def _quiet_others(deployment: Deployment) -> None:
     for dag_id in others:
         if dag_id != PROVISION_DAG:
             deployment.api(f"/dags/{dag_id}", "PATCH", {"is_paused": True})
-    busy = lambda: any(_unfinished(deployment, d) for d in others)  # noqa: E731
-    wait_until(lambda: not busy(), 300, "the other example runs to finish", 2)
+    wait_until(
+        lambda: not any(_unfinished(deployment, d) for d in others), 300, "the other runs to finish", 2
+    )
 
 
 def _watching(deployment: Deployment) -> int:
@@ -203,7 +204,9 @@ def scenario(deployment: Deployment, emulator: Any, example_runs: dict[str, Any]
     deployment.restart("triggerer", while_down=lambda: during_restart.append(_add(emulator, m1, "walley")))
     restarted = _landed(deployment, m1, during_restart[0])
 
-    provisioned = lambda: deployment.api(f"/dags/{PROVISION_DAG}/dagRuns/{provision}")["state"]  # noqa: E731
+    def provisioned() -> str:
+        return str(deployment.api(f"/dags/{PROVISION_DAG}/dagRuns/{provision}")["state"])
+
     wait_until(lambda: provisioned() in ("success", "failed"), 180, "the provisioning run", 2)
     delivered_before = len(emulator.deliveries)
     webhooked = _landed(deployment, m2, _add(emulator, m2, "klarna"))
