@@ -197,9 +197,17 @@ _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, httpx.A
 _CLIENTS_LOCK = threading.Lock()
 
 
+#: Request extension carrying the hook's ``internal_ok`` to the shared client's redirect check
+#: (httpx copies a request's extensions to the requests its redirects build).
+INTERNAL_OK = "dintero_internal_ok"
+
+
 async def _refuse_insecure_redirect_async(response: httpx.Response) -> None:
     if response.is_redirect:
-        check_redirect(str(response.url.join(response.headers.get("location", ""))))
+        check_redirect(
+            str(response.url.join(response.headers.get("location", ""))),
+            internal_ok=bool(response.request.extensions.get(INTERNAL_OK, False)),
+        )
 
 
 @functools.cache
@@ -273,10 +281,13 @@ class HttpxTransport:
     Send pipeline requests with :mod:`httpx` on the running loop, within the same caps.
 
     :param client: the loop's shared client.
+    :param internal_ok: whether redirects may go to loopback and private hosts (only when the
+        connection's base URL is on loopback), as :func:`new_session`'s.
     """
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, *, internal_ok: bool = False) -> None:
         self.client = client
+        self.internal_ok = internal_ok
 
     async def send(self, action: Send) -> Reply | Failure:
         """
@@ -299,6 +310,7 @@ class HttpxTransport:
                     json=request.json,
                     headers=action.headers,
                     timeout=min(limits.timeout, remaining),
+                    extensions={INTERNAL_OK: self.internal_ok},
                 ) as response:
                     body = bytearray()
                     async for chunk in response.aiter_bytes():

@@ -4,8 +4,12 @@ Provision a merchant of a Dintero partner for data collection, safely re-runnabl
 Trigger with ``{"merchant_id": "T11200001"}``. The DAG reads the merchant's details, creates
 an API client on the merchant (its secret goes to an encrypted Airflow Variable, never to logs
 or XCom), grants it the scopes a data-collection client needs on the merchant, makes sure a
-payment profile exists and subscribes a URL to ``settlement_add`` webhooks. Every step looks
-before it writes: a second run creates nothing.
+payment profile exists and subscribes a URL (the ``webhook_url`` param) to ``settlement_add``
+webhooks, signed with the secret the webhook receiver checks (Variable
+``dintero_webhook_secret_<partner>``, generated when missing). Point ``webhook_url`` at
+``https://<your proxy>/dintero-webhooks/<partner>`` to have new settlements wake
+``example_dags/settlements_on_event.py`` within seconds (Airflow 3). Every step looks before it
+writes: a second run creates nothing.
 
 Connection ``dintero_default``: the partner's API client (type ``dintero``, extra
 ``{"account_id": "T11200000"}``).
@@ -71,6 +75,9 @@ with DAG(
         account_id=MERCHANT,
         url="{{ params.webhook_url }}",
         events=["settlement_add"],
+        # signed with the secret in Variable dintero_webhook_secret_<partner>, which the webhook
+        # receiver at /dintero-webhooks/<partner> reads (made here when missing; never logged)
+        generate_secret=True,
     )
 
     account >> api_client >> grants >> payment_profile >> settlement_webhook

@@ -1029,7 +1029,8 @@ class DinteroAsyncHook(DinteroPartnerHook):
         :param action: what the pipeline asks for.
         """
         if isinstance(action, pipeline.Send):
-            return await HttpxTransport(shared_async_client(self.verify)).send(action)
+            client = shared_async_client(self.verify)
+            return await HttpxTransport(client, internal_ok=self._internal_hosts_ok).send(action)
         if isinstance(action, pipeline.Sleep):
             log.warning("%s; retrying in %.1f s", action.reason, action.seconds)
             await asyncio.sleep(action.seconds)

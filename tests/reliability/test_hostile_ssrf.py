@@ -6,14 +6,18 @@ request, unless the connection's own base URL is loopback (the emulator and thes
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from airflow_provider_dintero.exceptions import DinteroInputError
-from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook, DinteroPartnerHook
+from airflow_provider_dintero.transport import hold_async_clients
 from airflow_provider_dintero.validation import is_internal_host
 from tests.reliability.hostile import HostileServer, Reply
 
@@ -95,6 +99,40 @@ def test_redirect_to_another_loopback_port_is_refused_from_an_https_connection(
     assert err.value.field == "redirect"
     assert "ssrf-canary-signature" not in str(err.value)
     assert target.count() == 0
+
+
+def _async_get(hook: DinteroAsyncHook, url: str) -> Any:
+    """One GET through the async hook's transport (the trigger's path), as the pipeline sends it."""
+    from airflow_provider_dintero import pipeline
+
+    async def go() -> Any:
+        request = pipeline.Request("GET", url, "list settlements", MID)
+        send = pipeline.Send(request, {}, time.monotonic() + 10, pipeline.Limits(timeout=5))
+        async with hold_async_clients():  # closes the loop's shared client afterwards
+            return await hook.aperform(send)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize(("conn_id", "followed"), [("dintero_public", False), ("dintero_default", True)])
+def test_the_async_path_follows_an_internal_redirect_only_from_a_loopback_connection(
+    https_hook: DinteroPartnerHook,
+    hostile: HostileServer,
+    target: HostileServer,
+    conn_id: str,
+    followed: bool,
+) -> None:
+    hostile.route("GET", r"/file$", Reply(status=302, headers={"Location": f"{target.url}/file?{SIGNATURE}"}))
+    hook = DinteroAsyncHook(conn_id)
+
+    if followed:
+        assert _async_get(hook, f"{hostile.url}/file").status == 200
+    else:
+        with pytest.raises(DinteroInputError) as err:
+            _async_get(hook, f"{hostile.url}/file")
+        assert err.value.field == "redirect"
+        assert "ssrf-canary-signature" not in str(err.value)
+    assert target.count() == int(followed)
 
 
 def test_a_loopback_connection_may_download_from_loopback(

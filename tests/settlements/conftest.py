@@ -13,13 +13,27 @@ ATTACHMENT_PATH = r"/settlements/[^/]+/attachments/"
 LIST_PATH = r"/settlements$"
 
 
-#: The emulator's readings of the settlements date filters every settlements test runs under:
-#: ``off`` takes dates and timestamps, ``spec`` only dates in ``created_at.*`` (the 2024 spec's
-#: ``format: date``), ``all`` only dates in ``item_created_at.*`` too.
+#: The emulator's readings of the settlements date filters: ``off`` takes dates and timestamps,
+#: ``spec`` only dates in ``created_at.*`` (the 2024 spec's ``format: date``), ``all`` only dates
+#: in ``item_created_at.*`` too. Each accepts a superset of what the next one accepts.
 STRICT_DATES = ("off", "spec", "all")
 
+#: Modules whose tests build the filters (sensor, trigger, filters, providers): run in every mode.
+#: The others (copies, example DAGs, events) run in the strictest mode only: a request it accepts
+#: the laxer modes accept too, so the other two runs would repeat the same requests and answers.
+EVERY_MODE = frozenset({"test_date_filters", "test_sensor", "test_provider_names"})
 
-@pytest.fixture(params=STRICT_DATES, ids=[f"strict_dates={mode}" for mode in STRICT_DATES])
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test using ``emu`` in every ``strict_dates`` mode or the strictest (see above)."""
+    if "emu" not in metafunc.fixturenames:
+        return
+    every = metafunc.module.__name__.rpartition(".")[2] in EVERY_MODE
+    modes = STRICT_DATES if every else STRICT_DATES[-1:]
+    metafunc.parametrize("emu", modes, indirect=True, ids=[f"strict_dates={mode}" for mode in modes])
+
+
+@pytest.fixture
 def emu(
     request: pytest.FixtureRequest,
     dintero_emulator: Any,
@@ -28,7 +42,8 @@ def emu(
 ) -> Any:
     """
     The reset emulator behind ``dintero_default``, with fast retries so error tests stay quick,
-    in each ``strict_dates`` mode: the same tests pass whether Dintero takes dates or timestamps.
+    in the ``strict_dates`` mode the test is parametrized with (see :func:`pytest_generate_tests`):
+    the same tests pass whether Dintero takes dates or timestamps.
     """
     dintero_emulator.settings.strict_dates = request.param
     conn = json.loads(connection_json(dintero_emulator))

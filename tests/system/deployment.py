@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "build" / "system-artifacts"
@@ -175,7 +176,7 @@ class Deployment:
         wait_until(lambda: _up(self.s3_url), 30, "moto's S3 server")
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
-        out = (self.output_dir / f"{name}.log").open("wb")
+        out = (self.output_dir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -186,18 +187,55 @@ class Deployment:
             raise RuntimeError(f"deployment process(es) exited: {dead}; see {self.output_dir}")
         return True
 
-    def stop(self) -> None:
-        """SIGTERM every process group this deployment started, then SIGKILL what remains."""
-        for proc in self.processes.values():
+    def stop(self, *names: str) -> None:
+        """
+        SIGTERM the process groups started (all, or those named), then SIGKILL what remains.
+
+        :param names: which processes (``"triggerer"``...); none means every one.
+        """
+        chosen = [p for n, p in self.processes.items() if not names or n in names]
+        for proc in chosen:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        for proc in self.processes.values():
+        for proc in chosen:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+    def restart(self, name: str, while_down: Callable[[], Any] | None = None) -> None:
+        """
+        Stop one Airflow process gracefully (SIGTERM, as a deploy does) and start it again.
+
+        :param name: ``"triggerer"``, ``"scheduler"``...
+        :param while_down: called once the process has exited, before it starts again.
+        """
+        self.stop(name)
+        if while_down is not None:
+            while_down()
+        self._spawn(name, [str(VENV_BIN / "airflow"), name])
+
+    def output(self, name: str) -> str:
+        """
+        What one process has written so far (stdout and stderr, across restarts).
+
+        :param name: the process name.
+        """
+        return (self.output_dir / f"{name}.log").read_text(errors="replace")
+
+    def s3(self) -> Any:
+        """A boto3 S3 client on moto's server."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     # ------------------------------------------------------------------ clients
 
@@ -248,3 +286,64 @@ class Deployment:
         :param body: a JSON body, or ``None``.
         """
         return http_json(f"{self.api_url}/api/v2{path}", method, body, token=self.token)
+
+
+# ---------------------------------------------------------------------- the leak scan
+
+
+def emulator_canaries(emulator: Any) -> dict[str, set[str]]:
+    """
+    Every client secret, token and download signature the emulator handed out.
+
+    :param emulator: the session's :class:`DinteroEmulator`.
+    """
+    signatures = {
+        value
+        for record in emulator.requests
+        if record.path.startswith("/_emulator/")
+        for name, value in _pairs(record.query)
+        if name == "signature" and value
+    }
+    return {
+        "client secret": {s for s in emulator.issued_secrets() if len(s) >= 12},
+        "token": {t for t in emulator.issued_tokens() if len(t) >= 12},
+        "signature": {s for s in signatures if len(s) >= 12},
+    }
+
+
+def _pairs(query: Any) -> list[tuple[str, str]]:
+    if isinstance(query, dict):
+        return [(k, v) for k, vs in query.items() for v in (vs if isinstance(vs, list) else [vs])]
+    if isinstance(query, str):
+        return parse_qsl(query)
+    return [tuple(pair) for pair in query or []]  # type: ignore[misc]
+
+
+def written_files(deployment: Deployment) -> list[Path]:
+    """
+    Every task log under ``AIRFLOW_HOME`` and every process's output.
+
+    :param deployment: the deployment.
+    """
+    files = [
+        p
+        for p in deployment.home.rglob("*")
+        if p.is_file() and ("logs" in p.relative_to(deployment.home).parts or p.suffix == ".log")
+    ]
+    return files + [p for p in deployment.output_dir.rglob("*") if p.is_file()]
+
+
+def leaks(deployment: Deployment, canaries: dict[str, set[str]]) -> list[str]:
+    """
+    ``"<kind> in <file>"`` for every canary value found in a log or process output.
+
+    :param deployment: the deployment.
+    :param canaries: values that must appear nowhere, by kind.
+    """
+    return [
+        f"{kind} in {path}"
+        for path in written_files(deployment)
+        for text in [path.read_text(errors="replace")]
+        for kind, values in canaries.items()
+        if any(value in text for value in values)
+    ]

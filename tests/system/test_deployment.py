@@ -10,10 +10,9 @@ import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 from .conftest import CONN_ID, SENSOR, SETTLEMENTS_DAG, task_instances
-from .deployment import Deployment
+from .deployment import Deployment, emulator_canaries, leaks, written_files
 
 
 def test_the_connection_form_saves_its_defaults_as_shown(ui_connection: dict[str, Any]) -> None:
@@ -112,46 +111,10 @@ def _task_log(deployment: Deployment, run_id: str, map_index: int) -> str:
 def test_no_secret_token_or_signature_in_any_log_or_process_output(
     deployment: Deployment, emulator: Any, example_runs: dict[str, Any], ui_connection: dict[str, Any]
 ) -> None:
-    canaries = _canaries(emulator)
-    files = [p for p in deployment.home.rglob("*") if p.is_file() and _is_log(p, deployment)]
-    files += [p for p in deployment.output_dir.rglob("*") if p.is_file()]
+    canaries = emulator_canaries(emulator)
 
-    hits = [
-        f"{kind} in {path}"
-        for path in files
-        for text in [path.read_text(errors="replace")]
-        for kind, values in canaries.items()
-        if any(value in text for value in values)
-    ]
+    hits = leaks(deployment, canaries)
 
     assert all(canaries.values()), {k: len(v) for k, v in canaries.items()}  # the scan had something to find
-    assert len(files) > 10
+    assert len(written_files(deployment)) > 10
     assert hits == []
-
-
-def _is_log(path: Path, deployment: Deployment) -> bool:
-    return "logs" in path.relative_to(deployment.home).parts or path.suffix == ".log"
-
-
-def _canaries(emulator: Any) -> dict[str, set[str]]:
-    """Every client secret, token and download signature the emulator handed out."""
-    signatures = {
-        value
-        for record in emulator.requests
-        if record.path.startswith("/_emulator/")
-        for name, value in (_pairs(record.query))
-        if name == "signature" and value
-    }
-    return {
-        "client secret": {s for s in emulator.issued_secrets() if len(s) >= 12},
-        "token": {t for t in emulator.issued_tokens() if len(t) >= 12},
-        "signature": {s for s in signatures if len(s) >= 12},
-    }
-
-
-def _pairs(query: Any) -> list[tuple[str, str]]:
-    if isinstance(query, dict):
-        return [(k, v) for k, vs in query.items() for v in (vs if isinstance(vs, list) else [vs])]
-    if isinstance(query, str):
-        return parse_qsl(query)
-    return [tuple(pair) for pair in query or []]  # type: ignore[misc]
