@@ -106,7 +106,12 @@ class WaitForNewSettlements(SettlementSensor):
     """
 
     def execute(self, context: Any) -> Any:
-        """Wait as :class:`SettlementSensor` does; a timeout means nothing new arrived."""
+        """
+        Wait as :class:`SettlementSensor` does, for the run's merchants; a timeout means nothing
+        new arrived.
+
+        :param context: the task context (its ``merchant_ids`` param chooses the merchants).
+        """
         chosen = (context.get("params") or {}).get("merchant_ids")
         self.account_ids = chosen or None
         self.all_merchants = not chosen
@@ -116,7 +121,13 @@ class WaitForNewSettlements(SettlementSensor):
             raise AirflowSkipException(self._nothing_new()) from exc
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
-        """Resume after the trigger; its timeout (deferrable mode) means nothing new arrived."""
+        """
+        Resume after the trigger; its timeout (deferrable mode) means nothing new arrived.
+
+        :param next_method: the method to resume in (``__fail__`` when Airflow ended the wait).
+        :param next_kwargs: its arguments (``error`` names a timeout).
+        :param context: the task context.
+        """
         error = str((next_kwargs or {}).get("error", ""))
         if next_method == "__fail__" and "timeout" in error.lower():
             raise AirflowSkipException(self._nothing_new())
@@ -129,14 +140,24 @@ class WaitForNewSettlements(SettlementSensor):
 @task
 def list_merchants(params: dict[str, Any] | None = None) -> list[str]:
     """The merchants this run answers for: the ``merchant_ids`` param, or the partner's active ones."""
+    from airflow_provider_dintero.exceptions import DinteroInputError
     from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook, validate_account_id
     from airflow_provider_dintero.triggers.poller import check_account_ids
 
     chosen = (params or {}).get("merchant_ids")
     if chosen:
         return check_account_ids(chosen, "merchant_ids") or []
-    hook = DinteroPartnerHook(dintero_conn_id=DINTERO_CONN_ID)
-    return [validate_account_id(m.get("account_id")) for m in hook.list_merchants() if m.get("active", True)]
+    roster: list[str] = []
+    for merchant in DinteroPartnerHook(dintero_conn_id=DINTERO_CONN_ID).list_merchants():
+        raw = merchant.get("account_id")
+        try:
+            account_id = validate_account_id(raw)
+        except DinteroInputError:  # the sweep skips it too
+            log.warning("Skipping a merchant listed with an unreadable account id %r", str(raw)[:40])
+            continue
+        if merchant.get("active", True) and account_id not in roster:
+            roster.append(account_id)
+    return roster
 
 
 # The default bucket's Asset is also an inlet (what the report reads back): that registers it when
