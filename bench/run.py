@@ -649,7 +649,8 @@ _MERCHANTS_DAG_WORKER = """
         seconds = time.perf_counter() - t0
         tis = dr.get_task_instances()
         task_seconds = sum((ti.end_date - ti.start_date).total_seconds() for ti in tis
-                           if ti.task_id.startswith("merchant.") and ti.end_date and ti.start_date)
+                           if ti.task_id in ("wait_for_settlements", "copy_to_s3")
+                           and ti.end_date and ti.start_date)
         calls, kinds = api_log()
         out[name] = {"seconds": seconds, "task_seconds": task_seconds, "calls": calls, "kinds": kinds,
                      "ok": str(dr.state) == "success" and all(str(ti.state) == "success" for ti in tis),

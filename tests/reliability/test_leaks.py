@@ -34,6 +34,15 @@ def _prepare_settlements(emu: Any, bucket: str) -> dict[str, Any]:
     return {"merchant_ids": [*good, emu.foreign_merchant_id], "s3_bucket": bucket, "deferrable": False}
 
 
+def _prepare_partner_settlements(emu: Any, bucket: str) -> dict[str, Any]:
+    good, unreadable = emu.merchant_ids[:2], emu.merchant_ids[2]
+    for mid in good:
+        emu.add_settlement(mid, provider="payex", created_at=LOGICAL_DATE - timedelta(minutes=30))
+    # every merchant of the partner in one sweep; one refused (403): skipped, its error logged and scanned
+    emu.inject_fault(status=403, path_regex=rf"/accounts/{unreadable}/settlements$", count=1)
+    return {"s3_bucket": bucket, "deferrable": False}
+
+
 def _prepare_insight(emu: Any, bucket: str) -> dict[str, Any]:
     return {"merchant_id": emu.merchant_ids[0], "s3_bucket": bucket}
 
@@ -47,7 +56,7 @@ def _prepare_provisioning(emu: Any, bucket: str) -> dict[str, Any]:
 
 #: How to run each example DAG; a new example without an entry fails the test (add it here).
 RUNS: dict[str, Callable[[Any, str], dict[str, Any]]] = {
-    "settlements_to_s3.py": _prepare_settlements,
+    "settlements_to_s3.py": _prepare_partner_settlements,
     "insight_reports_to_s3.py": _prepare_insight,
     "provision_merchant.py": _prepare_provisioning,
     # a manual run (no asset events) copies the given merchants' window, the foreign one failing

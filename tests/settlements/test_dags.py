@@ -113,11 +113,15 @@ def test_example_dag_parses(load_example_dag: Callable[..., Any]) -> None:
     assert dag.dag_id == "dintero_settlements_to_s3"
     assert set(dag.task_ids) == {
         "list_merchants",
-        "merchant.wait_for_settlements",
-        "merchant.copy_to_s3",
+        "wait_for_settlements",
+        "copy_to_s3",
         "report",
         "all_collected",
     }
+    wait = dag.get_task("wait_for_settlements")
+    assert wait.all_merchants is True  # one sensor for every merchant of the partner
+    assert not hasattr(wait, "expand_input")  # not mapped: one task, one trigger
+    assert hasattr(dag.get_task("copy_to_s3"), "expand_input")  # mapped over the merchants found
     assert dag.get_task("report").trigger_rule == "all_done"
     assert not dag.catchup
 
@@ -126,7 +130,7 @@ def test_example_dag_never_queues_a_manual_run_behind_a_long_wait(
     load_example_dag: Callable[..., Any],
 ) -> None:
     dag = load_example_dag("settlements_to_s3.py")
-    wait = dag.get_task("merchant.wait_for_settlements")
+    wait = dag.get_task("wait_for_settlements")
 
     assert dag.max_active_runs > 1  # copies are idempotent: runs may overlap
     assert dag.params["deferrable"] is True  # waits in the triggerer, holding no worker slot
@@ -138,53 +142,166 @@ def test_example_dag_never_queues_a_manual_run_behind_a_long_wait(
 def _example_dag(
     load_example_dag: Callable[..., Any], poke_interval: float = 0.2, timeout: float = 60
 ) -> Any:
-    """The settlements example with a short poll interval and wait, for tests."""
+    """The settlements example with a short poll interval and wait, and copies not retried."""
     dag = load_example_dag("settlements_to_s3.py")
-    wait = dag.get_task("merchant.wait_for_settlements")
+    wait = dag.get_task("wait_for_settlements")
     wait.poke_interval = wait.poll_interval = poke_interval
     wait.timeout = timeout
+    dag.get_task("copy_to_s3").retries = 0  # a failing copy fails now, not after minutes of retries
     return dag
 
 
-def test_example_dag_fails_the_run_after_collecting_every_other_merchant(
+def _copied(added: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "copied", "settlements": 1, "written": len(added["attachments"]) + 1, "skipped": 0}
+
+
+NOTHING_NEW = {"status": "nothing new"}
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "reschedule"])
+def test_example_dag_copies_the_merchants_with_something_new_and_reports_the_others_nothing_new(
+    emu: Any,
+    s3_bucket: str,
+    s3_client: Any,
+    run_dag: Callable[..., Any],
+    load_example_dag: Callable[..., Any],
+    deferrable: bool,
+) -> None:
+    busy, *quiet = emu.merchant_ids
+    created = LOGICAL_DATE - timedelta(minutes=30)  # inside the run's window on 3.x and 2.11
+    added = emu.add_settlement(busy, provider="payex", created_at=created)
+
+    dag_run = run_dag(
+        _example_dag(load_example_dag),
+        conf={"s3_bucket": s3_bucket, "deferrable": deferrable},  # no merchant_ids: every merchant
+        logical_date=LOGICAL_DATE,
+    )
+
+    assert dag_run.state == "success"
+    found = _ti(dag_run, "wait_for_settlements").xcom_pull(task_ids="wait_for_settlements")
+    assert [(f["account_id"], f["settlement_ids"]) for f in found] == [(busy, [added["id"]])]
+    assert [ti.map_index for ti in dag_run.get_task_instances() if ti.task_id == "copy_to_s3"] == [0]
+    summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
+    assert summary == {busy: _copied(added), **dict.fromkeys(quiet, NOTHING_NEW)}
+    keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])}
+    prefix = f"dintero/settlements/account={busy}/provider=payex/settled_date={added['settled_at'][:10]}"
+    assert f"{prefix}/{added['id']}/manifest.json" in keys
+    assert not [k for k in keys if any(f"account={m}/" in k for m in quiet)]
+
+
+def test_example_dag_the_partner_trigger_finds_a_settlement_added_while_the_sensor_waits(
+    emu: Any,
+    s3_bucket: str,
+    run_dag: Callable[..., Any],
+    load_example_dag: Callable[..., Any],
+    add_when_polled: Callable[..., dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_dintero.triggers.poller import SettlementPoller
+    from airflow_provider_dintero.triggers.settlements import PartnerSettlementTrigger
+
+    triggers: list[dict[str, Any]] = []
+    original = PartnerSettlementTrigger.poller
+
+    def recording_poller(self: PartnerSettlementTrigger) -> SettlementPoller:
+        triggers.append(self.serialize()[1])
+        return original(self)
+
+    monkeypatch.setattr(PartnerSettlementTrigger, "poller", recording_poller)
+    merchants = emu.merchant_ids
+    late = merchants[-1]
+    # the task's own sweep and the trigger's first sweep find nothing; then the settlement arrives
+    added = add_when_polled(late, LOGICAL_DATE - timedelta(minutes=30), polls=2 * len(merchants))
+
+    dag_run = run_dag(
+        _example_dag(load_example_dag),
+        conf={"s3_bucket": s3_bucket, "deferrable": True},
+        logical_date=LOGICAL_DATE,
+    )
+
+    assert dag_run.state == "success"
+    assert len(triggers) == 1  # one trigger for every merchant of the partner
+    assert triggers[0]["account_ids"] is None
+    wait = _ti(dag_run, "wait_for_settlements")
+    assert wait.try_number == 1
+    found = wait.xcom_pull(task_ids="wait_for_settlements")
+    assert [(f["account_id"], f["settlement_ids"]) for f in found] == [(late, [added["id"]])]
+    summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
+    assert summary == {**dict.fromkeys(merchants[:-1], NOTHING_NEW), late: _copied(added)}
+
+
+def test_example_dag_nothing_new_for_anyone_ends_skipped_not_failed(
+    emu: Any, s3_bucket: str, run_dag: Callable[..., Any], load_example_dag: Callable[..., Any]
+) -> None:
+    # reschedule mode: dag.test() does not time deferred tasks out (the scheduler does); the
+    # deferred timeout's skip is the resume_execution test below
+    dag = _example_dag(load_example_dag, timeout=1)
+
+    dag_run = run_dag(dag, conf={"s3_bucket": s3_bucket, "deferrable": False}, logical_date=LOGICAL_DATE)
+
+    assert dag_run.state == "success"
+    assert _ti(dag_run, "wait_for_settlements").state == "skipped"
+    assert {ti.state for ti in dag_run.get_task_instances() if ti.task_id == "copy_to_s3"} == {"skipped"}
+    summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
+    assert summary == dict.fromkeys(emu.merchant_ids, NOTHING_NEW)
+
+
+def test_example_dag_fails_the_run_naming_the_merchant_whose_copy_failed_after_copying_the_others(
     emu: Any,
     s3_bucket: str,
     s3_client: Any,
     run_dag: Callable[..., Any],
     load_example_dag: Callable[..., Any],
 ) -> None:
-    good = emu.merchant_ids[:2]
-    foreign = emu.foreign_merchant_id  # not this partner's merchant: 403
-    created = LOGICAL_DATE - timedelta(minutes=30)  # inside the run's window on 3.x and 2.11
-    added = {mid: emu.add_settlement(mid, provider="payex", created_at=created) for mid in good}
-    dag = _example_dag(load_example_dag)
+    good, broken, quiet = emu.merchant_ids[:3]
+    created = LOGICAL_DATE - timedelta(minutes=30)
+    added = {mid: emu.add_settlement(mid, provider="payex", created_at=created) for mid in (good, broken)}
+    # the broken merchant's settlement can be listed, never read: its copy fails, the others not
+    emu.inject_fault(status=500, path_regex=rf"/accounts/{broken}/settlements/.", count=1000)
 
     dag_run = run_dag(
-        dag,
-        conf={"merchant_ids": [*good, foreign], "s3_bucket": s3_bucket, "deferrable": True},
+        _example_dag(load_example_dag), conf={"s3_bucket": s3_bucket}, logical_date=LOGICAL_DATE
+    )
+
+    assert dag_run.state == "failed"
+    copies = {
+        ti.xcom_pull(task_ids="wait_for_settlements")[ti.map_index]["account_id"]: ti.state
+        for ti in dag_run.get_task_instances()
+        if ti.task_id == "copy_to_s3"
+    }
+    assert copies == {good: "success", broken: "failed"}
+    summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
+    assert summary == {
+        good: _copied(added[good]),
+        broken: {"status": "failed", "step": "copy_to_s3", "state": "failed"},
+        quiet: NOTHING_NEW,
+    }
+    assert _ti(dag_run, "all_collected").state == "failed"
+    keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])}
+    assert any(f"account={good}/" in k and k.endswith("/manifest.json") for k in keys)
+    assert not [k for k in keys if f"account={broken}/" in k]  # nothing half-written
+
+
+def test_example_dag_a_merchant_the_partner_may_not_read_in_the_list_fails_the_wait_for_all(
+    emu: Any, s3_bucket: str, run_dag: Callable[..., Any], load_example_dag: Callable[..., Any]
+) -> None:
+    good, foreign = emu.merchant_ids[0], emu.foreign_merchant_id  # not this partner's merchant: 403
+    emu.add_settlement(good, provider="payex", created_at=LOGICAL_DATE - timedelta(minutes=30))
+
+    dag_run = run_dag(
+        _example_dag(load_example_dag),
+        conf={"merchant_ids": [good, foreign], "s3_bucket": s3_bucket},
         logical_date=LOGICAL_DATE,
     )
 
     assert dag_run.state == "failed"
-    assert _ti(dag_run, "merchant.wait_for_settlements", 2).state == "failed"
-    assert _ti(dag_run, "merchant.copy_to_s3", 2).state == "upstream_failed"
-    for index in (0, 1):
-        assert _ti(dag_run, "merchant.copy_to_s3", index).state == "success"
-    report_ti = _ti(dag_run, "report")
-    assert report_ti.state == "success"
+    wait = _ti(dag_run, "wait_for_settlements")
+    assert (wait.state, wait.try_number) == ("failed", 1)  # an access error is not retried
+    copies = {ti.state for ti in dag_run.get_task_instances() if ti.task_id == "copy_to_s3"}
+    assert copies == {"upstream_failed"}
+    failed = {"status": "failed", "step": "wait_for_settlements", "state": "failed"}
+    assert _ti(dag_run, "report").xcom_pull(task_ids="report") == {good: failed, foreign: failed}
     assert _ti(dag_run, "all_collected").state == "failed"
-    summary = report_ti.xcom_pull(task_ids="report")
-    attachments = {mid: len(added[mid]["attachments"]) for mid in good}
-    assert summary == {
-        good[0]: {"status": "copied", "settlements": 1, "written": attachments[good[0]] + 1, "skipped": 0},
-        good[1]: {"status": "copied", "settlements": 1, "written": attachments[good[1]] + 1, "skipped": 0},
-        foreign: {"status": "failed", "step": "wait_for_settlements", "state": "failed"},
-    }
-    keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])}
-    for mid in good:
-        s = added[mid]
-        prefix = f"dintero/settlements/account={mid}/provider=payex/settled_date={s['settled_at'][:10]}"
-        assert f"{prefix}/{s['id']}/manifest.json" in keys
 
 
 @pytest.mark.skipif(
@@ -207,27 +324,6 @@ def test_example_dag_asset_event_names_the_bucket_written(
     assert extras == [{"merchants": 1, "written": len(added["attachments"]) + 1}]
 
 
-def test_example_dag_a_merchant_with_nothing_new_is_not_a_failure(
-    emu: Any, s3_bucket: str, run_dag: Callable[..., Any], load_example_dag: Callable[..., Any]
-) -> None:
-    busy, quiet = emu.merchant_ids[:2]
-    emu.add_settlement(busy, provider="vipps", created_at=LOGICAL_DATE - timedelta(minutes=30))
-    dag = _example_dag(load_example_dag, timeout=1)
-
-    dag_run = run_dag(
-        dag,
-        conf={"merchant_ids": [busy, quiet], "s3_bucket": s3_bucket, "deferrable": False},
-        logical_date=LOGICAL_DATE,
-    )
-
-    assert dag_run.state == "success"
-    assert _ti(dag_run, "merchant.wait_for_settlements", 1).state == "skipped"
-    assert _ti(dag_run, "merchant.copy_to_s3", 1).state == "skipped"
-    summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
-    assert summary[quiet] == {"status": "nothing new"}
-    assert summary[busy]["status"] == "copied"
-
-
 @pytest.mark.parametrize(
     ("error", "skipped"),
     [("Trigger timeout", True), ("Trigger/execution timeout", True), ("Trigger failure", False)],
@@ -239,7 +335,7 @@ def test_example_sensor_ends_skipped_only_when_its_wait_times_out(
     from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException
 
     dag = load_example_dag("settlements_to_s3.py")
-    sensor = type(dag.get_task("merchant.wait_for_settlements"))(task_id="wait", account_id="T11200001")
+    sensor = type(dag.get_task("wait_for_settlements"))(task_id="wait", all_merchants=True)
 
     with pytest.raises(AirflowSkipException if skipped else AirflowException) as raised:
         sensor.resume_execution("__fail__", {"error": error}, {})
@@ -252,14 +348,16 @@ def test_example_dag_a_missing_bucket_fails_at_once_without_retries(
 ) -> None:
     mid = emu.merchant_ids[0]
     emu.add_settlement(mid, provider="vipps", created_at=LOGICAL_DATE - timedelta(minutes=30))
+    dag = _example_dag(load_example_dag)
+    dag.get_task("copy_to_s3").retries = 2  # as shipped: a configuration error does not use them
 
     dag_run = run_dag(
-        _example_dag(load_example_dag),
+        dag,
         conf={"merchant_ids": [mid], "s3_bucket": "no-such-bucket-here"},
         logical_date=LOGICAL_DATE,
     )
 
-    copy = _ti(dag_run, "merchant.copy_to_s3", 0)
+    copy = _ti(dag_run, "copy_to_s3", 0)
     assert copy.state == "failed"  # not up_for_retry: the task's retries are not used
     assert copy.try_number == 1
     assert dag_run.state == "failed"
@@ -268,17 +366,25 @@ def test_example_dag_a_missing_bucket_fails_at_once_without_retries(
     }
 
 
+@pytest.mark.parametrize("cause", ["malformed-merchant-id", "dintero-refuses-the-list"])
 def test_example_dag_fails_when_listing_the_merchants_fails(
-    emu: Any, s3_bucket: str, run_dag: Callable[..., Any], load_example_dag: Callable[..., Any]
+    emu: Any,
+    s3_bucket: str,
+    run_dag: Callable[..., Any],
+    load_example_dag: Callable[..., Any],
+    cause: str,
 ) -> None:
-    dag_run = run_dag(
-        _example_dag(load_example_dag),
-        conf={"merchant_ids": ["not-an-account"], "s3_bucket": s3_bucket},
-        logical_date=LOGICAL_DATE,
-    )
+    conf: dict[str, Any] = {"s3_bucket": s3_bucket}
+    if cause == "malformed-merchant-id":
+        conf["merchant_ids"] = ["not-an-account"]
+    else:
+        emu.inject_fault(status=403, path_regex=r"/management/accounts$", count=1000)
 
-    assert _ti(dag_run, "list_merchants").state == "failed"
-    assert _ti(dag_run, "list_merchants").try_number == 1  # a malformed id is not retried
+    dag_run = run_dag(_example_dag(load_example_dag), conf=conf, logical_date=LOGICAL_DATE)
+
+    listing = _ti(dag_run, "list_merchants")
+    assert (listing.state, listing.try_number) == ("failed", 1)
+    assert _ti(dag_run, "wait_for_settlements").state == "upstream_failed"
     assert _ti(dag_run, "report").state == "failed"
     assert dag_run.state == "failed"
 
@@ -299,9 +405,7 @@ def test_example_dag_succeeds_without_a_logical_date(
     assert dag_run.logical_date is None
     assert dag_run.state == "success"
     summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
-    assert summary == {
-        mid: {"status": "copied", "settlements": 1, "written": len(added["attachments"]) + 1, "skipped": 0}
-    }
+    assert summary == {mid: _copied(added)}
 
 
 def _asset_event_extras(uri: str, run_id: str) -> list[dict[str, Any]]:
