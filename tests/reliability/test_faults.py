@@ -6,7 +6,6 @@ a final error (when there is one) that names the account and the cause.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -371,10 +370,17 @@ def both_list_first(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
     def _arm(method: str) -> None:
         original = getattr(DinteroPartnerHook, method)
         barrier = threading.Barrier(2)
+        listed = threading.local()
 
         def wrapped(self: DinteroPartnerHook, *args: Any, **kwargs: Any) -> Any:
             result = original(self, *args, **kwargs)
-            with contextlib.suppress(threading.BrokenBarrierError):
+            # only each worker's first listing meets the other's: the test's own listings (main
+            # thread) and a run's later ones (its check after creating) must not wait for a
+            # partner that never comes (a timed-out wait breaks the barrier for good)
+            if threading.current_thread() is not threading.main_thread() and not getattr(
+                listed, "once", False
+            ):
+                listed.once = True
                 barrier.wait(timeout=10)
             return result
 
