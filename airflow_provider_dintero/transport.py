@@ -196,6 +196,23 @@ _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, httpx.A
 )
 _CLIENTS_LOCK = threading.Lock()
 
+#: The most requests one event loop has in flight at once, every trigger of the process together.
+#: The others wait their turn on a semaphore, which costs next to nothing, instead of queueing in
+#: httpcore's connection pool, whose request assignment walks the whole queue on every change:
+#: 1,000 triggers polling at once spent most of their CPU there.
+MAX_IN_FLIGHT = 16
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def in_flight_slots() -> asyncio.Semaphore:
+    """The running loop's semaphore of :data:`MAX_IN_FLIGHT` request slots."""
+    loop = asyncio.get_running_loop()
+    with _CLIENTS_LOCK:
+        slots = _SLOTS.get(loop)
+        if slots is None:
+            slots = _SLOTS[loop] = asyncio.Semaphore(MAX_IN_FLIGHT)
+    return slots
+
 
 #: Request extension carrying the hook's ``internal_ok`` to the shared client's redirect check
 #: (httpx copies a request's extensions to the requests its redirects build).
@@ -245,6 +262,7 @@ def shared_async_client(verify: bool | str) -> httpx.AsyncClient:
                 headers=default_headers(),
                 follow_redirects=True,
                 max_redirects=MAX_REDIRECTS,
+                limits=httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT),
                 event_hooks={"response": [_refuse_insecure_redirect_async]},
                 trust_env=False,
             )
@@ -302,8 +320,10 @@ class HttpxTransport:
         if remaining <= 0:
             return Failure("deadline")
         try:
-            async with asyncio.timeout(remaining):
-                async with self.client.stream(
+            async with (
+                asyncio.timeout(remaining),
+                in_flight_slots(),
+                self.client.stream(
                     request.method,
                     request.url,
                     params=list(request.params) if request.params else None,
@@ -311,13 +331,14 @@ class HttpxTransport:
                     headers=action.headers,
                     timeout=min(limits.timeout, remaining),
                     extensions={INTERNAL_OK: self.internal_ok},
-                ) as response:
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > limits.max_body:
-                            return Failure("too_large", "too_large")
-                    return Reply(response.status_code, response.headers, bytes(body))
+                ) as response,
+            ):
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > limits.max_body:
+                        return Failure("too_large", "too_large")
+                return Reply(response.status_code, response.headers, bytes(body))
         except TimeoutError:
             return Failure("deadline", "deadline")
         except httpx.TooManyRedirects:

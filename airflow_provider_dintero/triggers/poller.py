@@ -107,7 +107,8 @@ class SettlementPoller:
     :param account_ids: the merchants to poll; ``None`` polls every merchant of the connection's
         partner (listed again at each sweep, so new merchants join).
     :param payment_providers: only these payout providers (API names); ``None`` for all.
-    :param max_concurrency: merchants polled at the same time.
+    :param max_concurrency: merchants polled at the same time (in a triggerer, all triggers of
+        one event loop share at most ``transport.MAX_IN_FLIGHT`` requests in flight).
     """
 
     def __init__(

@@ -379,7 +379,8 @@ class DinteroSettlementEventTrigger(_EventTriggerBase):
     :param payment_providers: only these payout providers (API names).
     :param dintero_conn_id: the Dintero connection id.
     :param poll_interval: seconds between two sweeps.
-    :param max_concurrency: merchants polled at the same time.
+    :param max_concurrency: merchants polled at the same time (in a triggerer, all triggers of
+        one event loop share at most ``transport.MAX_IN_FLIGHT`` requests in flight).
     :param since: where the very first start begins (ISO-8601; default: that start's time). Only
         read while the asset's state store has no ``since``.
     """

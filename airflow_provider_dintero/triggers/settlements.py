@@ -36,6 +36,9 @@ from airflow_provider_dintero.triggers.poller import (
 )
 from airflow_provider_dintero.vocabulary import Settlement
 
+#: A waiting trigger logs its first poll and then every this-many polls, not each one.
+QUIET_POLLS = 10
+
 
 def settlement_summary(settlement: Mapping[str, Any]) -> dict[str, Any]:
     """
@@ -195,12 +198,15 @@ class SettlementTrigger(BaseTrigger):
                     }
                 )
                 return
-            self.log.info(
-                "No settlements yet for account %s created since %s; checking again in %s s",
-                self.account_id,
-                self.since,
-                self.poll_interval,
-            )
+            if polls % QUIET_POLLS == 1:  # the first and every QUIET_POLLS-th: a thousand
+                # waiting triggers must not flood the triggerer's log forwarding
+                self.log.info(
+                    "No settlements yet for account %s created since %s (poll %s); checking every %s s",
+                    self.account_id,
+                    self.since,
+                    polls,
+                    self.poll_interval,
+                )
             await asyncio.sleep(self.poll_interval)
 
 
@@ -224,7 +230,8 @@ class PartnerSettlementTrigger(BaseTrigger):
     :param payment_providers: only these payout providers (API names).
     :param dintero_conn_id: the Dintero connection id (a partner connection for ``None``).
     :param poll_interval: seconds between two sweeps.
-    :param max_concurrency: merchants polled at the same time.
+    :param max_concurrency: merchants polled at the same time (in a triggerer, all triggers of
+        one event loop share at most ``transport.MAX_IN_FLIGHT`` requests in flight).
     :param first_poll_after: seconds to wait before the first poll. The sensor passes its poll
         interval: it checked just before deferring, and an event fired within a second of the
         deferral can race Airflow's own bookkeeping of it (the scheduler then fails the task).

@@ -62,3 +62,45 @@ def test_the_ssl_context_is_built_once_per_process() -> None:
     asyncio.run(two_loops_worth())
 
     assert transport.ssl_context.cache_info().misses == 1
+
+
+def test_a_loop_keeps_at_most_max_in_flight_requests_however_many_triggers_wait(
+    dintero_emulator: Any, dintero_connection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    mid = dintero_emulator.merchant_ids[0]
+    dintero_emulator.add_settlement(mid, provider="vipps")
+    triggers = 3 * transport.MAX_IN_FLIGHT
+    dintero_emulator.inject_fault(path_regex=r"/settlements$", delay=0.2, count=triggers)
+    seen = {"now": 0, "peak": 0}
+
+    class CountingClient(httpx.AsyncClient):
+        async def send(self, *args: Any, **kwargs: Any) -> httpx.Response:
+            seen["now"] += 1
+            seen["peak"] = max(seen["peak"], seen["now"])
+            try:
+                return await super().send(*args, **kwargs)
+            finally:
+                seen["now"] -= 1
+
+    monkeypatch.setattr(httpx, "AsyncClient", CountingClient)
+
+    async def first_event(trigger: SettlementTrigger) -> Any:
+        async for event in trigger.run():
+            return event.payload
+        return None
+
+    async def main() -> list[Any]:
+        waiting = [
+            SettlementTrigger(
+                account_id=mid, since="2020-01-01T00:00:00Z", dintero_conn_id=dintero_connection
+            )
+            for _ in range(triggers)
+        ]
+        return await asyncio.gather(*(first_event(t) for t in waiting))
+
+    events = asyncio.run(main())
+
+    assert [e["status"] for e in events] == ["success"] * triggers
+    assert seen["peak"] == transport.MAX_IN_FLIGHT  # the others waited their turn (not 100 at once)
