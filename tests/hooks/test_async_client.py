@@ -14,6 +14,13 @@ from airflow_provider_dintero import transport
 from airflow_provider_dintero.triggers.settlements import SettlementTrigger
 
 
+async def _first_event(trigger: SettlementTrigger) -> Any:
+    """The trigger's first event's payload."""
+    async for event in trigger.run():
+        return event.payload
+    return None
+
+
 def test_triggers_of_one_loop_share_one_client_closed_when_the_last_stops(
     dintero_emulator: Any, dintero_connection: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -31,17 +38,12 @@ def test_triggers_of_one_loop_share_one_client_closed_when_the_last_stops(
 
     monkeypatch.setattr(httpx, "AsyncClient", CountingClient)
 
-    async def first_event(trigger: SettlementTrigger) -> Any:
-        async for event in trigger.run():
-            return event.payload
-        return None
-
     async def main() -> list[Any]:
         triggers = [
             SettlementTrigger(account_id=m, since="2020-01-01T00:00:00Z", dintero_conn_id=dintero_connection)
             for m in mids
         ]
-        return await asyncio.gather(*(first_event(t) for t in triggers))
+        return await asyncio.gather(*(_first_event(t) for t in triggers))
 
     events = asyncio.run(main())
 
@@ -86,11 +88,6 @@ def test_a_loop_keeps_at_most_max_in_flight_requests_however_many_triggers_wait(
 
     monkeypatch.setattr(httpx, "AsyncClient", CountingClient)
 
-    async def first_event(trigger: SettlementTrigger) -> Any:
-        async for event in trigger.run():
-            return event.payload
-        return None
-
     async def main() -> list[Any]:
         waiting = [
             SettlementTrigger(
@@ -98,7 +95,7 @@ def test_a_loop_keeps_at_most_max_in_flight_requests_however_many_triggers_wait(
             )
             for _ in range(triggers)
         ]
-        return await asyncio.gather(*(first_event(t) for t in waiting))
+        return await asyncio.gather(*(_first_event(t) for t in waiting))
 
     events = asyncio.run(main())
 
