@@ -32,13 +32,14 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from airflow_provider_dintero.emulator import DinteroEmulator  # noqa: E402
 from airflow_provider_dintero.emulator.pytest_plugin import connection_json  # noqa: E402
+from airflow_provider_dintero.triggers.settlement_events import settlement_event_extra  # noqa: E402
 from tests.system import deployment as system  # noqa: E402
 
 WORK = Path(tempfile.gettempdir()) / "dintero-watcher"
@@ -69,16 +70,11 @@ def _deployment(emu: DinteroEmulator, poll_interval: float) -> system.Deployment
     return Watched(home=WORK / "home", emulator_url=emu.base_url)
 
 
-def _landed(s3: Any, account_id: str, settlement_id: str) -> bool:
-    found = s3.list_objects_v2(Bucket=system.BUCKET, Prefix=f"dintero/settlements/account={account_id}/")
-    return any(o["Key"].endswith(f"/{settlement_id}/manifest.json") for o in found.get("Contents", []))
-
-
-def _time(s3: Any, emu: DinteroEmulator, account_id: str, provider: str) -> tuple[str, float]:
+def _time(dep: system.Deployment, emu: DinteroEmulator, account_id: str, provider: str) -> tuple[str, float]:
     """Add a settlement; return its id and the seconds until its files are in S3."""
     start = time.monotonic()
     sid = str(emu.add_settlement(account_id, provider=provider)["id"])
-    system.wait_until(lambda: _landed(s3, account_id, sid), 300, f"settlement {sid} in S3", 0.2)
+    system.wait_until(lambda: dep.manifest_in_s3(account_id, sid), 300, f"settlement {sid} in S3", 0.2)
     return sid, time.monotonic() - start
 
 
@@ -88,8 +84,7 @@ def _summary(db: Path) -> tuple[Counter[str], Counter[str], Counter[str]]:
     polled: Counter[str] = Counter()
     hooked: Counter[str] = Counter()
     for (extra,) in conn.execute("select extra from asset_event"):
-        data = json.loads(extra)
-        part = data.get("payload", data) if data.get("from_trigger") else data
+        part = settlement_event_extra(SimpleNamespace(extra=json.loads(extra))) or {}
         target = hooked if part.get("source") == "webhook" else polled
         target.update(part.get("settlement_ids") or [])
     writes: Counter[str] = Counter()
@@ -118,14 +113,13 @@ def main() -> None:
         dep = _deployment(emu, args.poll_interval)
         try:
             dep.start()
-            s3 = dep.s3()
-            s3.create_bucket(Bucket=system.BUCKET)
+            dep.s3().create_bucket(Bucket=system.BUCKET)
             system.wait_until(
                 lambda: "Watching Dintero settlements" in dep.output("triggerer"), 240, "the watcher", 1
             )
             m1, m2, m3 = emu.merchant_ids[:3]
             for n in range(args.samples):
-                sid, seconds = _time(s3, emu, m1, ("vipps", "klarna", "walley")[n % 3])
+                sid, seconds = _time(dep, emu, m1, ("vipps", "klarna", "walley")[n % 3])
                 added.append(sid)
                 times["watcher"].append(seconds)
 
@@ -136,7 +130,9 @@ def main() -> None:
 
             dep.restart("triggerer", while_down=add_while_down)
             ((sid, at),) = down
-            system.wait_until(lambda: _landed(s3, m2, sid), 300, "the settlement added while down", 0.2)
+            system.wait_until(
+                lambda: dep.manifest_in_s3(m2, sid), 300, "the settlement added while down", 0.2
+            )
             times["restart"].append(time.monotonic() - at)
             added.append(sid)
 
@@ -157,7 +153,7 @@ def main() -> None:
                 },
             )
             for _ in range(args.samples):
-                sid, seconds = _time(s3, emu, m3, "klarna")
+                sid, seconds = _time(dep, emu, m3, "klarna")
                 added.append(sid)
                 times["webhook"].append(seconds)
                 time.sleep(2)  # let the run finish before the next one: each sample starts quiet

@@ -140,24 +140,14 @@ class WaitForNewSettlements(SettlementSensor):
 @task
 def list_merchants(params: dict[str, Any] | None = None) -> list[str]:
     """The merchants this run answers for: the ``merchant_ids`` param, or the partner's active ones."""
-    from airflow_provider_dintero.exceptions import DinteroInputError
-    from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook, validate_account_id
-    from airflow_provider_dintero.triggers.poller import check_account_ids
+    from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+    from airflow_provider_dintero.triggers.poller import check_account_ids, listed_account_ids
 
     chosen = (params or {}).get("merchant_ids")
     if chosen:
         return check_account_ids(chosen, "merchant_ids") or []
-    roster: list[str] = []
-    for merchant in DinteroPartnerHook(dintero_conn_id=DINTERO_CONN_ID).list_merchants():
-        raw = merchant.get("account_id")
-        try:
-            account_id = validate_account_id(raw)
-        except DinteroInputError:  # the sweep skips it too
-            log.warning("Skipping a merchant listed with an unreadable account id %r", str(raw)[:40])
-            continue
-        if merchant.get("active", True) and account_id not in roster:
-            roster.append(account_id)
-    return roster
+    merchants = DinteroPartnerHook(dintero_conn_id=DINTERO_CONN_ID).list_merchants()
+    return listed_account_ids(m for m in merchants if m.get("active", True))  # as the sweep reads them
 
 
 # The default bucket's Asset is also an inlet (what the report reads back): that registers it when

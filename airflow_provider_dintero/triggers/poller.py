@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,17 +128,7 @@ class SettlementPoller:
         """The merchants to poll: the given list, or the partner's merchants as listed now."""
         if self.account_ids is not None:
             return list(self.account_ids)
-        ids: list[str] = []
-        for account in await self.hook.async_list_merchants():
-            raw = account.get("account_id") if isinstance(account, dict) else None
-            try:
-                aid = validate_account_id(raw)
-            except DinteroInputError:
-                log.warning("Skipping a merchant listed with an unreadable account id %r", str(raw)[:40])
-                continue
-            if aid not in ids:
-                ids.append(aid)
-        return ids
+        return listed_account_ids(await self.hook.async_list_merchants())
 
     async def sweep(self, since_for: Callable[[str], str]) -> Sweep:
         """
@@ -175,6 +165,26 @@ class SettlementPoller:
             if outcome:
                 result.found[aid] = outcome
         return result
+
+
+def listed_account_ids(accounts: Iterable[Any]) -> list[str]:
+    """
+    The account ids of listed merchants, in order and once each; an entry without a valid
+    account id is skipped with a warning (the list comes from the wire).
+
+    :param accounts: the merchants as Dintero listed them.
+    """
+    ids: list[str] = []
+    for account in accounts:
+        raw = account.get("account_id") if isinstance(account, dict) else None
+        try:
+            aid = validate_account_id(raw)
+        except DinteroInputError:
+            log.warning("Skipping a merchant listed with an unreadable account id %r", str(raw)[:40])
+            continue
+        if aid not in ids:
+            ids.append(aid)
+    return ids
 
 
 def sweep_blocking(poller: SettlementPoller, since_for: Callable[[str], str]) -> Sweep:

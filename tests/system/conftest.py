@@ -105,15 +105,7 @@ def deployment(emulator: Any) -> Iterator[Deployment]:
     deploy = Deployment(home=ARTIFACTS / "airflow-home", emulator_url=emulator.base_url)
     try:
         deploy.start()
-        import boto3
-
-        boto3.client(
-            "s3",
-            endpoint_url=deploy.s3_url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        ).create_bucket(Bucket=BUCKET)
+        deploy.s3().create_bucket(Bucket=BUCKET)
         yield deploy
     finally:
         deploy.stop()

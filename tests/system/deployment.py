@@ -101,6 +101,7 @@ class Deployment:
     s3_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _token: str | None = None
+    _s3: Any = None
 
     @property
     def api_url(self) -> str:
@@ -225,17 +226,45 @@ class Deployment:
         """
         return (self.output_dir / f"{name}.log").read_text(errors="replace")
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
+        """
+        A task's return value, deserialized.
+
+        :param dag_id: the DAG id.
+        :param run_id: the run id.
+        :param task_id: the task id.
+        :param map_index: the map index (``-1`` for an unmapped task).
+        """
+        value = self.api(
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+            f"?map_index={map_index}&deserialize=true"
+        )["value"]
+        return json.loads(value) if isinstance(value, str) else value
+
+    def manifest_in_s3(self, account_id: str, settlement_id: str) -> bool:
+        """
+        Whether a settlement's manifest (written after all its files) is in the bucket.
+
+        :param account_id: the merchant.
+        :param settlement_id: the settlement.
+        """
+        found = self.s3().list_objects_v2(Bucket=BUCKET, Prefix=f"dintero/settlements/account={account_id}/")
+        return any(o["Key"].endswith(f"/{settlement_id}/manifest.json") for o in found.get("Contents", []))
+
     def s3(self) -> Any:
-        """A boto3 S3 client on moto's server."""
+        """The deployment's boto3 S3 client on moto's server (made once)."""
+        if self._s3 is not None:
+            return self._s3
         import boto3
 
-        return boto3.client(
+        self._s3 = boto3.client(
             "s3",
             endpoint_url=self.s3_url,
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+        return self._s3
 
     # ------------------------------------------------------------------ clients
 

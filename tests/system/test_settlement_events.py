@@ -21,12 +21,13 @@ import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from .conftest import task_instances
-from .deployment import ARTIFACTS, BUCKET, Deployment, emulator_canaries, leaks, wait_until
+from .deployment import ARTIFACTS, Deployment, emulator_canaries, leaks, wait_until
 
 WATCH_DAG = "dintero_settlements_on_event"
 PROVISION_DAG = "dintero_provision_merchant"
@@ -81,11 +82,6 @@ def _start_watcher(deployment: Deployment) -> None:
     wait_until(lambda: _watching(deployment) > before, 240, "the settlement watcher to start", 1)
 
 
-def _manifest_in_s3(s3: Any, account_id: str, settlement_id: str) -> bool:
-    found = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"dintero/settlements/account={account_id}/")
-    return any(o["Key"].endswith(f"/{settlement_id}/manifest.json") for o in found.get("Contents", []))
-
-
 def _add(emulator: Any, account_id: str, provider: str) -> tuple[str, float]:
     added = time.time()
     return str(emulator.add_settlement(account_id, provider=provider)["id"]), added
@@ -93,8 +89,9 @@ def _add(emulator: Any, account_id: str, provider: str) -> tuple[str, float]:
 
 def _landed(deployment: Deployment, account_id: str, settlement: tuple[str, float]) -> Arrival:
     sid, added = settlement
-    s3 = deployment.s3()
-    wait_until(lambda: _manifest_in_s3(s3, account_id, sid), 300, f"settlement {sid}'s files in S3", 0.5)
+    wait_until(
+        lambda: deployment.manifest_in_s3(account_id, sid), 300, f"settlement {sid}'s files in S3", 0.5
+    )
     return Arrival(sid, account_id, added, time.time())
 
 
@@ -156,9 +153,10 @@ def _webhook_events(deployment: Deployment, partner: str) -> int:
 
 
 def _settlement_part(event: dict[str, Any]) -> dict[str, Any]:
-    """The settlement fields of an event's extra: the watcher's sit under ``payload``."""
-    extra = event.get("extra") or {}
-    return dict(extra.get("payload") or {}) if extra.get("from_trigger") else dict(extra)
+    """The settlement fields of an event's extra, read as the consumer reads them."""
+    from airflow_provider_dintero.triggers.settlement_events import settlement_event_extra
+
+    return dict(settlement_event_extra(SimpleNamespace(extra=event.get("extra"))) or {})
 
 
 def _copies(deployment: Deployment) -> dict[str, list[str]]:
@@ -170,11 +168,7 @@ def _copies(deployment: Deployment) -> dict[str, list[str]]:
         for ti in task_instances(deployment, WATCH_DAG, run_id, "copy_to_s3"):
             if ti["state"] != "success":
                 continue
-            value = deployment.api(
-                f"/dags/{WATCH_DAG}/dagRuns/{run_id}/taskInstances/copy_to_s3/xcomEntries/return_value"
-                f"?map_index={ti['map_index']}&deserialize=true"
-            )["value"]
-            value = json.loads(value) if isinstance(value, str) else value
+            value = deployment.xcom(WATCH_DAG, run_id, "copy_to_s3", ti["map_index"])
             written.setdefault(run_id, []).extend(value["written"])
     return written
 
