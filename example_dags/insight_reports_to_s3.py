@@ -47,6 +47,7 @@ MONTHLY_SCHEDULE = {
     "contentTypes": ["application/pdf", "text/csv"],
 }
 
+# [START howto_insight_reports]
 with DAG(
     dag_id="dintero_insight_reports_to_s3",
     description="Copy new Dintero insight reports of a merchant into S3",
@@ -77,3 +78,4 @@ with DAG(
     )
 
     ensure_monthly_schedule >> copy_new_reports
+    # [END howto_insight_reports]

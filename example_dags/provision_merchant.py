@@ -28,6 +28,7 @@ from airflow_provider_dintero.operators.webhooks import CreateWebhookSubscriptio
 
 MERCHANT = "{{ params.merchant_id }}"
 
+# [START howto_provision_merchant]
 with DAG(
     dag_id="dintero_provision_merchant",
     description="Provision a Dintero merchant: API client, grants, payment profile, settlement webhook",
@@ -81,3 +82,4 @@ with DAG(
     )
 
     account >> api_client >> grants >> payment_profile >> settlement_webhook
+    # [END howto_provision_merchant]

@@ -46,6 +46,7 @@ if EVENT_TRIGGERS:
     )
     from airflow_provider_dintero.webhooks import settlement_events_asset
 
+    # [START howto_settlements_on_event]
     _asset = settlement_events_asset(PARTNER_ID)
     watched = Asset(
         name=_asset.name,
@@ -79,3 +80,4 @@ if EVENT_TRIGGERS:
         SettlementsToS3Operator.partial(
             task_id="copy_to_s3", s3_bucket="{{ params.s3_bucket }}", use_triggering_events=True
         ).expand(account_id=accounts())
+        # [END howto_settlements_on_event]

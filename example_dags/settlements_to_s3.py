@@ -240,6 +240,7 @@ def _task_states(context: dict[str, Any]) -> dict[tuple[str, int], str | None]:
     return states
 
 
+# [START howto_settlements_to_s3]
 @dag(
     dag_id="dintero_settlements_to_s3",
     schedule="@daily",
@@ -252,6 +253,7 @@ def _task_states(context: dict[str, Any]) -> dict[tuple[str, int], str | None]:
 def dintero_settlements_to_s3() -> None:
     """One run per day: every merchant's new settlement files into S3."""
     merchants = list_merchants()
+    # [START howto_partner_wide]
     wait = WaitForNewSettlements(
         task_id="wait_for_settlements",
         all_merchants=True,  # or the merchant_ids param, chosen when the task runs
@@ -270,6 +272,7 @@ def dintero_settlements_to_s3() -> None:
         retries=2,
         retry_delay=timedelta(minutes=2),
     ).expand_kwargs(wait.output.map(settlement_copy_kwargs))
+    # [END howto_partner_wide]
     summary = report()
     merchants >> wait
     [merchants, wait, copy] >> summary  # type: ignore[operator]
@@ -277,3 +280,4 @@ def dintero_settlements_to_s3() -> None:
 
 
 settlements_to_s3_dag = dintero_settlements_to_s3()
+# [END howto_settlements_to_s3]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole check, from nothing but Python 3.11 and pip: locked environments for Airflow 3.3
-# and 2.11, ruff, mypy, the test suite on both lines, then the release check (scripts/check_wheel.sh:
+# and 2.11, ruff, mypy, the docs site (docs/, Sphinx with -W), the test suite on both lines, then the release check (scripts/check_wheel.sh:
 # the built sdist and wheel, the wheel installed in clean virtualenvs for 3.3, 2.11 and the lower
 # bounds). Extra arguments go to pytest. Any failure fails the script.
 set -euo pipefail
@@ -14,6 +14,10 @@ for line in 3.3 2.11; do
     "$venv/bin/ruff" check airflow_provider_dintero tests example_dags bench scripts
     "$venv/bin/ruff" format --check airflow_provider_dintero tests example_dags bench scripts
     "$venv/bin/mypy" airflow_provider_dintero
+    echo "== docs site (sphinx, warnings are errors)"
+    rm -rf build/docs/html
+    "$venv/bin/sphinx-build" -q -W --keep-going -b html docs build/docs/html || status=1
+    export DOCS_BUILD_DIR="$REPO/build/docs/html"
   fi
   echo "== tests on Airflow $line"
   "$venv/bin/python" -m pytest -q "$@" || status=$?

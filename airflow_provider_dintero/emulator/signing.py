@@ -1,4 +1,4 @@
-"""Signed, unauthenticated download URLs (report ``signed_url``s, attachment redirects).
+"""Signed, unauthenticated download URLs (reports' ``signed_url`` values, attachment redirects).
 
 They imitate S3 pre-signed URLs: XML errors, 400 when an ``Authorization`` header comes along,
 403 ``SignatureDoesNotMatch`` / ``AccessDenied`` ``Request has expired``.
