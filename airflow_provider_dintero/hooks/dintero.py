@@ -939,6 +939,11 @@ class DinteroAsyncHook(DinteroPartnerHook):
             "GET", aid, f"/v1/accounts/{aid}/settlements", "list settlements"
         ), settlement_query(**filters)
 
+    async def _atokens(self) -> Tokens:
+        """:attr:`tokens`, the connection read in a worker thread the first time."""
+        tokens = self.__dict__.get("tokens")
+        return tokens if isinstance(tokens, Tokens) else await asyncio.to_thread(lambda: self.tokens)
+
     async def aperform(self, action: pipeline.Action) -> Any:
         """
         Carry out one pipeline action on the event loop (the async driver's side of the pipeline).
@@ -953,10 +958,11 @@ class DinteroAsyncHook(DinteroPartnerHook):
             await asyncio.sleep(action.seconds)
             return None
         if isinstance(action, pipeline.GetToken):
-            return await self.tokens.aget(action.account_id, self.aperform)
+            return await (await self._atokens()).aget(action.account_id, self.aperform)
         if isinstance(action, pipeline.DropToken):
             _log_rejected(action)
-            await pipeline.arun(self.tokens.forget(action.account_id, action.token), self.aperform)
+            tokens = await self._atokens()
+            await pipeline.arun(tokens.forget(action.account_id, action.token), self.aperform)
             return None
         if isinstance(action, pipeline.Blocking):
             return await asyncio.to_thread(action.call)
