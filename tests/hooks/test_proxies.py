@@ -356,3 +356,45 @@ def test_one_async_client_per_tls_and_proxy_setting() -> None:
 
     assert built[0] is built[1] and built[2] is built[3] and built[0] is not built[2]
     assert transport.ssl_context.cache_info().misses == 1  # one SSL context for both
+
+
+A, B, C = "http://127.0.0.1:3128", "http://127.0.0.1:3129", "http://127.0.0.1:3130"
+
+
+@pytest.mark.parametrize(
+    ("environment", "proxies", "url", "expected"),
+    [
+        ({"HTTPS_PROXY": A}, {}, "https://api.dintero.com/v1", A),
+        ({"HTTPS_PROXY": A}, {}, "http://127.0.0.1:8080/v1", None),
+        ({"HTTP_PROXY": A}, {}, "http://127.0.0.1:8080/v1", A),
+        ({"ALL_PROXY": A}, {}, "https://api.dintero.com/v1", A),
+        ({"https_proxy": A, "HTTPS_PROXY": B}, {}, "https://api.dintero.com/v1", A),
+        ({"HTTPS_PROXY": A, "NO_PROXY": "api.dintero.com"}, {}, "https://api.dintero.com/v1", None),
+        ({"HTTPS_PROXY": A, "NO_PROXY": ".dintero.com"}, {}, "https://api.dintero.com/v1", None),
+        ({"HTTPS_PROXY": A, "NO_PROXY": "10.0.0.0/8"}, {}, "https://10.1.2.3/v1", None),
+        ({"HTTPS_PROXY": A, "NO_PROXY": "*"}, {}, "https://api.dintero.com/v1", None),
+        ({"HTTPS_PROXY": A}, {"https": B}, "https://api.dintero.com/v1", B),
+        ({"HTTPS_PROXY": A, "NO_PROXY": "api.dintero.com"}, {"https": B}, "https://api.dintero.com/v1", B),
+        ({}, {"https://api.dintero.com": B, "https": C}, "https://api.dintero.com/v1", B),
+        ({}, {"all": C}, "https://checkout.dintero.com/v1", C),
+        ({"HTTPS_PROXY": A}, {"no_proxy": "api.dintero.com"}, "https://api.dintero.com/v1", None),
+    ],
+)
+def test_the_proxy_is_the_one_requests_would_choose(
+    monkeypatch: pytest.MonkeyPatch,
+    environment: dict[str, str],
+    proxies: dict[str, str],
+    url: str,
+    expected: str | None,
+) -> None:
+    import requests
+
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    settings = requests.Session().merge_environment_settings(url, dict(proxies), False, None, None)
+    assert requests.utils.select_proxy(url, settings["proxies"]) == expected  # the table is requests'
+    assert transport.proxy_for(url, proxies) == expected
