@@ -281,10 +281,10 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
             time.sleep(action.seconds)
             return None
         if isinstance(action, pipeline.GetToken):
-            return self.tokens.get(action.account_id, self)
+            return self._tokens.get(action.account_id, self)
         if isinstance(action, pipeline.DropToken):
             _log_rejected(action)
-            pipeline.run(self.tokens.forget(action.account_id, action.token), self)
+            pipeline.run(self._tokens.forget(action.account_id, action.token), self)
             return None
         if isinstance(action, pipeline.Blocking):
             return action.call()
@@ -293,7 +293,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
     # ---------------------------------------------------------------- tokens
 
     @cached_property
-    def tokens(self) -> Tokens:
+    def _tokens(self) -> Tokens:
         """This connection's tokens: minting, caches and masking (:mod:`~airflow_provider_dintero.auth`)."""
         _ = self._connection_checked
         return Tokens(
@@ -327,7 +327,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
         :param account_id: the account to act on.
         """
-        return self.tokens.get(self.resolve_account_id(account_id), self)
+        return self._tokens.get(self.resolve_account_id(account_id), self)
 
     def invalidate_token(self, account_id: str | None = None, token: str | None = None) -> None:
         """
@@ -336,7 +336,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the account; ``None`` for the connection's own.
         :param token: only forget it if the cache still holds this token.
         """
-        pipeline.run(self.tokens.forget(self.resolve_account_id(account_id), token), self)
+        pipeline.run(self._tokens.forget(self.resolve_account_id(account_id), token), self)
 
     # ---------------------------------------------------------------- connection test
 
@@ -940,9 +940,9 @@ class DinteroAsyncHook(DinteroPartnerHook):
         ), settlement_query(**filters)
 
     async def _atokens(self) -> Tokens:
-        """:attr:`tokens`, the connection read in a worker thread the first time."""
-        tokens = self.__dict__.get("tokens")
-        return tokens if isinstance(tokens, Tokens) else await asyncio.to_thread(lambda: self.tokens)
+        """:attr:`_tokens`, the connection read in a worker thread the first time."""
+        tokens = self.__dict__.get("_tokens")
+        return tokens if isinstance(tokens, Tokens) else await asyncio.to_thread(lambda: self._tokens)
 
     async def aperform(self, action: pipeline.Action) -> Any:
         """
