@@ -6,7 +6,7 @@ The hook reads the connection, mints and caches access tokens (the connection's 
 client credentials, a partner's merchants through the exchange token flow) and exposes one
 method per API operation. Requests, retries, errors and paging are the I/O-free pipeline's
 (:mod:`airflow_provider_dintero.pipeline`); the vocabulary, errors, tokens, transports and
-checks live in their own modules and are re-exported here for existing imports.
+checks live in their own modules.
 
 Example::
 
@@ -35,30 +35,22 @@ import requests
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_dintero import pipeline
-from airflow_provider_dintero.connection import (
-    DEFAULT_BASE_URL,
-    DEFAULT_CHECKOUT_BASE_URL,
-    DinteroConnectionMixin,
-)
+from airflow_provider_dintero.connection import DinteroConnectionMixin
 from airflow_provider_dintero.exceptions import (
     DinteroApiError,
     DinteroAuthError,
     DinteroInputError,
     DinteroNotFoundError,
-    DinteroStreamError,
 )
-from airflow_provider_dintero.pipeline import Request, parse_retry_after
+from airflow_provider_dintero.pipeline import Request
 from airflow_provider_dintero.redaction import guard_logger, mask_secret, redact_url
-from airflow_provider_dintero.settlements import SettlementWindow, format_timestamp, settlement_query
+from airflow_provider_dintero.settlements import SettlementWindow, settlement_query
 from airflow_provider_dintero.tokens import (
     TOKEN_CACHE,
     SharedTokenStore,
-    TokenCache,
     read_token_answer,
-    variable_api,
 )
 from airflow_provider_dintero.transport import (
-    USER_AGENT,
     DownloadStream,
     HttpxTransport,
     RequestsTransport,
@@ -66,69 +58,20 @@ from airflow_provider_dintero.transport import (
     shared_async_client,
 )
 from airflow_provider_dintero.validation import (
-    ACCOUNT_ID_PATTERN,
     check_download_url,
     check_limit,
     is_loopback_host,
-    is_partner_account,
     path_segment,
     validate_account_id,
-    validate_base_url,
 )
 from airflow_provider_dintero.vocabulary import (
-    KNOWN_SCOPES,
-    WEBHOOK_EVENTS,
-    AccessToken,
     Account,
     ApiClient,
-    AttachmentKind,
     ClientGrant,
-    PayoutProvider,
     ReportMetadata,
     Settlement,
-    SettlementAttachment,
     WebhookSubscription,
 )
-
-#: The hooks, and the names this module has always offered (now defined in their own modules).
-__all__ = [
-    "ACCOUNT_ID_PATTERN",
-    "DEFAULT_BASE_URL",
-    "DEFAULT_CHECKOUT_BASE_URL",
-    "KNOWN_SCOPES",
-    "TOKEN_CACHE",
-    "USER_AGENT",
-    "WEBHOOK_EVENTS",
-    "AccessToken",
-    "Account",
-    "ApiClient",
-    "AttachmentKind",
-    "ClientGrant",
-    "DinteroApiError",
-    "DinteroAsyncHook",
-    "DinteroAuthError",
-    "DinteroInputError",
-    "DinteroNotFoundError",
-    "DinteroPartnerHook",
-    "DinteroStreamError",
-    "DownloadStream",
-    "PayoutProvider",
-    "ReportMetadata",
-    "Settlement",
-    "SettlementAttachment",
-    "TokenCache",
-    "WebhookSubscription",
-    "format_timestamp",
-    "is_loopback_host",
-    "is_partner_account",
-    "mask_secret",
-    "parse_retry_after",
-    "redact_url",
-    "settlement_query",
-    "validate_account_id",
-    "validate_base_url",
-    "variable_api",
-]
 
 log = guard_logger(__name__)
 

@@ -1,7 +1,7 @@
 """
 Shared plumbing of the Dintero operators and transfers: the base class with the connection id
 and the hook, and input checks that raise
-:class:`~airflow_provider_dintero.hooks.dintero.DinteroInputError` before any request.
+:class:`~airflow_provider_dintero.exceptions.DinteroInputError` before any request.
 
 This module is private; import the operators from their own modules.
 """

@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_dintero.hooks.dintero import Account, DinteroPartnerHook
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators._base import (
     DinteroBaseOperator,
     check_account_id,
 )
+from airflow_provider_dintero.vocabulary import Account
 
 
 class GetAccountOperator(DinteroBaseOperator):

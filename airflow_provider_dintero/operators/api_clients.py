@@ -33,17 +33,8 @@ from typing import Any, Literal
 
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_dintero.hooks.dintero import (
-    KNOWN_SCOPES,
-    ApiClient,
-    ClientGrant,
-    DinteroApiError,
-    DinteroInputError,
-    DinteroNotFoundError,
-    DinteroPartnerHook,
-    mask_secret,
-    variable_api,
-)
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError, DinteroNotFoundError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators._base import (
     DinteroBaseOperator,
     check_account_id,
@@ -51,7 +42,10 @@ from airflow_provider_dintero.operators._base import (
     check_text,
     existing_after_refusal,
 )
+from airflow_provider_dintero.redaction import mask_secret
+from airflow_provider_dintero.tokens import variable_api
 from airflow_provider_dintero.validation import validate_audience
+from airflow_provider_dintero.vocabulary import KNOWN_SCOPES, ApiClient, ClientGrant
 
 SecretDestination = Literal["variable", "secrets_manager"]
 IfExists = Literal["reuse", "fail"]
@@ -650,7 +644,7 @@ class GrantOperator(DinteroBaseOperator):
     creating, the task lists again: when concurrent runs created the same grant, every run
     keeps the oldest covering grant (by ``created_at``, then ``id``) and a run whose own grant
     is not that one deletes it and returns the oldest, so exactly one remains. Scope
-    names are checked against :data:`~airflow_provider_dintero.hooks.dintero.KNOWN_SCOPES`
+    names are checked against :data:`~airflow_provider_dintero.vocabulary.KNOWN_SCOPES`
     before any request.
 
     :param account_id: the account holding the client (merchant or own account). Templated.

@@ -34,11 +34,8 @@ from typing import Any, Literal
 
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroInputError,
-    DinteroNotFoundError,
-    DinteroPartnerHook,
-)
+from airflow_provider_dintero.exceptions import DinteroInputError, DinteroNotFoundError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators._base import (
     DinteroBaseOperator,
     check_account_id,

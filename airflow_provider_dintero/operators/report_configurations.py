@@ -33,12 +33,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroInputError,
-    DinteroNotFoundError,
-    validate_account_id,
-)
+from airflow_provider_dintero.exceptions import DinteroInputError, DinteroNotFoundError
 from airflow_provider_dintero.operators._base import DinteroBaseOperator
+from airflow_provider_dintero.validation import validate_account_id
 from airflow_provider_dintero.vocabulary import payout_provider_names
 
 if TYPE_CHECKING:

@@ -32,21 +32,18 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroInputError,
-    DinteroPartnerHook,
-    WebhookSubscription,
-    is_loopback_host,
-    mask_secret,
-    variable_api,
-)
+from airflow_provider_dintero.exceptions import DinteroInputError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators._base import (
     DinteroBaseOperator,
     check_account_id,
     check_names,
     check_text,
 )
-from airflow_provider_dintero.vocabulary import webhook_event_names
+from airflow_provider_dintero.redaction import mask_secret
+from airflow_provider_dintero.tokens import variable_api
+from airflow_provider_dintero.validation import is_loopback_host
+from airflow_provider_dintero.vocabulary import WebhookSubscription, webhook_event_names
 from airflow_provider_dintero.webhooks.assets import webhook_secret_variable
 
 _VARIABLE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]{1,250}$")

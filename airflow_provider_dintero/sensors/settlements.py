@@ -44,12 +44,10 @@ from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputErr
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook, DinteroPartnerHook
 from airflow_provider_dintero.settlements import (
     format_timestamp,
+    run_window,
 )
 from airflow_provider_dintero.settlements import (
     parse_payment_providers as parse_payment_providers,
-)
-from airflow_provider_dintero.settlements import (
-    run_window as run_window,
 )
 from airflow_provider_dintero.triggers.poller import (
     DEFAULT_MAX_CONCURRENCY,

@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_dintero.hooks.dintero import DinteroApiError
+from airflow_provider_dintero.exceptions import DinteroApiError
 from airflow_provider_dintero.operators._base import DinteroBaseOperator
 from airflow_provider_dintero.transfers._s3_stream import upload_args
 

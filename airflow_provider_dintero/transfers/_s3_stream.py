@@ -24,13 +24,13 @@ Public API (used by :mod:`~airflow_provider_dintero.transfers.settlements_to_s3`
 ``stream_to_s3(s3_hook, source, bucket, key, *, content_type, expected_size=None, metadata=None,
 extra_args=None, chunk_size=None, max_concurrency=None) -> int``
     Upload a readable, non-seekable file-like (a
-    :class:`~airflow_provider_dintero.hooks.dintero.DownloadStream`) to ``s3://bucket/key`` and
+    :class:`~airflow_provider_dintero.transport.DownloadStream`) to ``s3://bucket/key`` and
     return the number of bytes written. First aborts the open multipart uploads of that exact
     key (a killed earlier copy leaves one behind). Files larger than the part size go up as a
     multipart upload, so memory stays flat in the file's size (about
     ``chunk_size x (max_concurrency + 1)``). A multipart upload only becomes an object when it
     completes: when ``source.read()`` raises (for example
-    :class:`~airflow_provider_dintero.hooks.dintero.DinteroStreamError` on a broken download)
+    :class:`~airflow_provider_dintero.exceptions.DinteroStreamError` on a broken download)
     boto3 aborts the upload and the exception propagates unchanged, leaving no object behind.
     After the upload the object's size is checked against the bytes read and ``expected_size``;
     on a mismatch the object is deleted and :class:`S3CopyError` is raised.
@@ -43,7 +43,7 @@ extra_args=None, chunk_size=None, max_concurrency=None) -> int``
     ``HEAD`` the object (``S3Hook.check_for_key``): ``True`` if it exists, ``False`` on 404.
 
 ``ensure_bucket(s3_hook, bucket, *, field="s3_bucket") -> None``
-    Raise :class:`~airflow_provider_dintero.hooks.dintero.DinteroInputError` naming the bucket
+    Raise :class:`~airflow_provider_dintero.exceptions.DinteroInputError` naming the bucket
     and the AWS connection when the bucket does not exist or cannot be reached. Call it before
     the first download.
 
@@ -60,7 +60,7 @@ extra_args=None, chunk_size=None, max_concurrency=None) -> int``
 ``key_template_fields(template, allowed, *, field="s3_key", required=()) -> list[str]``
     Check a :meth:`str.format` key template: every field must be a plain name from ``allowed``
     (no positional ``{}``, no ``{a.b}`` or ``{a[0]}``), and every name in ``required`` must be
-    used. Raise :class:`~airflow_provider_dintero.hooks.dintero.DinteroInputError` listing the
+    used. Raise :class:`~airflow_provider_dintero.exceptions.DinteroInputError` listing the
     allowed fields otherwise. Returns the fields used.
 
 ``render_key(template, fields, *, field="s3_key") -> str``
@@ -100,7 +100,7 @@ from urllib.parse import quote
 
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_dintero.hooks.dintero import DinteroInputError
+from airflow_provider_dintero.exceptions import DinteroInputError
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook

@@ -28,18 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset, timezone
 
-from airflow_provider_dintero.hooks.dintero import (
-    AttachmentKind,
-    DinteroInputError,
-    DinteroPartnerHook,
-    DinteroStreamError,
-    Settlement,
-    SettlementAttachment,
-    format_timestamp,
-    validate_account_id,
-)
+from airflow_provider_dintero.exceptions import DinteroInputError, DinteroStreamError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.settlements import date_part as _date_part
-from airflow_provider_dintero.settlements import parse_payment_providers, run_window
+from airflow_provider_dintero.settlements import format_timestamp, parse_payment_providers, run_window
 from airflow_provider_dintero.transfers._base import DinteroToS3BaseOperator, api_id, check_owner
 from airflow_provider_dintero.transfers._s3_stream import (
     check_unique_keys,
@@ -52,6 +44,8 @@ from airflow_provider_dintero.transfers._s3_stream import (
     stream_to_s3,
 )
 from airflow_provider_dintero.triggers.settlement_events import settlement_event_extra
+from airflow_provider_dintero.validation import validate_account_id
+from airflow_provider_dintero.vocabulary import AttachmentKind, Settlement, SettlementAttachment
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_dintero.exceptions import DinteroApiError
 from airflow_provider_dintero.hooks import dintero as hook_module
-from airflow_provider_dintero.hooks.dintero import DinteroApiError, DinteroPartnerHook
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 
 TOKEN = r"/auth/token$"
 

@@ -13,17 +13,13 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroApiError,
-    DinteroAuthError,
-    DinteroPartnerHook,
-    DinteroStreamError,
-)
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroAuthError, DinteroStreamError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators.api_clients import CreateApiClientOperator, GrantOperator
 from airflow_provider_dintero.operators.webhooks import CreateWebhookSubscriptionOperator
 from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
-
-from .conftest import (
+from tests.provisioning.helpers import settle as settled
+from tests.reliability.conftest import (
     ATTACHMENT_PATH,
     MAX_RETRIES,
     STATS,
@@ -31,7 +27,6 @@ from .conftest import (
     count_when,
     reliability_connection,
     s3_objects,
-    settled,
     settlement_prefix,
 )
 

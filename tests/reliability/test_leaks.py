@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import AIRFLOW_V3, REPO
-
-from .conftest import STATS, first_trigger_event, settled
+from tests.provisioning.helpers import settle as settled
+from tests.reliability.conftest import STATS, first_trigger_event
 
 LOGICAL_DATE = datetime(2026, 11, 24, tzinfo=timezone.utc)
 EXAMPLE_DAGS = sorted(p.name for p in (REPO / "example_dags").glob("*.py") if not p.name.startswith("_"))
