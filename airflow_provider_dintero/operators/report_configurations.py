@@ -203,7 +203,7 @@ def _filters(body: Mapping[str, Any], name: str, field: str, allowed: Sequence[s
 def _check_if_exists(value: Any) -> IfExists:
     if value not in IF_EXISTS_CHOICES:
         raise DinteroInputError("if_exists", f"one of {', '.join(IF_EXISTS_CHOICES)}", value)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _check_config_id(value: Any) -> str:

@@ -247,7 +247,7 @@ def state_store(account_id: str) -> Any:
     return AssetStateStoreAccessor(name=asset_name(account_id))
 
 
-class SettlementEventProducer(SharedStreamProducer):  # type: ignore[misc,valid-type]
+class SettlementEventProducer(SharedStreamProducer):
     """
     The poll loop behind :class:`DinteroSettlementEventTrigger`: sweeps, yields one raw event per
     merchant batch, and stores a merchant's watermark once its event is confirmed persisted.
@@ -287,7 +287,7 @@ class SettlementEventProducer(SharedStreamProducer):  # type: ignore[misc,valid-
     def _who(self) -> str:
         return f"{len(self.account_ids)} merchant(s)" if self.account_ids else f"partner {self.account_id}"
 
-    async def open_stream(self) -> AsyncIterator[tuple[dict[str, Any], tuple[str, dict[str, Any]]]]:  # type: ignore[override]
+    async def open_stream(self) -> AsyncIterator[tuple[dict[str, Any], tuple[str, dict[str, Any]]]]:
         """Sweep forever; yield ``(event payload, (merchant, new watermark))`` per new batch."""
         await self._start()
         poller = SettlementPoller(
