@@ -55,8 +55,7 @@ at most :data:`WAIT` (1 h).
 without retries; only transient errors (Dintero or S3 unreachable) are retried.
 
 Params: ``merchant_ids`` (optional list; default all of the partner's merchants), ``s3_bucket``
-(default ``$DINTERO_DEMO_BUCKET`` or ``dintero-settlements``), ``deferrable`` (default true:
-wait in the triggerer; false: reschedule mode, the same sweep in a worker). The Asset event
+(default ``$DINTERO_DEMO_BUCKET`` or ``dintero-settlements``). The Asset event
 names the bucket written (``s3://<s3_bucket>/dintero/settlements``), through the
 ``dintero-settlements`` asset alias. Triggered without a logical date (Airflow 3's default for
 manual runs), the window is the day before the run.
@@ -246,7 +245,7 @@ def _task_states(context: dict[str, Any]) -> dict[tuple[str, int], str | None]:
     start_date=datetime(2026, 11, 1, tzinfo=timezone.utc),
     catchup=False,
     tags=["dintero", "settlements", "s3"],
-    params={"merchant_ids": None, "s3_bucket": BUCKET, "deferrable": True},
+    params={"merchant_ids": None, "s3_bucket": BUCKET},
     doc_md=__doc__,
 )
 def dintero_settlements_to_s3() -> None:
@@ -255,7 +254,7 @@ def dintero_settlements_to_s3() -> None:
     wait = WaitForNewSettlements(
         task_id="wait_for_settlements",
         all_merchants=True,  # or the merchant_ids param, chosen when the task runs
-        deferrable="{{ params.deferrable }}",
+        deferrable=True,  # waits in the triggerer; False: reschedule mode, the same sweep in a worker
         mode="reschedule",
         poll_interval=POLL_INTERVAL,
         timeout=WAIT.total_seconds(),

@@ -16,8 +16,8 @@ from typing import Any
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators._base import (
     DinteroBaseOperator,
-    check_account_id,
 )
+from airflow_provider_dintero.validation import validate_account_id
 from airflow_provider_dintero.vocabulary import Account
 
 
@@ -39,7 +39,7 @@ class GetAccountOperator(DinteroBaseOperator):
         # XCom: {"account_id": "T11200001", "company": {...}, "applicant": {"signup_reference": ...}}
     """
 
-    template_fields: Sequence[str] = ("account_id", "dintero_conn_id")
+    template_fields: Sequence[str] = ("account_id",)
 
     def __init__(
         self,
@@ -57,7 +57,7 @@ class GetAccountOperator(DinteroBaseOperator):
 
         :param context: the Airflow task context.
         """
-        account_id = check_account_id(self.account_id)
+        account_id = validate_account_id(self.account_id)
         account = self.hook.get_account(account_id)
         company = (account or {}).get("company") or {}
         signup_reference = ((account or {}).get("applicant") or {}).get("signup_reference")

@@ -37,14 +37,13 @@ from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputErr
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators._base import (
     DinteroBaseOperator,
-    check_account_id,
     check_names,
     check_text,
     existing_after_refusal,
 )
 from airflow_provider_dintero.redaction import mask_secret
 from airflow_provider_dintero.tokens import variable_api
-from airflow_provider_dintero.validation import validate_audience
+from airflow_provider_dintero.validation import validate_account_id, validate_audience
 from airflow_provider_dintero.vocabulary import KNOWN_SCOPES, ApiClient, ClientGrant
 
 SecretDestination = Literal["variable", "secrets_manager"]
@@ -196,7 +195,13 @@ class _SecretsManagerStore(_SecretStore):
                 extra = json.loads(extra)
             except ValueError:
                 extra = None
-        account = extra.get("account_id") if isinstance(extra, dict) else None
+        account = (
+            extra.get(
+                "account_id",
+            )
+            if isinstance(extra, dict)
+            else None
+        )
         login = stored.get("login")
         return (
             True,
@@ -328,7 +333,6 @@ class CreateApiClientOperator(DinteroBaseOperator):
         "callbacks",
         "secret_variable_key",
         "secrets_manager_secret_name",
-        "dintero_conn_id",
     )
 
     def __init__(
@@ -408,7 +412,7 @@ class CreateApiClientOperator(DinteroBaseOperator):
 
         :param context: the Airflow task context.
         """
-        account_id = check_account_id(self.account_id)
+        account_id = validate_account_id(self.account_id)
         name = str(check_text(self.name, "name"))
         description = check_text(self.description, "description", required=False)
         login = check_text(self.client_id, "client_id", required=False)
@@ -668,7 +672,7 @@ class GrantOperator(DinteroBaseOperator):
         )
     """
 
-    template_fields: Sequence[str] = ("account_id", "client_id", "scopes", "audience", "dintero_conn_id")
+    template_fields: Sequence[str] = ("account_id", "client_id", "scopes", "audience")
 
     def __init__(
         self,
@@ -694,7 +698,7 @@ class GrantOperator(DinteroBaseOperator):
 
         :param context: the Airflow task context.
         """
-        account_id = check_account_id(self.account_id)
+        account_id = validate_account_id(self.account_id)
         client_ref = str(check_text(self.client_id, "client_id"))
         scopes = check_names(self.scopes, "scopes", KNOWN_SCOPES, "Dintero scopes")
         if self.grant_type not in GRANT_TYPES:

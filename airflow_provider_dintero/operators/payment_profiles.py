@@ -38,10 +38,10 @@ from airflow_provider_dintero.exceptions import DinteroInputError, DinteroNotFou
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators._base import (
     DinteroBaseOperator,
-    check_account_id,
     check_mapping,
     check_text,
 )
+from airflow_provider_dintero.validation import validate_account_id
 
 #: Fields Dintero sets itself; they are not sent back in a PUT and never count as changes.
 READ_ONLY_PROFILE_FIELDS = frozenset(
@@ -131,7 +131,7 @@ class CreatePaymentProfileOperator(DinteroBaseOperator):
         )
     """
 
-    template_fields: Sequence[str] = ("account_id", "profile", "dintero_conn_id")
+    template_fields: Sequence[str] = ("account_id", "profile")
     template_fields_renderers = {"profile": "json"}
 
     def __init__(
@@ -154,7 +154,7 @@ class CreatePaymentProfileOperator(DinteroBaseOperator):
 
         :param context: the Airflow task context.
         """
-        account_id = check_account_id(self.account_id)
+        account_id = validate_account_id(self.account_id)
         body = _check_profile_body(self.profile)
         if self.if_exists not in ("reuse", "fail"):
             raise DinteroInputError("if_exists", "'reuse' or 'fail'", self.if_exists)
@@ -225,7 +225,7 @@ class ListPaymentProfilesOperator(DinteroBaseOperator):
         ListPaymentProfilesOperator(task_id="profiles", account_id="{{ params.merchant_id }}")
     """
 
-    template_fields: Sequence[str] = ("account_id", "dintero_conn_id")
+    template_fields: Sequence[str] = ("account_id",)
 
     def __init__(
         self,
@@ -243,7 +243,7 @@ class ListPaymentProfilesOperator(DinteroBaseOperator):
 
         :param context: the Airflow task context.
         """
-        account_id = check_account_id(self.account_id)
+        account_id = validate_account_id(self.account_id)
         profiles = self.hook.list_payment_profiles(account_id)
         self.log.info(
             "Account %s has %s payment profile(s): %s",
@@ -283,7 +283,7 @@ class UpdatePaymentProfileOperator(DinteroBaseOperator):
         )
     """
 
-    template_fields: Sequence[str] = ("account_id", "profile_id", "changes", "dintero_conn_id")
+    template_fields: Sequence[str] = ("account_id", "profile_id", "changes")
     template_fields_renderers = {"changes": "json"}
 
     def __init__(
@@ -309,7 +309,7 @@ class UpdatePaymentProfileOperator(DinteroBaseOperator):
 
         :param context: the Airflow task context.
         """
-        account_id = check_account_id(self.account_id)
+        account_id = validate_account_id(self.account_id)
         profile_id = str(check_text(self.profile_id, "profile_id"))
         changes = check_mapping(self.changes, "changes")
         if not changes:

@@ -45,14 +45,11 @@ write: a crash exactly there reports that batch once more, and the copy step, wh
 already in S3, makes that harmless. Outside the triggerer (``run()``), the watermark is advanced
 when the consumer asks for the next event.
 
-**Seen live on Airflow 3.3.2** (``bench/settlement_watcher.py``, ``tests/system``): files in S3
-about 30 s after the addition at a 30 s poll interval, 13 s for one added while the triggerer
-was stopped; each settlement reported once across the restart and each file written once. Two
-Airflow behaviours to know: the triggerer starts a watcher only for a DAG that was unpaused when
-its file was parsed (unpausing later takes effect at the next parse); and an event recorded
-while the scheduler is creating the run for the previous one (36 ms apart, live) is consumed by
-the *next* run, so its merchant's copy waits for the next event. The daily sensor DAG, or the
-webhook, bounds that wait.
+**Two Airflow behaviours to know:** the triggerer starts a watcher only for a DAG that was
+unpaused when its file was parsed (unpausing later takes effect at the next parse); and an event
+recorded while the scheduler is creating the run for the previous one is consumed by the *next*
+run, so its merchant's copy waits for the next event. The daily sensor DAG, or the webhook,
+bounds that wait.
 
 **Errors.** Every event becomes an asset event, so errors are logged, never yielded: a sweep
 that fails (after the hook's retries) is retried at the next interval; a merchant the partner

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.contract.contract import Contract
+from tests.contract.contract import Contract, Operation
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 COMMAND = "python -m tests.contract.readme --write"
@@ -50,13 +50,36 @@ class ReadmeError(Exception):
 # ---------------------------------------------------------------------- confirmed
 
 
+def _resource(path: str) -> str:
+    """The resource a path acts on: the path without its trailing ``/{id}`` segments."""
+    return re.sub(r"(/\{[^}]+\})+$", "", path)
+
+
+def by_resource(contract: Contract) -> list[tuple[str, Operation]]:
+    """The operations in contract order, each moved up to the first one on the same resource.
+
+    :param contract: the contract.
+    """
+    ops = list(contract.operations.items())
+    first: dict[str, int] = {}
+    for index, (_, op) in enumerate(ops):
+        if op.spec.get("path"):
+            first.setdefault(_resource(str(op.spec["path"])), index)
+
+    def place(item: tuple[int, tuple[str, Operation]]) -> tuple[int, int]:
+        index, (_, op) = item
+        return (first.get(_resource(str(op.spec.get("path") or "")), index), index)
+
+    return [op for _, op in sorted(enumerate(ops), key=place)]
+
+
 def confirmed_block(contract: Contract) -> str:
     """The table "What is confirmed against Dintero's own material" and its counts line.
 
     :param contract: the contract the table states.
     """
     lines = ["| Operation | Request | Confirmed by | Open points |", "|---|---|---|---|"]
-    for name, op in contract.operations.items():
+    for name, op in by_resource(contract):
         spec = op.spec
         if spec.get("path"):
             request = f"`{op.method} {spec['path']}` ({op.host})"
@@ -130,6 +153,28 @@ def _markdown(rst: str) -> str:
     return text.replace("``", "`").replace("|", "\\|")
 
 
+def _third_person(sentence: str) -> str:
+    """``"Create an API client."`` -> ``"creates an API client"``: a docstring's imperative as a cell."""
+    sentence = sentence.strip().rstrip(".")
+    verb, _, rest = sentence.partition(" ")
+    if not verb[:1].isupper() or verb[1:2].isupper() or not verb.isalpha():
+        return sentence
+    verb = verb.lower()
+    if re.search(r"(s|sh|ch|x|z)$", verb):
+        verb += "es"
+    elif re.search(r"[^aeiou]y$", verb):
+        verb = verb[:-1] + "ies"
+    else:
+        verb += "s"
+    return f"{verb} {rest}".strip()
+
+
+def _noun_phrase(sentence: str) -> str:
+    """``"Returns the account."`` / ``"Return the account."`` -> ``"the account"``."""
+    sentence = re.sub(r"^Returns? ", "", sentence.strip()).rstrip(".")
+    return sentence[:1].lower() + sentence[1:] if sentence[:2] != sentence[:2].upper() else sentence
+
+
 def new_row(cls: type, columns: int) -> str:
     """A table row for an operator README does not list yet, from its docstrings.
 
@@ -138,10 +183,11 @@ def new_row(cls: type, columns: int) -> str:
         returns go at the end of the second cell).
     """
     paragraphs = [p for p in (inspect.getdoc(cls) or "").split("\n\n") if p.strip()]
-    what = _markdown(paragraphs[0]) if paragraphs else ""
-    returns = next((_markdown(p)[len("Returns ") :] for p in paragraphs if p.startswith("Returns ")), "")
+    what = _third_person(_markdown(paragraphs[0])) if paragraphs else ""
+    returns = next((_markdown(p) for p in paragraphs if p.startswith("Returns ")), "")
     if not returns:
         returns = _markdown((inspect.getdoc(cls.execute) or "").split("\n\n")[0])  # type: ignore[attr-defined]
+    returns = _noun_phrase(returns)
     cells = (
         [f"`{signature(cls)}`", what, returns]
         if columns >= 3
@@ -172,6 +218,12 @@ def _cells(row: str) -> list[str]:
     return [*cells, current]
 
 
+def _subject(operator: str | tuple[str, str]) -> str:
+    """The resource an operator acts on: ``ListWidgetsOperator`` -> ``Widget``."""
+    name = operator[0] if isinstance(operator, tuple) else operator
+    return re.sub(r"^[A-Z][a-z]+|s?Operator$", "", name)
+
+
 def operators_block(content: str, modules: list[str], known: dict[str, type]) -> tuple[str, set[str]]:
     """An operator block with signatures regenerated and missing operators added.
 
@@ -198,11 +250,17 @@ def operators_block(content: str, modules: list[str], known: dict[str, type]) ->
         cells = _cells(lines[i])
         cells[0] = OPERATOR_SPAN.sub(current, cells[0])
         lines[i] = "|" + "|".join(cells) + "|"
-    added = [new_row(known[name], len(header)) for name in modules if name not in listed]
-    if added and not table:
+    missing = [name for name in modules if name not in listed]
+    if missing and not table:
         lines += ["### More operators", "", "| operator | what it does | returns |", "|---|---|---|"]
-    insert_at = (table[-1] + 1) if table else len(lines)
-    lines[insert_at:insert_at] = added
+        table = [len(lines) - 2, len(lines) - 1]
+    for name in missing:  # after the last row of the same resource, else at the table's end
+        rows = table[2:] or [table[-1]]
+        same = [i for i in rows if _subject(name) in {_subject(n) for n in OPERATOR_SPAN.findall(lines[i])}]
+        at = (same or [max(table)])[-1] + 1
+        lines.insert(at, new_row(known[name], len(header)))
+        table = [i + (i >= at) for i in table] + [at]
+        table.sort()
     return ("\n".join(lines) + "\n" if lines else ""), listed | set(modules)
 
 

@@ -270,7 +270,6 @@ TEMPLATED: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     ("settlements_to_s3", {"settlement_ids": "{{ params.ids }}"}, {"ids": "[1, 2"}, "settlement_ids"),
     ("settlements_to_s3", {"payment_providers": "{{ params.p }}"}, {"p": "pay/pal"}, "payment_providers"),
     ("insight_to_s3", {"until": "{{ params.u }}"}, {"u": "end of October"}, "until"),
-    ("sensor", {"deferrable": "{{ params.d }}"}, {"d": "perhaps"}, "deferrable"),
     ("grant", {"scopes": "{{ params.s }}"}, {"s": "read:settlements, write:everything"}, "scopes"),
     ("webhook", {"events": "{{ params.e }}"}, {"e": "settlement_add account-gone!"}, "events"),
     ("webhook", {"url": "{{ params.u }}"}, {"u": "http://example.com/h"}, "url"),

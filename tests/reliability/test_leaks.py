@@ -31,7 +31,7 @@ def _prepare_settlements(emu: Any, bucket: str) -> dict[str, Any]:
     for mid in good:
         emu.add_settlement(mid, provider="payex", created_at=LOGICAL_DATE - timedelta(minutes=30))
     # the foreign merchant fails: its exception text is scanned too
-    return {"merchant_ids": [*good, emu.foreign_merchant_id], "s3_bucket": bucket, "deferrable": False}
+    return {"merchant_ids": [*good, emu.foreign_merchant_id], "s3_bucket": bucket}
 
 
 def _prepare_partner_settlements(emu: Any, bucket: str) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def _prepare_partner_settlements(emu: Any, bucket: str) -> dict[str, Any]:
         emu.add_settlement(mid, provider="payex", created_at=LOGICAL_DATE - timedelta(minutes=30))
     # every merchant of the partner in one sweep; one refused (403): skipped, its error logged and scanned
     emu.inject_fault(status=403, path_regex=rf"/accounts/{unreadable}/settlements$", count=1)
-    return {"s3_bucket": bucket, "deferrable": False}
+    return {"s3_bucket": bucket}
 
 
 def _prepare_insight(emu: Any, bucket: str) -> dict[str, Any]:
