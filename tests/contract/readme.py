@@ -10,8 +10,11 @@ The README's generated tables, and the command that rewrites them.
 - ``operators <module> ...``: an operator table for the listed ``airflow_provider_dintero.operators``
   modules (``*``: every module no other block lists). Each row's first cell is regenerated from
   the operators' ``__init__`` signatures; the other cells are kept as written. An operator with no
-  row gets one: its class docstring's first paragraph, and its ``Returns ...`` paragraph (else
-  its ``execute`` docstring's first line). A row naming an operator that does not exist is an error.
+  row gets one, after the rows of operators on the same resource (``GetWidgetOperator`` after
+  ``CreateWidgetOperator``'s row), else at the table's end: its class docstring's first paragraph
+  as a sentence ("Create a widget." -> "creates a widget"), and what follows ``Returns`` in its
+  ``Returns ...`` paragraph (else in its ``execute`` docstring's first line). A row naming an
+  operator that does not exist is an error.
 
 Without ``--write`` it only checks, prints what would change and exits 1 when README is stale.
 ``tests/contract/test_readme.py`` runs the same check.
@@ -171,8 +174,7 @@ def _third_person(sentence: str) -> str:
 
 def _noun_phrase(sentence: str) -> str:
     """``"Returns the account."`` / ``"Return the account."`` -> ``"the account"``."""
-    sentence = re.sub(r"^Returns? ", "", sentence.strip()).rstrip(".")
-    return sentence[:1].lower() + sentence[1:] if sentence[:2] != sentence[:2].upper() else sentence
+    return re.sub(r"^Returns? ", "", sentence.strip()).rstrip(".")
 
 
 def new_row(cls: type, columns: int) -> str:
@@ -184,10 +186,9 @@ def new_row(cls: type, columns: int) -> str:
     """
     paragraphs = [p for p in (inspect.getdoc(cls) or "").split("\n\n") if p.strip()]
     what = _third_person(_markdown(paragraphs[0])) if paragraphs else ""
+    execute = _markdown((inspect.getdoc(cls.execute) or "").split("\n\n")[0])  # type: ignore[attr-defined]
     returns = next((_markdown(p) for p in paragraphs if p.startswith("Returns ")), "")
-    if not returns:
-        returns = _markdown((inspect.getdoc(cls.execute) or "").split("\n\n")[0])  # type: ignore[attr-defined]
-    returns = _noun_phrase(returns)
+    returns = _noun_phrase(returns or (execute if re.match(r"Returns? ", execute) else ""))
     cells = (
         [f"`{signature(cls)}`", what, returns]
         if columns >= 3
