@@ -192,7 +192,7 @@ def new_row(cls: type, columns: int) -> str:
     cells = (
         [f"`{signature(cls)}`", what, returns]
         if columns >= 3
-        else [f"`{signature(cls)}`", f"{what} {returns}"]
+        else [f"`{signature(cls)}`", f"{what}; returns {returns}" if returns else what]
     )
     return "| " + " | ".join(cells + [""] * (columns - len(cells))) + " |"
 
