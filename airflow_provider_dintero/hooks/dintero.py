@@ -4,18 +4,9 @@ Hooks for Dintero's Partner API: :class:`DinteroPartnerHook` (sync, ``requests``
 
 The hook reads the connection, mints and caches access tokens (the connection's own account by
 client credentials, a partner's merchants through the exchange token flow) and exposes one
-method per API operation. Requests, retries, errors and paging are the I/O-free pipeline's
-(:mod:`airflow_provider_dintero.pipeline`); the vocabulary, errors, tokens, transports and
-checks live in their own modules.
-
-Example::
-
-    from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
-
-    hook = DinteroPartnerHook(dintero_conn_id="dintero_default")
-    for merchant in hook.list_merchants():
-        for settlement in hook.list_settlements(merchant["account_id"], item_created_at_gte="2026-11-01"):
-            print(settlement["id"], settlement["provider"])
+method per API operation, each resource's path and words coming from
+:mod:`airflow_provider_dintero.resources`. Requests, retries, errors and paging are the I/O-free
+pipeline's (:mod:`airflow_provider_dintero.pipeline`).
 """
 
 from __future__ import annotations
@@ -195,17 +186,8 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         stream: bool = False,
     ) -> Request:
         """
-        Build a request carrying ``account_id``'s token: the one request helper of every API call.
-
-        :param method: the HTTP method.
-        :param account_id: the account acted on (already checked); its token is sent.
-        :param path: the absolute path, its ids already path segments; on the API host it must be
-            below ``/v1/accounts/<account_id>/`` (the token stays with its account).
-        :param operation: what the request does, in words, for errors and logs.
-        :param base: the host: the API, or checkout.
-        :param params: the query.
-        :param json: the JSON body.
-        :param stream: keep the answer open for a download.
+        The one request helper: a request carrying ``account_id``'s token. ``path`` (absolute, its
+        ids already path segments) must be below ``/v1/accounts/<account_id>/`` on the API host.
         """
         _ = self._connection_checked
         url = f"{self.checkout_base_url if base == 'checkout' else self.base_url}{path}"
