@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
-from airflow_provider_dintero.operators._base import (
-    DinteroBaseOperator,
-)
+from airflow_provider_dintero.operators._base import DinteroBaseOperator
 from airflow_provider_dintero.validation import validate_account_id
 from airflow_provider_dintero.vocabulary import Account
 
