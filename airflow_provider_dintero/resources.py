@@ -1,7 +1,7 @@
 """
 The API's resources as the hook uses them: each one's path (written only here), its name in
 words, its list wrapper key and its host; and the verbs the hook's resource helpers send
-(``LIST``, ``CREATE``, ``READ``, ``REPLACE``, ``DELETE``: HTTP method, item or collection, words).
+(``FETCH``, ``LIST``, ``CREATE``, ``READ``, ``REPLACE``, ``DELETE``: HTTP method, item or collection, words).
 """
 
 from __future__ import annotations
@@ -87,13 +87,16 @@ class Verb:
         return self.words.format(noun=resource.noun, nouns=nouns, a=a, id=item_id)
 
 
+FETCH = Verb("GET", False, "read the {noun}")
 LIST = Verb("GET", False, "list {nouns}")
 CREATE = Verb("POST", False, "create {a} {noun}")
 READ = Verb("GET", True, "read {noun} {id}")
 REPLACE = Verb("PUT", True, "update {noun} {id}")
 DELETE = Verb("DELETE", True, "delete {noun} {id}")
 
-ACCOUNT_SETTINGS: Resource[Account] = Resource("/v1/accounts/{account_id}/management/settings", "account")
+ACCOUNT_SETTINGS: Resource[Account] = Resource(
+    "/v1/accounts/{account_id}/management/settings", "account details"
+)
 MERCHANTS: Resource[Account] = Resource(
     "/v1/accounts/{account_id}/management/accounts", "merchant", plural="the partner's merchants"
 )

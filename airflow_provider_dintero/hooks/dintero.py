@@ -41,6 +41,7 @@ from airflow_provider_dintero.resources import (
     CLIENT_GRANTS,
     CREATE,
     DELETE,
+    FETCH,
     INSIGHT_CONFIGS,
     LIST,
     MERCHANTS,
@@ -453,11 +454,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
         :param account_id: the merchant, or ``None`` for the connection's own account.
         """
-        path = ACCOUNT_SETTINGS.collection(account_id)
-        request = self._request(
-            method="GET", account_id=account_id, path=path, operation="read the account details"
-        )
-        return cast("Account", self._answer(request))
+        return self._one(FETCH, ACCOUNT_SETTINGS, account_id)
 
     # ---------------------------------------------------------------- settlements
 
