@@ -195,6 +195,8 @@ class Repository:
                             aliases[alias.asname or alias.name] = f"{source}.{alias.name}"
                         elif source in self.files and not self.is_home(source, alias.name):
                             found.append(self._found(where, node.lineno, alias.name, source))
+                        elif source.startswith(f"{ROOTS[0]}.") and source not in self.files:
+                            found.append(Reexport(where, node.lineno, alias.name, source, None))
                 elif isinstance(node, ast.Import):
                     aliases.update(
                         {a.asname: a.name for a in node.names if a.asname and a.name in self.files}
@@ -228,6 +230,11 @@ FIXTURE = {
     ("source", "expected"),
     [
         pytest.param("from airflow_provider_dintero.errors import Boom", [], id="from-its-home"),
+        pytest.param(
+            "from airflow_provider_dintero.gone import Boom",
+            ["Boom imported from airflow_provider_dintero.gone"],
+            id="from-a-module-that-is-gone",
+        ),
         pytest.param("from airflow_provider_dintero.kit import Boom", [], id="package-entry-point"),
         pytest.param("from airflow_provider_dintero import errors\nerrors.Boom", [], id="module-attribute"),
         pytest.param(
@@ -248,7 +255,10 @@ def test_the_check_names_each_reexport(tmp_path: Path, source: str, expected: li
         (tmp_path / name).write_text(text, encoding="utf-8")
     found = Repository(tmp_path).reexports()
     assert [f"{r.name} imported from {r.through}" for r in found] == expected
-    assert all(r.where == "tests/test_x.py" and r.home == "airflow_provider_dintero.errors" for r in found)
+    assert all(r.where == "tests/test_x.py" for r in found)
+    assert all(
+        r.home == ("airflow_provider_dintero.errors" if "gone" not in r.through else None) for r in found
+    )
 
 
 if __name__ == "__main__":

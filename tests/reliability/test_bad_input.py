@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_dintero.auth import TOKEN_CACHE
 from airflow_provider_dintero.emulator import DinteroEmulator, EmulatorSeed
 from airflow_provider_dintero.exceptions import DinteroInputError
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
@@ -38,7 +39,6 @@ from airflow_provider_dintero.operators.webhooks import CreateWebhookSubscriptio
 from airflow_provider_dintero.pipeline import parse_retry_after
 from airflow_provider_dintero.sensors.settlements import SettlementSensor
 from airflow_provider_dintero.settlements import format_timestamp, settlement_query
-from airflow_provider_dintero.tokens import TOKEN_CACHE
 from airflow_provider_dintero.transfers._s3_stream import key_template_fields
 from airflow_provider_dintero.transfers.insight_report_to_s3 import InsightReportToS3Operator
 from airflow_provider_dintero.transfers.settlements_to_s3 import KEY_FIELDS, SettlementsToS3Operator
