@@ -54,14 +54,16 @@ SDIST_EXTRAS = ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md")
 DISTRIBUTION_ALIASES = {"apache-airflow-core": "apache-airflow", "apache-airflow-task-sdk": "apache-airflow"}
 # Modules that the Airflow component loading a piece of code provides, allowed in that code only.
 # Declaring them would install one Airflow line's web stack into the other line's deployments.
-# - Airflow 2's webserver (Flask AppBuilder) calls get_connection_form_widgets, nothing else does
-#   (the pattern of every Airflow provider).
+# - Airflow 2.11's webserver (Flask AppBuilder; 3.0 and 3.1's api-server too) builds the connection
+#   form's widgets (connection.py's connection_form_widgets and the validators it makes), nothing
+#   else does (the pattern of every Airflow provider).
 # - Airflow 3's api-server (apache-airflow-core requires FastAPI) mounts the webhook receiver;
 #   webhooks/plugin.py imports it only when fastapi imports.
+_FORM_FUNCTIONS = frozenset({"connection_form_widgets", "_form_check"})
 HOST_PROVIDED_IN_FUNCTION = {
-    "flask_appbuilder": "get_connection_form_widgets",
-    "flask_babel": "get_connection_form_widgets",
-    "wtforms": "get_connection_form_widgets",
+    "flask_appbuilder": _FORM_FUNCTIONS,
+    "flask_babel": _FORM_FUNCTIONS,
+    "wtforms": _FORM_FUNCTIONS,
 }
 HOST_PROVIDED_IN_PACKAGE = {"fastapi": f"{PACKAGE}/webhooks/", "starlette": f"{PACKAGE}/webhooks/"}
 
@@ -334,7 +336,7 @@ def check_declared_imports(dist: Any, files: list[Path], problems: Problems) -> 
             if top in stdlib or top == PACKAGE:
                 continue
             where = path.relative_to(root).as_posix()
-            if HOST_PROVIDED_IN_FUNCTION.get(top) in scope:
+            if HOST_PROVIDED_IN_FUNCTION.get(top, frozenset()) & set(scope):
                 continue
             if top in HOST_PROVIDED_IN_PACKAGE and where.startswith(HOST_PROVIDED_IN_PACKAGE[top]):
                 continue
