@@ -475,6 +475,45 @@ def check_registration(version: str, env: dict[str, str], problems: Problems) ->
             f"connection type {CONN_TYPE!r} is {hook.hook_class_name} from {hook.package_name}, "
             f"expected {HOOK_CLASS} from {DISTRIBUTION}"
         )
+    check_connection_form(ProvidersManager(), problems)
+
+
+def check_connection_form(manager: Any, problems: Problems) -> None:
+    """The connection form as this line's UI gets it: every Dintero field, the standard ones relabelled.
+
+    Airflow 3.x: what the api-server's ``/ui/connections/hook_meta`` serves (``HookMetaService``:
+    3.2+ reads ``conn-fields``; 3.0 and 3.1 call the hook class's own ``get_connection_form_widgets``
+    with wtforms mocked, and only when wtforms imports, i.e. with the FAB provider installed).
+    Airflow 2.11: the providers manager that the webserver's form reads (it drops every widget of a
+    hook when one is of an unsupported class).
+
+    :param manager: Airflow's ``ProvidersManager``.
+    :param problems: where problems go.
+    """
+    from airflow_provider_dintero.get_provider_info import CONNECTION_FIELDS, UI_FIELD_BEHAVIOUR
+
+    try:
+        from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+    except ImportError:  # Airflow 2.11
+        prefix = f"extra__{CONN_TYPE}__"
+        shown = {n.removeprefix(prefix) for n in manager.connection_form_widgets if n.startswith(prefix)}
+        labels = (manager.field_behaviours.get(CONN_TYPE) or {}).get("relabeling") or {}
+    else:
+        meta = [m for m in HookMetaService.hook_meta_data() if m.connection_type == CONN_TYPE]
+        shown = set((meta[0].extra_fields or {}) if meta else {})
+        standard = meta[0].standard_fields if meta else None
+        labels = {
+            name: getattr(standard, name).title
+            for name in ("host", "login", "password")
+            if standard is not None and getattr(standard, name) is not None
+        }
+    where = "the connection form"
+    if shown != set(CONNECTION_FIELDS):
+        problems.add(f"{where} shows the fields {sorted(shown)}, expected {sorted(CONNECTION_FIELDS)}")
+    if labels != UI_FIELD_BEHAVIOUR["relabeling"]:
+        problems.add(
+            f"{where} labels the standard fields {labels}, expected {UI_FIELD_BEHAVIOUR['relabeling']}"
+        )
 
 
 def check_emulator(env: dict[str, str], problems: Problems) -> None:

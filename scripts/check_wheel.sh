@@ -4,11 +4,14 @@
 # into a clean virtualenv per environment and check it there (scripts/check_wheel.py installed):
 #   af3  Airflow 3.3  wheel[amazon,openlineage,testing], constrained by requirements/dev-airflow-3.3.txt
 #   af2  Airflow 2.11 wheel[amazon,openlineage,testing], constrained by requirements/dev-airflow-2.11.txt
+#   af30 af31 af32  Airflow 3.0, 3.1, 3.2: the same, constrained by requirements/dev-airflow-3.x.txt
+#        (locked as of one month after the line's last release; the lines CI runs no test suite on)
 #   min  the lower bounds: requirements/min-airflow-2.11.txt (the package's own dependencies,
 #        extras included, resolved with --resolution lowest-direct), then the wheel with --no-deps;
 #        every declared requirement must be installed at exactly its lower bound
 # Only the wheel's declared dependencies are installed (the dev locks act as constraints), so an
-# undeclared import cannot hide behind a test dependency. Usage: bash scripts/check_wheel.sh [af3 af2 min]
+# undeclared import cannot hide behind a test dependency.
+# Usage: bash scripts/check_wheel.sh [af3 af2 min af30 af31 af32]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 # No bytecode for these one-shot venvs: compiling costs more (~25 s per venv here) than the
@@ -17,7 +20,7 @@ export UV_COMPILE_BYTECODE=0
 cd "$REPO"
 ensure_uv
 envs=("$@")
-[ ${#envs[@]} -gt 0 ] || envs=(af3 af2 min)
+[ ${#envs[@]} -gt 0 ] || envs=(af3 af2 min af30 af31 af32)
 work="$REPO/.wheel-check"
 rm -rf "$work"
 mkdir -p "$work/src" "$work/dist"
@@ -49,10 +52,16 @@ for name in "${envs[@]}"; do
            -c requirements/dev-airflow-3.3.txt ;;
     af2) VIRTUAL_ENV="$venv" uv pip install --quiet "airflow-provider-dintero[amazon,openlineage,testing] @ $wheel" \
            -c requirements/dev-airflow-2.11.txt ;;
+    af30|af31|af32)
+         # 3.0 and 3.1 build a hook's form fields only when wtforms imports: with the FAB provider,
+         # as deployments that show provider fields have it (it is in their locks)
+         fab=(); [ "$name" = af32 ] || fab=(apache-airflow-providers-fab)
+         VIRTUAL_ENV="$venv" uv pip install --quiet "airflow-provider-dintero[amazon,openlineage,testing] @ $wheel" \
+           "${fab[@]}" -c "requirements/dev-airflow-3.${name#af3}.txt" ;;
     min) VIRTUAL_ENV="$venv" uv pip install --quiet -r requirements/min-airflow-2.11.txt
          VIRTUAL_ENV="$venv" uv pip install --quiet --no-deps "$wheel"
          extra=(--at-lower-bounds) ;;
-    *) echo "unknown environment $name (af3, af2, min)" >&2; exit 2 ;;
+    *) echo "unknown environment $name (af3, af2, min, af30, af31, af32)" >&2; exit 2 ;;
   esac
   echo "   installed in $((SECONDS - t0)) s"
   (cd "$work" && "$venv/bin/python" "$REPO/scripts/check_wheel.py" installed --example-dags "$REPO/example_dags" "${extra[@]}") \
