@@ -46,7 +46,8 @@ HOOK_CLASS = f"{PACKAGE}.hooks.dintero.DinteroPartnerHook"
 ENTRY_POINT = f"provider_info = {PACKAGE}.get_provider_info:get_provider_info"
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_URLS = ("Source", "Documentation", "Changelog", "Issues")
-PYTHON_CLASSIFIER = "Programming Language :: Python :: 3.11"
+#: the Python versions the wheel is checked on (scripts/check_wheel.sh), each a classifier
+PYTHON_CLASSIFIERS = ("Programming Language :: Python :: 3.11", "Programming Language :: Python :: 3.12")
 SDIST_EXTRAS = ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md")
 
 # Airflow 3 ships the ``airflow`` package as apache-airflow-core and apache-airflow-task-sdk;
@@ -203,8 +204,12 @@ def check_dist(dist_dir: Path) -> int:
     for label in PROJECT_URLS:
         if label not in urls:
             problems.add(f"wheel metadata has no Project-URL {label!r} (has {sorted(urls)})")
-    if PYTHON_CLASSIFIER not in (metadata.get_all("Classifier") or []):
-        problems.add(f"wheel metadata lacks the classifier {PYTHON_CLASSIFIER!r}")
+    classifiers = metadata.get_all("Classifier") or []
+    declared = {c for c in classifiers if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)}
+    if declared != set(PYTHON_CLASSIFIERS):
+        problems.add(
+            f"wheel metadata declares Pythons {sorted(declared)}, checked are {list(PYTHON_CLASSIFIERS)}"
+        )
     section = re.search(r"\[apache_airflow_provider\]\n([^\[]*)", entry_points)
     if not section or ENTRY_POINT not in section.group(1):
         problems.add(f"wheel entry_points.txt has no [apache_airflow_provider] {ENTRY_POINT!r}")

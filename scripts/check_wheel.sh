@@ -6,12 +6,14 @@
 #   af2  Airflow 2.11 wheel[amazon,openlineage,testing], constrained by requirements/dev-airflow-2.11.txt
 #   af30 af31 af32  Airflow 3.0, 3.1, 3.2: the same, constrained by requirements/dev-airflow-3.x.txt
 #        (locked as of one month after the line's last release; the lines CI runs no test suite on)
+#   py312  Airflow 3.3 on Python 3.12 (the other environments run Python 3.11): the machine's own
+#        CPython 3.12 (uv finds it, or pyenv's); uv cannot download one here
 #   min  the lower bounds: requirements/min-airflow-2.11.txt (the package's own dependencies,
 #        extras included, resolved with --resolution lowest-direct), then the wheel with --no-deps;
 #        every declared requirement must be installed at exactly its lower bound
 # Only the wheel's declared dependencies are installed (the dev locks act as constraints), so an
 # undeclared import cannot hide behind a test dependency.
-# Usage: bash scripts/check_wheel.sh [af3 af2 min af30 af31 af32]
+# Usage: bash scripts/check_wheel.sh [af3 af2 min af30 af31 af32 py312]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 # No bytecode for these one-shot venvs: compiling costs more (~25 s per venv here) than the
@@ -20,7 +22,7 @@ export UV_COMPILE_BYTECODE=0
 cd "$REPO"
 ensure_uv
 envs=("$@")
-[ ${#envs[@]} -gt 0 ] || envs=(af3 af2 min af30 af31 af32)
+[ ${#envs[@]} -gt 0 ] || envs=(af3 af2 min af30 af31 af32 py312)
 work="$REPO/.wheel-check"
 rm -rf "$work"
 mkdir -p "$work/src" "$work/dist"
@@ -45,10 +47,15 @@ for name in "${envs[@]}"; do
   venv="$work/venv-$name"
   echo "== wheel: clean virtualenv $name"
   t0=$SECONDS
-  uv venv --quiet --python 3.11 "$venv"
+  python=3.11
+  if [ "$name" = py312 ]; then
+    python="$(uv python find --no-python-downloads 3.12 2>/dev/null || ls /root/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | head -1)"
+    [ -n "$python" ] || { echo "check_wheel: no CPython 3.12 on this machine (pyproject declares it)" >&2; status=1; continue; }
+  fi
+  uv venv --quiet --python "$python" "$venv"
   extra=()
   case "$name" in
-    af3) VIRTUAL_ENV="$venv" uv pip install --quiet "airflow-provider-dintero[amazon,openlineage,testing] @ $wheel" \
+    af3|py312) VIRTUAL_ENV="$venv" uv pip install --quiet "airflow-provider-dintero[amazon,openlineage,testing] @ $wheel" \
            -c requirements/dev-airflow-3.3.txt ;;
     af2) VIRTUAL_ENV="$venv" uv pip install --quiet "airflow-provider-dintero[amazon,openlineage,testing] @ $wheel" \
            -c requirements/dev-airflow-2.11.txt ;;
@@ -61,12 +68,23 @@ for name in "${envs[@]}"; do
     min) VIRTUAL_ENV="$venv" uv pip install --quiet -r requirements/min-airflow-2.11.txt
          VIRTUAL_ENV="$venv" uv pip install --quiet --no-deps "$wheel"
          extra=(--at-lower-bounds) ;;
-    *) echo "unknown environment $name (af3, af2, min, af30, af31, af32)" >&2; exit 2 ;;
+    *) echo "unknown environment $name (af3, af2, min, af30, af31, af32, py312)" >&2; exit 2 ;;
   esac
   echo "   installed in $((SECONDS - t0)) s"
   (cd "$work" && "$venv/bin/python" "$REPO/scripts/check_wheel.py" installed --example-dags "$REPO/example_dags" "${extra[@]}") \
     || status=1
   echo "   checked in $((SECONDS - t0)) s"
+  case "$name" in
+    af30|af31|af32)
+      # every example DAG run with `airflow dags test` against the emulator and moto (the demo),
+      # on the lines CI runs no test suite on; moto (a test tool) only now, after the import checks
+      VIRTUAL_ENV="$venv" uv pip install --quiet "moto[server,s3]" -c "requirements/dev-airflow-3.${name#af3}.txt"
+      (cd "$work" && "$venv/bin/python" "$REPO/scripts/demo.py" > "$work/demo-$name.log" 2>&1) \
+        && echo "   example DAGs run (demo): ok" \
+        || { status=1; echo "check_wheel: the example DAGs failed on $name:"; grep "^demo:" "$work/demo-$name.log"; }
+      echo "   example DAGs run in $((SECONDS - t0)) s"
+      ;;
+  esac
 done
 echo "== wheel: $([ "$status" = 0 ] && echo ok || echo FAILED) in ${SECONDS} s"
 [ "$status" = 0 ] && rm -rf "$work"

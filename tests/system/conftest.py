@@ -227,10 +227,10 @@ def _ui_connection_airflow_2(deployment: Deployment, browser: Any, emulator: Any
     page.wait_for_url(lambda url: "/login" not in url, timeout=60_000)
     page.goto(f"{deployment.api_url}/connection/add")
     page.locator("input[name=conn_id]").fill(CONN_ID)
-    page.locator("#s2id_conn_type, .select2-container").first.click()
-    page.keyboard.type("Dintero")
-    page.keyboard.press("Enter")
+    # the list is a select2 widget over a <select>: choose in the <select>, as select2 itself does
+    page.locator("#conn_type").select_option(label="Dintero", force=True)
     page.wait_for_function("document.getElementById('conn_type').value === 'dintero'", timeout=10_000)
+    page.locator("#extra__dintero__account_id").wait_for(state="visible", timeout=10_000)
 
     def shown(element_id: str) -> bool:
         return bool(page.locator(f"#{element_id}").is_visible())
