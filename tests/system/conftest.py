@@ -281,6 +281,7 @@ def _saved(deployment: Deployment) -> bool:
 
 
 def _run_state(deployment: Deployment, dag_id: str, run_id: str) -> str:
+    deployment._alive()  # a dead scheduler or triggerer fails the wait at once
     return str(deployment.api(f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
 
 
@@ -329,6 +330,7 @@ def example_runs(deployment: Deployment, ui_connection: dict[str, Any], emulator
     merchants = list(emulator.merchant_ids)
 
     def sensor_deferred() -> bool:
+        deployment._alive()
         sensors = task_instances(deployment, SETTLEMENTS_DAG, settlements_run, SENSOR)
         states = [ti["state"] for ti in sensors]
         if any(s in ("failed", "upstream_failed", "success", "skipped") for s in states):

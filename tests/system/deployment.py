@@ -375,6 +375,8 @@ class Deployment2(Deployment):
         env.update(
             {
                 "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor",
+                # the executor runs each task as `airflow tasks run ...`, found on PATH
+                "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
                 "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",
                 "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(self.api_port),
                 "AIRFLOW__WEBSERVER__BASE_URL": self.api_url,
@@ -384,6 +386,9 @@ class Deployment2(Deployment):
                 "AIRFLOW__API__AUTH_BACKENDS": (
                     "airflow.api.auth.backend.session,airflow.api.auth.backend.basic_auth"
                 ),
+                "AIRFLOW__API__ENABLE_XCOM_DESERIALIZE_SUPPORT": "True",  # the tests read XComs as JSON
+                # only the runs the tests trigger (no scheduled run of each DAG once unpaused)
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
                 "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
                 "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "600",
                 "AIRFLOW__SCHEDULER__PARSING_PROCESSES": "1",
