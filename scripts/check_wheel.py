@@ -487,45 +487,68 @@ def check_registration(version: str, env: dict[str, str], light: bool, problems:
             f"connection type {CONN_TYPE!r} is {hook.hook_class_name} from {hook.package_name}, "
             f"expected {HOOK_CLASS} from {DISTRIBUTION}"
         )
-    check_connection_form(ProvidersManager(), problems)
+    check_connection_form(env, problems)
 
 
-def check_connection_form(manager: Any, problems: Problems) -> None:
-    """The connection form as this line's UI gets it: every Dintero field, the standard ones relabelled.
+def served_form() -> dict[str, Any]:
+    """The Dintero connection form as this line's UI gets it (run in a fresh process: ``form``).
 
     Airflow 3.x: what the api-server's ``/ui/connections/hook_meta`` serves (``HookMetaService``:
     3.2+ reads ``conn-fields``; 3.0 and 3.1 call the hook class's own ``get_connection_form_widgets``
     with wtforms mocked, and only when wtforms imports, i.e. with the FAB provider installed).
     Airflow 2.11: the providers manager that the webserver's form reads (it drops every widget of a
     hook when one is of an unsupported class).
-
-    :param manager: Airflow's ``ProvidersManager``.
-    :param problems: where problems go.
     """
-    from airflow_provider_dintero.get_provider_info import CONNECTION_FIELDS, UI_FIELD_BEHAVIOUR
+    from airflow.providers_manager import ProvidersManager
 
     try:
         from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
     except ImportError:  # Airflow 2.11
+        manager = ProvidersManager()
         prefix = f"extra__{CONN_TYPE}__"
-        shown = {n.removeprefix(prefix) for n in manager.connection_form_widgets if n.startswith(prefix)}
+        fields = [n.removeprefix(prefix) for n in manager.connection_form_widgets if n.startswith(prefix)]
         labels = (manager.field_behaviours.get(CONN_TYPE) or {}).get("relabeling") or {}
     else:
         meta = [m for m in HookMetaService.hook_meta_data() if m.connection_type == CONN_TYPE]
-        shown = set((meta[0].extra_fields or {}) if meta else {})
+        fields = list((meta[0].extra_fields or {}) if meta else {})
         standard = meta[0].standard_fields if meta else None
         labels = {
             name: getattr(standard, name).title
             for name in ("host", "login", "password")
             if standard is not None and getattr(standard, name) is not None
         }
+    return {"fields": sorted(fields), "labels": labels}
+
+
+def check_connection_form(env: dict[str, str], problems: Problems) -> None:
+    """The connection form as a fresh web server process of this line serves it.
+
+    In a fresh process: a providers manager that has already loaded the hooks unmocked (as this
+    process's other checks do) makes 3.1's ``HookMetaService`` skip their widgets.
+
+    :param env: the Airflow environment.
+    :param problems: where problems go.
+    """
+    from airflow_provider_dintero.get_provider_info import CONNECTION_FIELDS, UI_FIELD_BEHAVIOUR
+
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "form"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        problems.add(f"reading the connection form failed ({proc.returncode}): {proc.stderr.strip()[-1000:]}")
+        return
+    form = json.loads(lines[-1])
     where = "the connection form"
-    if shown != set(CONNECTION_FIELDS):
-        problems.add(f"{where} shows the fields {sorted(shown)}, expected {sorted(CONNECTION_FIELDS)}")
-    if labels != UI_FIELD_BEHAVIOUR["relabeling"]:
-        problems.add(
-            f"{where} labels the standard fields {labels}, expected {UI_FIELD_BEHAVIOUR['relabeling']}"
-        )
+    if form["fields"] != sorted(CONNECTION_FIELDS):
+        problems.add(f"{where} shows the fields {form['fields']}, expected {sorted(CONNECTION_FIELDS)}")
+    if form["labels"] != UI_FIELD_BEHAVIOUR["relabeling"]:
+        expected = UI_FIELD_BEHAVIOUR["relabeling"]
+        problems.add(f"{where} labels the standard fields {form['labels']}, expected {expected}")
 
 
 def check_emulator(env: dict[str, str], problems: Problems) -> None:
@@ -724,7 +747,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="every requirement must be installed at its lower bound",
     )
+    sub.add_parser("form", help="print the Dintero connection form as this line's UI gets it (JSON)")
     args = parser.parse_args(argv)
+    if args.command == "form":
+        print(json.dumps(served_form()))
+        return 0
     if args.command == "dist":
         return check_dist(args.dist_dir)
     return check_installed(args.example_dags, args.at_lower_bounds, args.light)
