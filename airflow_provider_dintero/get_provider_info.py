@@ -50,7 +50,9 @@ def _field(label: str, kind: str, description: str, placeholder: Any = None, **s
 #: type picks the widget class: integer -> IntegerField, boolean -> BooleanField, format password
 #: -> PasswordField, anything else (string, number, enum, object) -> StringField, checked on save).
 #: No name contains a word Airflow treats as sensitive ("token", "secret", "password", ...): such
-#: fields come back from the UI as ``***``.
+#: fields come back from the UI as ``***``; but ``proxies`` (a proxy URL may hold a password): it
+#: has no default for the form to mask, and a ``***`` sent back on an edit is replaced by the
+#: stored value (Airflow's own merge).
 CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     "account_id": _field(
         "Account ID",
@@ -118,6 +120,13 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         DEFAULTS["max_pages"],
         name="max_pages",
         minimum=1,
+    ),
+    "proxies": _field(
+        "Proxies",
+        "string",
+        'JSON object of a proxy URL per scheme, e.g. {"https": "http://proxy.example:3128"} (as the '
+        "http provider reads it); empty: HTTPS_PROXY, HTTP_PROXY and NO_PROXY from the environment.",
+        '{"https": "http://proxy.example:3128"}',
     ),
 }
 
