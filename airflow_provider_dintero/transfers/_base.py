@@ -167,7 +167,8 @@ class DinteroToS3BaseOperator(DinteroBaseOperator):
         ``dintero://<API host>``; outputs are named as the stores' providers and OpenLineage name
         them: namespace ``s3://<bucket>``, ``gs://<bucket>``,
         ``wasbs://<container>@<account>.blob.core.windows.net`` or
-        ``abfss://<container>@<account>.dfs.core.windows.net``, name the key, with the dataset version (the content's SHA-256), storage and output
+        ``abfss://<container>@<account>.dfs.core.windows.net``, name the key,
+        with the dataset version (the content's SHA-256), storage and output
         statistics (bytes) facets and a ``dinteroObject`` facet with ``size``, ``sha256`` and
         ``contentType``. Needs the ``apache-airflow-providers-openlineage`` package, imported
         only here.

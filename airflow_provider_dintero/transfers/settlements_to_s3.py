@@ -325,7 +325,10 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
             ) from None
         providers = parse_payment_providers(self.payment_providers)
         key_template_fields(
-            self._key_template(), KEY_FIELDS, field=self._key_param, required=("settlement_id", "attachment_id")
+            self._key_template(),
+            KEY_FIELDS,
+            field=self._key_param,
+            required=("settlement_id", "attachment_id"),
         )
         ids = self._settlement_ids()
         if not isinstance(self.use_triggering_events, bool):
@@ -483,7 +486,9 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
                 self.log.info("Already there, skipping: %s", uri)
                 skipped.append(uri)
             else:
-                entry["size"], entry["sha256"] = self._copy_attachment(account_id, sid, att_id, attachment, key)
+                entry["size"], entry["sha256"] = self._copy_attachment(
+                    account_id, sid, att_id, attachment, key
+                )
                 written.append(uri)
             entries.append(entry)
 

@@ -76,7 +76,7 @@ def open_destination(
                 location, conn, encrypt=encrypt, acl_policy=acl_policy, s3_extra_args=s3_extra_args
             )
         if store == "gcs":
-            import airflow.providers.google.cloud.hooks.gcs  # noqa: F401  (fail here if missing)
+            import airflow.providers.google.cloud.hooks.gcs
 
             from airflow_provider_dintero.transfers.destinations.gcs import GCSDestination
 

@@ -131,9 +131,13 @@ def parse_destination(value: Any, *, field: str = "destination") -> DestinationU
         if host:
             account = host.split(".", 1)[0]
             if not re.fullmatch(r"[a-z0-9]{3,24}", account):
-                raise DinteroInputError(field, "an Azure storage account name (3-24 lowercase letters/digits)", value)
+                raise DinteroInputError(
+                    field, "an Azure storage account name (3-24 lowercase letters/digits)", value
+                )
         if not _CONTAINER.match(container):
-            raise DinteroInputError(field, "an Azure container name (3-63 lowercase letters, digits, -)", value)
+            raise DinteroInputError(
+                field, "an Azure container name (3-63 lowercase letters, digits, -)", value
+            )
     else:
         if host or parts.port:
             raise DinteroInputError(field, expected, value)

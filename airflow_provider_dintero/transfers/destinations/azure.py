@@ -18,6 +18,7 @@ and named ``abfss://`` in Asset events and OpenLineage.
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import uuid
 from collections.abc import Iterator, Mapping
@@ -128,7 +129,9 @@ class AzureBlobDestination(Destination):
 
         scope = self.encryption_scope
         if scope is not None and (not isinstance(scope, str) or not _SCOPE.match(scope)):
-            raise DinteroInputError("encryption_scope", "an encryption scope name of the storage account", scope)
+            raise DinteroInputError(
+                "encryption_scope", "an encryption scope name of the storage account", scope
+            )
         if not isinstance(self.block_size, int) or not 0 < self.block_size <= 4000 * 1024 * 1024:
             raise DinteroInputError("block_size", "a block size from 1 byte to 4000 MiB", self.block_size)
         connected = str(self._service.account_name)
@@ -239,7 +242,5 @@ class AzureBlobDestination(Destination):
         """
         from azure.core.exceptions import ResourceNotFoundError
 
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             self._blob(key).delete_blob()
-        except ResourceNotFoundError:
-            pass

@@ -11,6 +11,7 @@ A customer-managed encryption key (``kms_key_name``) is sent when the session is
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -92,7 +93,9 @@ class GCSDestination(Destination):
                 "kms_key_name", "a Cloud KMS key: projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>", key
             )
         if not isinstance(self.chunk_size, int) or self.chunk_size <= 0 or self.chunk_size % _CHUNK_MULTIPLE:
-            raise DinteroInputError("chunk_size", "a positive multiple of 262144 bytes (256 KiB)", self.chunk_size)
+            raise DinteroInputError(
+                "chunk_size", "a positive multiple of 262144 bytes (256 KiB)", self.chunk_size
+            )
         try:
             self._bucket.reload()
         except NotFound:
@@ -154,7 +157,8 @@ class GCSDestination(Destination):
             problems = self._check_sizes(key, reader.bytes_read, expected_size)
             if problems:
                 raise StoreCopyError(
-                    f"Upload to {self.uri(key)} was not finalised ({'; '.join(problems)}); no object was written"
+                    f"Upload to {self.uri(key)} was not finalised ({'; '.join(problems)}); "
+                    "no object was written"
                 )
         except BaseException:
             self._cancel(writer)
@@ -173,7 +177,14 @@ class GCSDestination(Destination):
         return reader.bytes_read
 
     def _cancel(self, writer: Any) -> None:
-        """Cancel an unfinalised upload session (best effort: unfinalised, it is never an object)."""
+        """
+        Make sure an unfinished upload is never finalised, and cancel its session (best effort).
+
+        ``BlobWriter`` is an ``io`` object: when garbage collected, ``io`` closes it, and its
+        ``close()`` uploads what is buffered as the last chunk, finalising the upload with a
+        truncated file. Closing its buffer first makes that ``close()`` a no-op.
+        """
+        writer._buffer.close()
         started = getattr(writer, "_upload_and_transport", None)
         if not started:
             return
@@ -211,7 +222,5 @@ class GCSDestination(Destination):
         """
         from google.api_core.exceptions import NotFound
 
-        try:
+        with contextlib.suppress(NotFound):
             self._bucket.blob(key).delete()
-        except NotFound:
-            pass
