@@ -368,7 +368,7 @@ class InsightReportToS3Operator(DinteroToS3BaseOperator):
             "prefix": prefix,
             "copied": len(copied),
         }
-        target = Asset(uri=store.asset_uri(prefix) if prefix else f"{store.lineage_namespace}/")
+        target = Asset(uri=store.asset_uri(prefix) if prefix else f"{store.base_uri}/")
         for outlet in self.outlets or []:
             if isinstance(outlet, AssetAlias):
                 outlet_events[outlet].add(target, extra=extra)

@@ -573,7 +573,7 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
             if known:
                 entry["size"], entry["sha256"] = known.get("size"), known["sha256"]
                 continue
-            key = entry["uri"][len(store.lineage_namespace) + 1 :]
+            key = store.key_of(entry["uri"])
             info = store.head(key)
             if info is not None and info.sha256:  # kept as metadata by the store (Azure)
                 entry["size"], entry["sha256"] = info.size, info.sha256

@@ -35,8 +35,9 @@ def destination_asset(destination: str, key: str = DEFAULT_KEY_TEMPLATE) -> Asse
 
     Its URI is the destination URI followed by the key template's fixed prefix, e.g.
     ``gs://finance/dintero/settlements`` for ``gs://finance`` and the default template; Azure
-    destinations are named as written (``wasbs://`` or ``abfss://``, with the account when the
-    URI names it).
+    destinations are named ``wasbs://<account>.blob.core.windows.net/<container>/...`` (or
+    ``abfss://<account>.dfs.core.windows.net/...``), as the transfer names what it writes, or
+    ``wasbs://<container>/...`` when the URI does not name the account.
 
     :param destination: the destination URI.
     :param key: the key template.
@@ -52,7 +53,7 @@ def destination_asset(destination: str, key: str = DEFAULT_KEY_TEMPLATE) -> Asse
         scheme = "abfss" if scheme.startswith("abfs") else "wasbs"
         if location.account:
             domain = "dfs" if scheme == "abfss" else "blob"
-            container = f"{container}@{location.account}.{domain}.core.windows.net"
+            container = f"{location.account}.{domain}.core.windows.net/{container}"
     return Asset(f"{scheme}://{container}/{path}" if path else f"{scheme}://{container}")
 
 

@@ -256,6 +256,7 @@ class StoreUnderTest:
     name: str
     destination: str
     namespace: str
+    lineage_namespace: str
     list_keys: Callable[[], set[str]]
     read: Callable[[str], bytes]
     metadata: Callable[[str], dict[str, str]]
@@ -284,6 +285,7 @@ def _s3_store(request: pytest.FixtureRequest) -> StoreUnderTest:
         name="s3",
         destination=f"s3://{bucket}",
         namespace=f"s3://{bucket}",
+        lineage_namespace=f"s3://{bucket}",
         list_keys=keys,
         read=lambda key: client.get_object(Bucket=bucket, Key=key)["Body"].read(),
         metadata=lambda key: client.head_object(Bucket=bucket, Key=key)["Metadata"],
@@ -316,6 +318,7 @@ def _gcs_store(request: pytest.FixtureRequest) -> StoreUnderTest:
         name="gcs",
         destination=f"gs://{bucket}",
         namespace=f"gs://{bucket}",
+        lineage_namespace=f"gs://{bucket}",
         list_keys=lambda: {b.name for b in client.list_blobs(bucket)},
         read=lambda key: client.bucket(bucket).blob(key).download_as_bytes(),
         metadata=lambda key: dict(client.bucket(bucket).get_blob(key).metadata or {}),
@@ -344,7 +347,8 @@ def _azure_store(request: pytest.FixtureRequest, scheme: str = "wasbs") -> Store
     return StoreUnderTest(
         name="azure",
         destination=f"{scheme}://{container}@{AZURITE_ACCOUNT}.{domain}.core.windows.net",
-        namespace=f"{named}://{container}@{AZURITE_ACCOUNT}.{domain}.core.windows.net",
+        namespace=f"{named}://{AZURITE_ACCOUNT}.{domain}.core.windows.net/{container}",
+        lineage_namespace=f"{named}://{container}@{AZURITE_ACCOUNT}.{domain}.core.windows.net",
         list_keys=lambda: {b.name for b in client.list_blobs()},
         read=lambda key: client.get_blob_client(key).download_blob().readall(),
         metadata=lambda key: dict(client.get_blob_client(key).get_blob_properties().metadata or {}),

@@ -153,8 +153,8 @@ def test_lineage_and_asset_name_the_real_destination(emu: Any, store: StoreUnder
 
     lineage = op.get_openlineage_facets_on_complete(None)
 
-    assert {d.namespace for d in lineage.outputs} == {store.namespace}
-    assert [f"{d.namespace}/{d.name}" for d in lineage.outputs] == result["written"]
+    assert {d.namespace for d in lineage.outputs} == {store.lineage_namespace}
+    assert [store.uri(d.name) for d in lineage.outputs] == result["written"]
     assert [o.uri for o in op.outlets] == [f"{store.namespace}/dintero/settlements"]
 
 
@@ -351,5 +351,5 @@ def test_destination_asset_names() -> None:
     assert destination_asset("gs://finance").uri == "gs://finance/dintero/settlements"
     assert (
         destination_asset("abfs://reports@acme.dfs.core.windows.net/lake").uri
-        == "abfss://reports@acme.dfs.core.windows.net/lake/dintero/settlements"
+        == "abfss://acme.dfs.core.windows.net/reports/lake/dintero/settlements"
     )

@@ -16,7 +16,11 @@ this interface, so every store gives the same guarantees:
   (where the store keeps anything).
 - :meth:`Destination.uri`, :meth:`Destination.asset_uri` and
   :attr:`Destination.lineage_namespace` name the real place written, for Asset events and
-  OpenLineage.
+  OpenLineage. Asset and object URIs carry no user info (``x@host``): Airflow 2.11 strips it
+  from dataset URIs, so Azure objects are named ``wasbs://<account>.blob.core.windows.net/<container>/<key>``
+  (``abfss://<account>.dfs.core.windows.net/...`` for ADLS Gen2) on every Airflow line, while
+  their OpenLineage datasets follow OpenLineage's naming
+  (``wasbs://<container>@<account>.blob.core.windows.net`` / key).
 
 Destination URIs (:func:`parse_destination`): ``s3://bucket[/folder]``, ``gs://bucket[/folder]``,
 ``wasb[s]://container@account.blob.core.windows.net[/folder]`` and
@@ -187,13 +191,26 @@ class Destination(ABC):
     def lineage_namespace(self) -> str:
         """The OpenLineage namespace of the container, e.g. ``gs://bucket``."""
 
+    @property
+    def base_uri(self) -> str:
+        """The URI of the container, before each key (the Asset naming), e.g. ``gs://bucket``."""
+        return self.lineage_namespace
+
     def uri(self, key: str) -> str:
         """
-        Return the URI of the object at ``key`` (the Asset and OpenLineage naming).
+        Return the URI of the object at ``key`` (return values, manifests, Asset naming).
 
         :param key: a full object key.
         """
-        return f"{self.lineage_namespace}/{key}"
+        return f"{self.base_uri}/{key}"
+
+    def key_of(self, uri: str) -> str:
+        """
+        Return the key of an object URI given by :meth:`uri`.
+
+        :param uri: an object URI of this destination.
+        """
+        return uri[len(self.base_uri) + 1 :]
 
     def asset_uri(self, key_prefix: str) -> str:
         """
@@ -202,7 +219,7 @@ class Destination(ABC):
         :param key_prefix: a full key prefix, e.g. ``dintero/settlements``.
         """
         prefix = key_prefix.strip("/")
-        return f"{self.lineage_namespace}/{prefix}" if prefix else self.lineage_namespace
+        return f"{self.base_uri}/{prefix}" if prefix else self.base_uri
 
     @abstractmethod
     def check(self) -> None:
@@ -284,7 +301,7 @@ class Destination(ABC):
 
     def describe(self) -> str:
         """The destination for log lines, e.g. ``gs://finance/dintero/``."""
-        return f"{self.lineage_namespace}/{self.location.prefix}"
+        return f"{self.base_uri}/{self.location.prefix}"
 
     def _check_sizes(self, key: str, read: int, expected: int | None, stored: int | None = None) -> list[str]:
         problems = []

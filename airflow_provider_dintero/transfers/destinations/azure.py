@@ -120,6 +120,16 @@ class AzureBlobDestination(Destination):
             return f"abfss://{self.container}@{self.account}.dfs.core.windows.net"
         return f"wasbs://{self.container}@{self.account}.blob.core.windows.net"
 
+    @property
+    def base_uri(self) -> str:
+        """
+        ``wasbs://<account>.blob.core.windows.net/<container>`` (or ``abfss://<account>.dfs...``):
+        the container in the path, as Airflow 2.11 strips user info from dataset URIs.
+        """
+        if self.location.scheme.startswith("abfs"):
+            return f"abfss://{self.account}.dfs.core.windows.net/{self.container}"
+        return f"wasbs://{self.account}.blob.core.windows.net/{self.container}"
+
     def check(self) -> None:
         """
         Check ``encryption_scope``, ``block_size``, that the URI's account is the connection's and
