@@ -342,6 +342,15 @@ class CountingReader:
         """Always ``False``: the source is read once."""
         return False
 
+    def count(self, data: bytes) -> None:
+        """
+        Count and hash bytes read from the source by the caller itself.
+
+        :param data: the bytes read.
+        """
+        self.bytes_read += len(data)
+        self._sha256.update(data)
+
     def read(self, size: int = -1) -> bytes:
         """
         Read ``size`` bytes (fewer only at the end of the stream), or everything for ``-1``.
@@ -362,6 +371,5 @@ class CountingReader:
                         break
                     buffer += chunk
                 data = bytes(buffer)
-        self.bytes_read += len(data)
-        self._sha256.update(data)
+        self.count(data)
         return data

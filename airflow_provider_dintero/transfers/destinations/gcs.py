@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 #: Bytes per resumable-upload chunk (GCS wants a multiple of 256 KiB): about the memory used.
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 _CHUNK_MULTIPLE = 256 * 1024
+_READ_SIZE = 1024 * 1024
 
 
 class GCSDestination(Destination):
@@ -152,7 +153,9 @@ class GCSDestination(Destination):
         writer = BlobWriter(blob, chunk_size=self.chunk_size, ignore_flush=True, content_type=content_type)
         reader = CountingReader(source)
         try:
-            while chunk := reader.read(self.chunk_size):
+            # Reads of up to 1 MiB as they come: the writer gathers them into chunks itself.
+            while chunk := source.read(_READ_SIZE):
+                reader.count(chunk)
                 writer.write(chunk)
             problems = self._check_sizes(key, reader.bytes_read, expected_size)
             if problems:
