@@ -260,6 +260,8 @@ class StoreUnderTest:
     list_keys: Callable[[], set[str]]
     read: Callable[[str], bytes]
     metadata: Callable[[str], dict[str, str]]
+    versions: Callable[[], dict[str, str]]
+    """Each object's version as the store keeps it (S3 ETag and time, GCS generation, Azure ETag)."""
     encryption: dict[str, Any]
     encryption_reached: Callable[[], bool]
 
@@ -289,6 +291,11 @@ def _s3_store(request: pytest.FixtureRequest) -> StoreUnderTest:
         list_keys=keys,
         read=lambda key: client.get_object(Bucket=bucket, Key=key)["Body"].read(),
         metadata=lambda key: client.head_object(Bucket=bucket, Key=key)["Metadata"],
+        versions=lambda: {
+            o["Key"]: f"{o['ETag']}@{o['LastModified'].isoformat()}"
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for o in page.get("Contents", [])
+        },
         encryption={"s3_extra_args": {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key}},
         encryption_reached=encrypted,
     )
@@ -322,6 +329,7 @@ def _gcs_store(request: pytest.FixtureRequest) -> StoreUnderTest:
         list_keys=lambda: {b.name for b in client.list_blobs(bucket)},
         read=lambda key: client.bucket(bucket).blob(key).download_as_bytes(),
         metadata=lambda key: dict(client.bucket(bucket).get_blob(key).metadata or {}),
+        versions=lambda: {b.name: str(b.generation) for b in client.list_blobs(bucket)},
         encryption={"kms_key_name": KMS_KEY},
         encryption_reached=encrypted,
     )
@@ -352,6 +360,7 @@ def _azure_store(request: pytest.FixtureRequest, scheme: str = "wasbs") -> Store
         list_keys=lambda: {b.name for b in client.list_blobs()},
         read=lambda key: client.get_blob_client(key).download_blob().readall(),
         metadata=lambda key: dict(client.get_blob_client(key).get_blob_properties().metadata or {}),
+        versions=lambda: {b.name: str(b.etag) for b in client.list_blobs()},
         encryption={"encryption_scope": "finance"},
         encryption_reached=encrypted,
     )
