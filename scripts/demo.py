@@ -317,7 +317,9 @@ def _report(base_url: str, listing: Any, state: dict[str, Any]) -> None:
     if not writes:
         print("  (nothing)")
     rows = _landed(listing())
-    where = {"s3": f"s3://{BUCKET}", "gcs": f"gs://{BUCKET}"}.get(STORE, f"wasbs://{BUCKET}@devstoreaccount1")
+    where = {"s3": f"s3://{BUCKET}", "gcs": f"gs://{BUCKET}"}.get(
+        STORE, f"wasbs://devstoreaccount1.blob.core.windows.net/{BUCKET}"
+    )
     print(f"\ndemo: landed in {where}/{PREFIX} ({STORE})", flush=True)
     print(f"  {'merchant':<10} {'source':<18} {'settlements':>11} {'files':>6} {'bytes':>10}")
     for (merchant, source), row in sorted(rows.items()):
