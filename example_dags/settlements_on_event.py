@@ -72,7 +72,7 @@ if EVENT_TRIGGERS:
         @task
         def accounts(triggering_asset_events: Any = None, params: dict[str, Any] | None = None) -> list[str]:
             """The accounts this run's asset events name (one mapped copy each), else the param's."""
-            from airflow_provider_dintero.hooks.dintero import validate_account_id
+            from airflow_provider_dintero.validation import validate_account_id
 
             named = event_accounts(triggering_asset_events)
             return named or [validate_account_id(m) for m in (params or {}).get("merchant_ids") or []]

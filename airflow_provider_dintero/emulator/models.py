@@ -223,7 +223,7 @@ class QueryPairs(list[tuple[str, str]]):
             return any(key == item for key, _ in self)
         return super().__contains__(item)
 
-    @overload  # type: ignore[override]
+    @overload
     def __getitem__(self, index: SupportsIndex) -> tuple[str, str]: ...
     @overload
     def __getitem__(self, index: slice) -> list[tuple[str, str]]: ...

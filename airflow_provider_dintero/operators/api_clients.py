@@ -35,7 +35,6 @@ from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputErr
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators._base import (
     DinteroBaseOperator,
-    check_account_id,
     existing_after_refusal,
 )
 from airflow_provider_dintero.redaction import mask_secret
@@ -164,7 +163,6 @@ class CreateApiClientOperator(DinteroBaseOperator):
         "callbacks",
         "secret_variable_key",
         "secrets_manager_secret_name",
-        "dintero_conn_id",
     )
 
     def __init__(
@@ -504,7 +502,7 @@ class GrantOperator(DinteroBaseOperator):
         )
     """
 
-    template_fields: Sequence[str] = ("account_id", "client_id", "scopes", "audience", "dintero_conn_id")
+    template_fields: Sequence[str] = ("account_id", "client_id", "scopes", "audience")
 
     def __init__(
         self,
@@ -530,7 +528,7 @@ class GrantOperator(DinteroBaseOperator):
 
         :param context: the Airflow task context.
         """
-        account_id = check_account_id(self.account_id)
+        account_id = validate_account_id(self.account_id)
         client_ref = str(check_text(self.client_id, "client_id"))
         scopes = check_names(self.scopes, "scopes", KNOWN_SCOPES, "Dintero scopes")
         if self.grant_type not in GRANT_TYPES:

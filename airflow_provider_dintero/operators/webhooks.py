@@ -32,17 +32,13 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroInputError,
-    DinteroPartnerHook,
-    WebhookSubscription,
-    is_loopback_host,
-    mask_secret,
-    variable_api,
-)
-from airflow_provider_dintero.operators._base import DinteroBaseOperator, check_account_id
-from airflow_provider_dintero.validation import check_names, check_text
-from airflow_provider_dintero.vocabulary import webhook_event_names
+from airflow_provider_dintero.auth import variable_api
+from airflow_provider_dintero.exceptions import DinteroInputError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+from airflow_provider_dintero.operators._base import DinteroBaseOperator
+from airflow_provider_dintero.redaction import mask_secret
+from airflow_provider_dintero.validation import check_names, check_text, is_loopback_host, validate_account_id
+from airflow_provider_dintero.vocabulary import WebhookSubscription, webhook_event_names
 from airflow_provider_dintero.webhooks.assets import webhook_secret_variable
 
 _VARIABLE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]{1,250}$")
@@ -127,7 +123,6 @@ class CreateWebhookSubscriptionOperator(DinteroBaseOperator):
         "events",
         "secret",
         "secret_variable",
-        "dintero_conn_id",
     )
 
     def __init__(
@@ -158,7 +153,7 @@ class CreateWebhookSubscriptionOperator(DinteroBaseOperator):
 
         :param context: the Airflow task context.
         """
-        account_id = check_account_id(self.account_id)
+        account_id = validate_account_id(self.account_id)
         url = _check_url(self.url)
         events = webhook_event_names(check_names(self.events, "events", None, "webhook events"))
         if self.secret is not None and (not isinstance(self.secret, str) or not self.secret):

@@ -44,12 +44,10 @@ from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputErr
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook, DinteroPartnerHook
 from airflow_provider_dintero.settlements import (
     format_timestamp,
+    run_window,
 )
 from airflow_provider_dintero.settlements import (
     parse_payment_providers as parse_payment_providers,
-)
-from airflow_provider_dintero.settlements import (
-    run_window as run_window,
 )
 from airflow_provider_dintero.triggers.poller import (
     DEFAULT_MAX_CONCURRENCY,
@@ -135,13 +133,13 @@ class SettlementSensor(BaseSensorOperator):
     :param since: date or ISO-8601 timestamp; settlements created on or after it count.
         Templated. Default: see above.
     :param lookback: overlap subtracted from the default ``since``.
-    :param deferrable: wait in the triggerer instead of a worker slot. Templated (``"True"`` /
-        ``"False"`` strings are accepted).
+    :param deferrable: wait in the triggerer instead of a worker slot (not templated: Airflow
+        decides how the task waits from the operator as written).
     :param poll_interval: seconds between two checks (also the default ``poke_interval``).
     :param dintero_conn_id: the Dintero connection id.
     """
 
-    template_fields: Sequence[str] = ("account_id", "account_ids", "payment_providers", "since", "deferrable")
+    template_fields: Sequence[str] = ("account_id", "account_ids", "payment_providers", "since")
     ui_color = "#e8f4fd"
 
     def __init__(
@@ -154,7 +152,7 @@ class SettlementSensor(BaseSensorOperator):
         payment_providers: Sequence[str] | str | None = None,
         since: str | datetime | None = None,
         lookback: timedelta = timedelta(hours=1),
-        deferrable: bool | str = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 60.0,
         dintero_conn_id: str = DinteroPartnerHook.default_conn_name,
         **kwargs: Any,

@@ -45,14 +45,11 @@ write: a crash exactly there reports that batch once more, and the copy step, wh
 already in S3, makes that harmless. Outside the triggerer (``run()``), the watermark is advanced
 when the consumer asks for the next event.
 
-**Seen live on Airflow 3.3.2** (``bench/settlement_watcher.py``, ``tests/system``): files in S3
-about 30 s after the addition at a 30 s poll interval, 13 s for one added while the triggerer
-was stopped; each settlement reported once across the restart and each file written once. Two
-Airflow behaviours to know: the triggerer starts a watcher only for a DAG that was unpaused when
-its file was parsed (unpausing later takes effect at the next parse); and an event recorded
-while the scheduler is creating the run for the previous one (36 ms apart, live) is consumed by
-the *next* run, so its merchant's copy waits for the next event. The daily sensor DAG, or the
-webhook, bounds that wait.
+**Two Airflow behaviours to know:** the triggerer starts a watcher only for a DAG that was
+unpaused when its file was parsed (unpausing later takes effect at the next parse); and an event
+recorded while the scheduler is creating the run for the previous one is consumed by the *next*
+run, so its merchant's copy waits for the next event. The daily sensor DAG, or the webhook,
+bounds that wait.
 
 **Errors.** Every event becomes an asset event, so errors are logged, never yielded: a sweep
 that fails (after the hook's retries) is retried at the next interval; a merchant the partner
@@ -247,7 +244,7 @@ def state_store(account_id: str) -> Any:
     return AssetStateStoreAccessor(name=asset_name(account_id))
 
 
-class SettlementEventProducer(SharedStreamProducer):  # type: ignore[misc,valid-type]
+class SettlementEventProducer(SharedStreamProducer):
     """
     The poll loop behind :class:`DinteroSettlementEventTrigger`: sweeps, yields one raw event per
     merchant batch, and stores a merchant's watermark once its event is confirmed persisted.
@@ -287,7 +284,7 @@ class SettlementEventProducer(SharedStreamProducer):  # type: ignore[misc,valid-
     def _who(self) -> str:
         return f"{len(self.account_ids)} merchant(s)" if self.account_ids else f"partner {self.account_id}"
 
-    async def open_stream(self) -> AsyncIterator[tuple[dict[str, Any], tuple[str, dict[str, Any]]]]:  # type: ignore[override]
+    async def open_stream(self) -> AsyncIterator[tuple[dict[str, Any], tuple[str, dict[str, Any]]]]:
         """Sweep forever; yield ``(event payload, (merchant, new watermark))`` per new batch."""
         await self._start()
         poller = SettlementPoller(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_dintero.hooks.dintero import validate_account_id
+from airflow_provider_dintero.validation import validate_account_id
 
 #: Where the receiver's FastAPI app is mounted in Airflow 3's api-server.
 URL_PREFIX = "/dintero-webhooks"

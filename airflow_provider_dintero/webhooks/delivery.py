@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_dintero.hooks.dintero import ACCOUNT_ID_PATTERN
+from airflow_provider_dintero.validation import ACCOUNT_ID_PATTERN
 
 #: Largest body accepted (256 KiB). A ``settlement_add`` delivery is a few KiB; anything larger
 #: is refused with 413 before it is read whole.

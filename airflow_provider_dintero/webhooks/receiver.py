@@ -46,7 +46,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dintero.hooks.dintero import ACCOUNT_ID_PATTERN
+from airflow_provider_dintero.validation import ACCOUNT_ID_PATTERN
 from airflow_provider_dintero.webhooks.assets import settlement_events_asset, webhook_secret_variable
 from airflow_provider_dintero.webhooks.delivery import (
     DELIVERY_HEADER,

@@ -6,11 +6,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroInputError,
-    DinteroNotFoundError,
-    DinteroPartnerHook,
-)
+from airflow_provider_dintero.exceptions import DinteroInputError, DinteroNotFoundError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators.api_clients import GrantOperator
 from tests.provisioning.helpers import clear_log, settle, task_result, writes
 

@@ -133,18 +133,22 @@ def test_example_dag_never_queues_a_manual_run_behind_a_long_wait(
     wait = dag.get_task("wait_for_settlements")
 
     assert dag.max_active_runs > 1  # copies are idempotent: runs may overlap
-    assert dag.params["deferrable"] is True  # waits in the triggerer, holding no worker slot
+    assert wait.deferrable is True  # waits in the triggerer, holding no worker slot
     assert wait.poll_interval <= 60  # a new settlement is picked up within minutes
     assert wait.poke_interval <= 60
     assert wait.timeout <= 3600
 
 
 def _example_dag(
-    load_example_dag: Callable[..., Any], poke_interval: float = 0.2, timeout: float = 60
+    load_example_dag: Callable[..., Any],
+    poke_interval: float = 0.2,
+    timeout: float = 60,
+    deferrable: bool = True,
 ) -> Any:
     """The settlements example with a short poll interval and wait, and copies not retried."""
     dag = load_example_dag("settlements_to_s3.py")
     wait = dag.get_task("wait_for_settlements")
+    wait.deferrable = deferrable
     wait.poke_interval = wait.poll_interval = poke_interval
     wait.timeout = timeout
     dag.get_task("copy_to_s3").retries = 0  # a failing copy fails now, not after minutes of retries
@@ -172,8 +176,8 @@ def test_example_dag_copies_the_merchants_with_something_new_and_reports_the_oth
     added = emu.add_settlement(busy, provider="payex", created_at=created)
 
     dag_run = run_dag(
-        _example_dag(load_example_dag),
-        conf={"s3_bucket": s3_bucket, "deferrable": deferrable},  # no merchant_ids: every merchant
+        _example_dag(load_example_dag, deferrable=deferrable),
+        conf={"s3_bucket": s3_bucket},  # no merchant_ids: every merchant
         logical_date=LOGICAL_DATE,
     )
 
@@ -215,7 +219,7 @@ def test_example_dag_the_partner_trigger_finds_a_settlement_added_while_the_sens
 
     dag_run = run_dag(
         _example_dag(load_example_dag),
-        conf={"s3_bucket": s3_bucket, "deferrable": True},
+        conf={"s3_bucket": s3_bucket},
         logical_date=LOGICAL_DATE,
     )
 
@@ -235,9 +239,9 @@ def test_example_dag_nothing_new_for_anyone_ends_skipped_not_failed(
 ) -> None:
     # reschedule mode: dag.test() does not time deferred tasks out (the scheduler does); the
     # deferred timeout's skip is the resume_execution test below
-    dag = _example_dag(load_example_dag, timeout=1)
+    dag = _example_dag(load_example_dag, timeout=1, deferrable=False)
 
-    dag_run = run_dag(dag, conf={"s3_bucket": s3_bucket, "deferrable": False}, logical_date=LOGICAL_DATE)
+    dag_run = run_dag(dag, conf={"s3_bucket": s3_bucket}, logical_date=LOGICAL_DATE)
 
     assert dag_run.state == "success"
     assert _ti(dag_run, "wait_for_settlements").state == "skipped"

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import DinteroInputError, DinteroStreamError
+from airflow_provider_dintero.exceptions import DinteroInputError, DinteroStreamError
 from airflow_provider_dintero.transfers._s3_stream import (
     key_part,
     key_template_fields,

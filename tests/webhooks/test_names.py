@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import DinteroInputError
+from airflow_provider_dintero.exceptions import DinteroInputError
 from airflow_provider_dintero.webhooks import receiver_path, settlement_events_asset, webhook_secret_variable
 from tests.conftest import AIRFLOW_V3
 
