@@ -159,8 +159,6 @@ def _text(body: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str | No
     return value if isinstance(value, str) and pattern.fullmatch(value) else None
 
 
-
-
 class _Unreadable(Exception):
     """The settlements of a ``settlement_add`` body are not where, or not what, we look for."""
 
@@ -188,8 +186,10 @@ def _items(body: dict[str, Any]) -> list[Any]:
         if key not in body:
             continue
         value = body[key]
-        if key == "data" and isinstance(value, dict) and any(
-            k in value for k in ("settlement", "settlements", "settlement_ids", "settlement_id")
+        if (
+            key == "data"
+            and isinstance(value, dict)
+            and any(k in value for k in ("settlement", "settlements", "settlement_ids", "settlement_id"))
         ):
             return _items(value)
         return value if isinstance(value, list) else [value]
@@ -265,7 +265,9 @@ def _agreed(header: str | None, in_body: Any, name: str, header_name: str) -> st
     """The header's value or the body's, refusing (400) when both are there and differ."""
     value = header.strip() if header is not None and header.strip() else None
     if value is not None and isinstance(in_body, str) and in_body != value:
-        raise DeliveryRefused(400, f"malformed delivery: the {header_name} header differs from the body's {name}")
+        raise DeliveryRefused(
+            400, f"malformed delivery: the {header_name} header differs from the body's {name}"
+        )
     return value if value is not None else in_body if isinstance(in_body, str) else None
 
 
@@ -285,7 +287,9 @@ def parse_delivery(
     if event is None and "config" in parsed and "events" in parsed:
         event = "ping"  # the documented ping body: the bare subscription object
     if event is None or not _EVENT.fullmatch(event):
-        raise DeliveryRefused(400, f"malformed delivery: no event name in the {EVENT_HEADER} header or the body")
+        raise DeliveryRefused(
+            400, f"malformed delivery: no event name in the {EVENT_HEADER} header or the body"
+        )
     delivery_id = _agreed(delivery_header, parsed.get("event_delivery"), "event_delivery", DELIVERY_HEADER)
     if delivery_id is None:
         delivery_id = "sha256:" + hashlib.sha256(body).hexdigest()

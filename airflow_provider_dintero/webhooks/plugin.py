@@ -60,11 +60,11 @@ def receiver_apps() -> list[dict[str, Any]]:
 
 
 class DinteroWebhooksPlugin(AirflowPlugin):
-    """Mounts the Dintero webhook receiver at ``/dintero-webhooks`` when enabled (Airflow 3 api-server only)."""
+    """Mounts the Dintero webhook receiver at ``/dintero-webhooks`` when enabled (Airflow 3 only)."""
 
     name = "dintero_webhooks"
 
-    @property  # type: ignore[override]
+    @property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
         """The receiver app, built (and the configuration checked) when the api-server asks."""
         return receiver_apps()

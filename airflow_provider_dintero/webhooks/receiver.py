@@ -154,8 +154,9 @@ def load_previous_secret(account_id: str, now: datetime | None = None) -> str | 
     The account's previous signing secret while its rotation window lasts, else ``None``.
 
     Variable ``dintero_webhook_secret_<aid>_previous`` holds ``{"secret": ..., "expires_at":
-    <ISO 8601>}`` (written by :class:`~airflow_provider_dintero.operators.webhooks.RotateWebhookSecretOperator`);
-    read only when a delivery does not verify under the current secret.
+    <ISO 8601>}`` (written by
+    :class:`~airflow_provider_dintero.operators.webhooks.RotateWebhookSecretOperator`); read only
+    when a delivery does not verify under the current secret.
 
     :param account_id: a valid account id.
     :param now: the time to compare the expiry with (default: now).
@@ -167,7 +168,10 @@ def load_previous_secret(account_id: str, now: datetime | None = None) -> str | 
         record = json.loads(raw)
         secret, expires = record["secret"], datetime.fromisoformat(record["expires_at"])
     except (ValueError, KeyError, TypeError):
-        log.warning("Variable %s is not a previous webhook secret record; ignored", previous_secret_variable(account_id))
+        log.warning(
+            "Variable %s is not a previous webhook secret record; ignored",
+            previous_secret_variable(account_id),
+        )
         return None
     if expires.tzinfo is None:
         expires = expires.replace(tzinfo=timezone.utc)
@@ -201,17 +205,40 @@ def verify(body: bytes, signature: str | None, account_id: str, secret: str) -> 
         )
 
 
+#: Attempts at recording one delivery when the database reports a lock or serialization conflict.
+RECORD_ATTEMPTS = 5
+
+
 def record_settlement_event(
     receiver_account: str, delivery: Delivery, settings: ReceiverSettings
 ) -> tuple[str, int | None]:
     """
     Record one asset event for a verified ``settlement_add``, unless its delivery id has one.
 
+    A transaction the database aborts for a conflict with another api-server's (SQLite's
+    "database is locked", a serialization failure) is tried again, up to
+    :data:`RECORD_ATTEMPTS` times; the delivery id's key decides who records the event.
+
     :param receiver_account: the account in the receiver's path (the asset's account).
     :param delivery: the verified delivery.
     :param settings: the receiver's settings (the replay window).
     :return: ``("accepted", event id)``, ``("duplicate", existing id)`` or ``("no-asset", None)``.
     """
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            return _record_once(receiver_account, delivery, settings)
+        except OperationalError:
+            if attempt == RECORD_ATTEMPTS:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _record_once(
+    receiver_account: str, delivery: Delivery, settings: ReceiverSettings
+) -> tuple[str, int | None]:
     from airflow.assets.manager import asset_manager
     from airflow.models.asset import AssetModel
     from airflow.utils.session import create_session

@@ -122,7 +122,9 @@ def parse_accounts(option: str, value: str) -> frozenset[str]:
     for account in accounts:
         if not ACCOUNT_ID_PATTERN.fullmatch(account):
             raise DinteroConfigError(
-                option, f"comma-separated Dintero account ids such as P11200000 ({account!r} is not one)", value
+                option,
+                f"comma-separated Dintero account ids such as P11200000 ({account!r} is not one)",
+                value,
             )
     return frozenset(accounts)
 

@@ -210,6 +210,7 @@ def post(receiver_base_url: str) -> Callable[..., Any]:
     def _post(path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         return httpx.post(f"{receiver_base_url}{path}", content=body, headers=headers, timeout=30)
 
+    _post.base_url = receiver_base_url  # type: ignore[attr-defined]
     return _post
 
 

@@ -44,7 +44,9 @@ def test_the_plugin_carries_no_app_by_default(monkeypatch: pytest.MonkeyPatch) -
     assert DinteroWebhooksPlugin().fastapi_apps == []
 
 
-def test_the_plugin_carries_the_receiver_when_enabled_only_on_airflow_3(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_plugin_carries_the_receiver_when_enabled_only_on_airflow_3(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from airflow_provider_dintero.webhooks.plugin import DinteroWebhooksPlugin
 
     monkeypatch.setenv("AIRFLOW__DINTERO__WEBHOOK_RECEIVER_ENABLED", "True")
