@@ -952,6 +952,17 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         )
 
     @for_account
+    def get_webhook_subscription(self, account_id: str, subscription_id: str) -> WebhookSubscription:
+        """
+        Read one webhook subscription (its secret's value is never returned).
+
+        :param account_id: the merchant, or ``None`` for the connection's own account.
+        :param subscription_id: the subscription's id.
+        """
+        path = f"/v1/accounts/{account_id}/hooks/subscriptions/{_id(subscription_id, 'subscription_id')}"
+        return self._object("GET", account_id, path, f"read webhook subscription {subscription_id}")  # type: ignore[no-any-return]
+
+    @for_account
     def create_webhook_subscription(self, account_id: str, body: Mapping[str, Any]) -> WebhookSubscription:
         """
         Create a webhook subscription, e.g. ``{"config": {"url": ...}, "events": ["settlement_add"]}``.
