@@ -193,7 +193,7 @@ def test_a_chosen_secret_form_is_the_only_one_sent(
 
     dintero_emulator.settings.subscription_secret_form = "string"
 
-    with pytest.raises(DinteroApiError, match="config.secret"):
+    with pytest.raises(DinteroApiError, match=r"config\.secret"):
         _subscribe(dintero_emulator.merchant_ids[0], secret_form="value")
 
     posts = [r for r in settle(dintero_emulator).requests if r.method == "POST" and "hooks" in r.path]
