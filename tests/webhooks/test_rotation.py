@@ -198,3 +198,28 @@ def test_a_chosen_secret_form_is_the_only_one_sent(
 
     posts = [r for r in settle(dintero_emulator).requests if r.method == "POST" and "hooks" in r.path]
     assert len(posts) == 1
+
+
+def test_the_example_dag_rotates_and_re_signs_every_listed_merchant_in_one_run(
+    dintero_emulator: Any,
+    dintero_connection: str,
+    secret_key: str,
+    run_dag: Any,
+    load_example_dag: Any,
+) -> None:
+    from tests.provisioning.helpers import task_state
+
+    merchants = dintero_emulator.merchant_ids[:2]
+    for merchant in merchants:
+        _subscribe(merchant)
+    old = _variable(secret_key)
+
+    dagrun = run_dag(
+        load_example_dag("rotate_webhook_secret.py"), conf={"webhook_url": URL, "merchant_ids": merchants}
+    )
+
+    new = _variable(secret_key)
+    assert task_state(dagrun, "rotate") == "success"
+    assert new and new != old
+    assert json.loads(_variable(f"{secret_key}_previous") or "{}")["secret"] == old
+    assert [_signing_secret(dintero_emulator, m) for m in merchants] == [new, new]
