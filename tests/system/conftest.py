@@ -102,7 +102,15 @@ def emulator() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def deployment(emulator: Any) -> Iterator[Deployment]:
     """api-server, scheduler, dag-processor, triggerer and moto, started once per session."""
-    deploy = Deployment(home=ARTIFACTS / "airflow-home", emulator_url=emulator.base_url)
+    deploy = Deployment(
+        home=ARTIFACTS / "airflow-home",
+        emulator_url=emulator.base_url,
+        extra_env={  # the webhook receiver is off by default: this deployment switches it on
+            "AIRFLOW__DINTERO__WEBHOOK_RECEIVER_ENABLED": "True",
+            "AIRFLOW__DINTERO__WEBHOOK_ACCOUNTS": emulator.partner_id,
+            "AIRFLOW__DINTERO__WEBHOOK_MAX_BODY_BYTES": "256k",  # nginx's spelling, understood
+        },
+    )
     try:
         deploy.start()
         deploy.s3().create_bucket(Bucket=BUCKET)
