@@ -108,13 +108,15 @@ def test_a_second_api_server_with_the_default_configuration_mounts_no_receiver(
     try:
         body, _ = _settlement_add(emulator.partner_id, "s-closed")
         answers = [
-            _post(f"{url}/dintero-webhooks/{emulator.partner_id}", body, _signed(body, partner_secret))[0]
+            _post(f"{url}/dintero-webhooks/{emulator.partner_id}", body, _signed(body, partner_secret))
             for _ in range(20)
         ]
     finally:
         deployment.forget("api-server-defaults")
 
-    assert answers == [404] * 20
+    # Airflow's own answer to a path nothing serves: its UI catch-all route takes only GET (405)
+    assert {status for status, _ in answers} <= {404, 405}
+    assert not [a for _, a in answers if a.get("status") == "refused"]  # never the receiver's
     assert len(deployment.secret_lookups("variable:dintero_webhook_secret_")) == before
     assert "Dintero webhook receiver is off" in deployment.output("api-server-defaults")
 
