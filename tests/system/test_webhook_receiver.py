@@ -278,10 +278,14 @@ def test_a_settlement_add_of_any_shape_wakes_a_run_that_copies_the_settlement(
     finally:
         emulator.settings.webhook_payload_shape = "settlement"
     (event,) = wait_until(
-        lambda: _events_for_delivery(deployment, emulator.partner_id, delivery.headers["event-delivery"]),
-        60,
-        "the webhook's asset event",
-        0.5,
+        lambda: [
+            e
+            for e in _events_for_delivery(deployment, emulator.partner_id, delivery.headers["event-delivery"])
+            if e["created_dagruns"]
+        ],
+        180,
+        "the webhook's asset event and the run it woke",
+        1,
     )
 
     assert delivery.status == 202
