@@ -217,6 +217,9 @@ def subscribed_merchant(
     with the old secret sent all through the rotation and after it (inside the window).
     """
     merchant = emulator.merchant_ids[-1]
+    # a real settlement (added before the merchant is subscribed: no delivery) that every
+    # delivery below names, so that the consumer runs they wake find it at Dintero
+    real = str(emulator.add_settlement(merchant, provider="vipps")["id"])
     _parsed(deployment, ROTATE_DAG)
     deployment.api(f"/dags/{ROTATE_DAG}", "PATCH", {"is_paused": False})
     run_id = deployment.api(
@@ -230,13 +233,13 @@ def subscribed_merchant(
         return str(deployment.api(f"/dags/{ROTATE_DAG}/dagRuns/{run_id}")["state"])
 
     while state() not in ("success", "failed"):
-        body, delivery_id = _settlement_add(merchant, f"s-rot-{len(sent)}")
+        body, delivery_id = _settlement_add(merchant, real)
         sent.append(
             (delivery_id, _post(receiver, body, _signed(body, partner_secret, delivery_id=delivery_id))[0])
         )
         time.sleep(0.5)
-    for i in range(5):  # after the rotation, still signed with the old secret
-        body, delivery_id = _settlement_add(merchant, f"s-rot-after-{i}")
+    for _ in range(5):  # after the rotation, still signed with the old secret
+        body, delivery_id = _settlement_add(merchant, real)
         sent.append(
             (delivery_id, _post(receiver, body, _signed(body, partner_secret, delivery_id=delivery_id))[0])
         )
