@@ -20,8 +20,8 @@ from typing import Any, Literal, Protocol
 
 from airflow.providers.common.compat.sdk import AirflowException
 
+from airflow_provider_dintero.auth import variable_api
 from airflow_provider_dintero.redaction import mask_secret
-from airflow_provider_dintero.tokens import variable_api
 from airflow_provider_dintero.validation import (
     validate_choice,
     validate_secrets_manager_name,
