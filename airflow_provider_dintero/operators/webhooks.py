@@ -41,11 +41,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_dintero.auth import variable_api
 from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError, DinteroNotFoundError
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators._base import DUPLICATE_STATUSES, DinteroBaseOperator, check_account_id
 from airflow_provider_dintero.redaction import mask_secret
-from airflow_provider_dintero.auth import variable_api
 from airflow_provider_dintero.validation import check_names, check_text, is_loopback_host
 from airflow_provider_dintero.vocabulary import WebhookSubscription, webhook_event_names
 from airflow_provider_dintero.webhooks.assets import webhook_secret_variable
