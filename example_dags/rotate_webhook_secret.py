@@ -4,7 +4,7 @@ lost one, in one run.
 
 Trigger with ``{"webhook_url": "https://<your proxy>/dintero-webhooks/T11200000"}`` (the URL the
 merchants' ``settlement_add`` subscriptions point at) and optionally ``"merchant_ids": [...]``
-(default: every merchant of the partner).
+(default: every merchant of the partner subscribed to that URL).
 
 ``rotate`` keeps the current secret (Variable ``dintero_webhook_secret_<partner>``) as the
 previous one, accepted by the receiver for 24 hours (``previous_valid_for``), and stores a new
@@ -41,12 +41,30 @@ with DAG(
 
     @task
     def merchants(params: dict | None = None) -> list[str]:  # type: ignore[type-arg]
-        """The merchants whose subscriptions are re-signed: ``merchant_ids``, or all the partner's."""
+        """
+        The merchants whose subscriptions are re-signed: ``merchant_ids``, or every merchant of the
+        partner subscribed to ``webhook_url`` (one whose list Dintero answers 404/405 is kept: the
+        re-sign task finds its subscription by the id it remembered).
+        """
+        from airflow_provider_dintero.exceptions import DinteroApiError
         from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
         from airflow_provider_dintero.triggers.poller import listed_account_ids
 
         chosen = list((params or {}).get("merchant_ids") or [])
-        return chosen or listed_account_ids(DinteroPartnerHook().list_merchants())
+        if chosen:
+            return chosen
+        hook, url = DinteroPartnerHook(), (params or {}).get("webhook_url")
+        subscribed = []
+        for merchant in listed_account_ids(hook.list_merchants()):
+            try:
+                urls = {(s.get("config") or {}).get("url") for s in hook.list_webhook_subscriptions(merchant)}
+            except DinteroApiError as error:
+                if error.status not in (404, 405):
+                    raise
+                urls = {url}
+            if url in urls:
+                subscribed.append(merchant)
+        return subscribed
 
     re_sign = CreateWebhookSubscriptionOperator.partial(
         task_id="re_sign", url="{{ params.webhook_url }}", events=["settlement_add"], generate_secret=True

@@ -272,7 +272,12 @@ def test_a_settlement_add_of_any_shape_wakes_a_run_that_copies_the_settlement(
         settlement = emulator.add_settlement(merchant, provider="vipps")
         delivery = wait_until(
             lambda: next(
-                (d for d in emulator.deliveries[delivered_before:] if d.event == "settlement_add"), None
+                (
+                    d
+                    for d in emulator.deliveries[delivered_before:]
+                    if d.event == "settlement_add" and d.url.startswith(deployment.api_url)
+                ),
+                None,
             ),
             60,
             "the settlement_add delivery",
