@@ -508,7 +508,7 @@ class RotateWebhookSecretOperator(DinteroBaseOperator):
     secret).
     """
 
-    template_fields: Sequence[str] = ("account_id", "secret_variable", "dintero_conn_id")
+    template_fields: Sequence[str] = ("account_id", "secret_variable")
 
     def __init__(
         self,
