@@ -4,9 +4,10 @@ Copy new settlements into S3 as soon as Dintero records them: a DAG scheduled on
 watches (Airflow 3 only).
 
 The watcher polls every merchant of the partner in one loop (at most 16 at a time) and records
-one asset event per merchant batch of new settlements, with the extra ``{"account_id",
-"settlement_ids", "providers", "source": "poll"}``; the webhook receiver records the same shape
-on the same asset (``source: "webhook"``). Each run maps the copy over the accounts its events
+one asset event per merchant batch of new settlements, with the settlement event of
+``airflow_provider_dintero.events`` as extra (``source: "poll"``); the webhook receiver records
+the same shape on the same asset (``source: "webhook"``; an event naming no settlement is a
+wake-up: the copy then collects what is new for that account since its last collection). Each run maps the copy over the accounts its events
 name, and each mapped copy re-reads exactly the settlements its account's events name
 (``use_triggering_events=True``), refusing events of another account.
 
@@ -39,11 +40,9 @@ POLL_INTERVAL = float(os.environ.get("DINTERO_POLL_INTERVAL", "30"))
 if EVENT_TRIGGERS:
     from airflow.sdk import DAG, Asset, AssetWatcher, task
 
+    from airflow_provider_dintero.events import event_accounts
     from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
-    from airflow_provider_dintero.triggers.settlement_events import (
-        DinteroSettlementEventTrigger,
-        event_accounts,
-    )
+    from airflow_provider_dintero.triggers.settlement_events import DinteroSettlementEventTrigger
     from airflow_provider_dintero.webhooks import settlement_events_asset
 
     _asset = settlement_events_asset(PARTNER_ID)
@@ -71,7 +70,7 @@ if EVENT_TRIGGERS:
         @task
         def accounts(triggering_asset_events: Any = None, params: dict[str, Any] | None = None) -> list[str]:
             """The accounts this run's asset events name (one mapped copy each), else the param's."""
-            from airflow_provider_dintero.hooks.dintero import validate_account_id
+            from airflow_provider_dintero.validation import validate_account_id
 
             named = event_accounts(triggering_asset_events)
             return named or [validate_account_id(m) for m in (params or {}).get("merchant_ids") or []]

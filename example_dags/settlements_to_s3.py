@@ -141,7 +141,7 @@ class WaitForNewSettlements(SettlementSensor):
 def list_merchants(params: dict[str, Any] | None = None) -> list[str]:
     """The merchants this run answers for: the ``merchant_ids`` param, or the partner's active ones."""
     from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
-    from airflow_provider_dintero.triggers.poller import check_account_ids, listed_account_ids
+    from airflow_provider_dintero.poller import check_account_ids, listed_account_ids
 
     chosen = (params or {}).get("merchant_ids")
     if chosen:

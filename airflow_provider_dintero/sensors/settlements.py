@@ -42,29 +42,18 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook, DinteroPartnerHook
-from airflow_provider_dintero.settlements import (
-    format_timestamp,
-)
-from airflow_provider_dintero.settlements import (
-    parse_payment_providers as parse_payment_providers,
-)
-from airflow_provider_dintero.settlements import (
-    run_window as run_window,
-)
-from airflow_provider_dintero.triggers.poller import (
+from airflow_provider_dintero.poller import (
     DEFAULT_MAX_CONCURRENCY,
     SettlementPoller,
+    access_error_message,
     check_account_ids,
     check_concurrency,
-    sweep_blocking,
-)
-from airflow_provider_dintero.triggers.settlements import (
-    PartnerSettlementTrigger,
-    SettlementTrigger,
-    access_error_message,
     settlement_summary,
+    sweep_blocking,
     sweep_payload,
 )
+from airflow_provider_dintero.settlements import format_timestamp, parse_payment_providers, run_window
+from airflow_provider_dintero.triggers.settlements import PartnerSettlementTrigger, SettlementTrigger
 from airflow_provider_dintero.validation import validate_account_id
 
 if TYPE_CHECKING:

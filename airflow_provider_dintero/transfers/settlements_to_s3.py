@@ -23,24 +23,22 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset, timezone
 
-from airflow_provider_dintero.hooks.dintero import (
-    AttachmentKind,
-    DinteroInputError,
-    DinteroPartnerHook,
-    DinteroStreamError,
-    Settlement,
-    SettlementAttachment,
-    format_timestamp,
-    validate_account_id,
-)
+from airflow_provider_dintero.events import iter_events, parse_extra, raw_extra, triggering_events
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError, DinteroStreamError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.settlements import date_part as _date_part
-from airflow_provider_dintero.settlements import parse_payment_providers, run_window
-from airflow_provider_dintero.transfers._base import DinteroToS3BaseOperator, api_id, check_owner
+from airflow_provider_dintero.settlements import (
+    format_timestamp,
+    parse_payment_providers,
+    parse_timestamp,
+    run_window,
+)
+from airflow_provider_dintero.transfers._base import DinteroToS3BaseOperator, api_id
 from airflow_provider_dintero.transfers._s3_stream import (
     check_unique_keys,
     ensure_bucket,
@@ -51,7 +49,8 @@ from airflow_provider_dintero.transfers._s3_stream import (
     s3_uri,
     stream_to_s3,
 )
-from airflow_provider_dintero.triggers.settlement_events import settlement_event_extra
+from airflow_provider_dintero.validation import validate_account_id
+from airflow_provider_dintero.vocabulary import AttachmentKind, Settlement, SettlementAttachment
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -87,6 +86,12 @@ MANIFEST_FIELDS: dict[str, str] = {
 }
 MANIFEST_VERSION = 1
 
+#: A wake-up (a settlement event naming no id) with no earlier wake-up collection of the account
+#: recorded copies the settlements recorded this long before it.
+WAKE_UP_LOOKBACK = timedelta(days=1)
+#: A wake-up re-lists this far behind the last wake-up collection (settlements recorded late).
+WAKE_UP_OVERLAP = timedelta(hours=1)
+
 
 def settlements_asset(bucket: str, s3_key: str = DEFAULT_KEY_TEMPLATE) -> Asset:
     """
@@ -104,6 +109,14 @@ def settlements_asset(bucket: str, s3_key: str = DEFAULT_KEY_TEMPLATE) -> Asset:
 
 def _attachment_kind(attachment: SettlementAttachment) -> str:
     return "normalized" if attachment.get("created_by") == "dintero" else "source"
+
+
+@dataclass
+class _EventSelection:
+    """What a run's triggering events ask of one account."""
+
+    ids: list[str] = field(default_factory=list)
+    wake_up: bool = False
 
 
 @dataclass
@@ -132,7 +145,7 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
     (``created_at``, the ``item_created_at`` filter) on or after ``since``; and by default those
     recorded within the run's data interval ``[start, end]`` (when it is empty or missing, the
     day ending at its end, the logical date or now: see
-    :func:`~airflow_provider_dintero.sensors.settlements.run_window`).
+    :func:`~airflow_provider_dintero.settlements.run_window`).
 
     **Keys.** Every attachment goes to ``s3_key`` rendered with :data:`KEY_FIELDS`
     (``settled_date`` and ``created_date`` are ``YYYY-MM-DD`` in UTC, ``kind`` is ``source`` or
@@ -266,49 +279,89 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
             raise DinteroInputError("settlement_ids", "a list of settlement ids", self.settlement_ids)
         return list(dict.fromkeys(value))
 
-    def _ids_from_events(self, context: Context, account_id: str) -> list[str] | None:
+    def _from_events(self, context: Context, account_id: str) -> _EventSelection | None:
         """
-        The settlement ids named by the run's triggering asset events for ``account_id``.
-
-        ``None`` when no triggering event carries ``settlement_ids`` (a manual run).
+        What the run's triggering settlement events ask of ``account_id``: the ids they name,
+        and whether any is a wake-up (names no id). ``None`` when no triggering event is a
+        settlement event (a manual run). Events of other accounts are refused (logged).
         """
-        by_asset: Any = context.get("triggering_asset_events")
-        if by_asset is None:
-            by_asset = context.get("triggering_dataset_events")  # Airflow 2.11
-        named: list[str] = []
-        found = False
-        by_asset = by_asset or {}
-        for asset in list(by_asset):  # keys first: Airflow 3's accessor resolves keys lazily
-            for event in by_asset[asset] or []:
-                extra = settlement_event_extra(event)  # the webhook's extra or a watcher's payload
-                if extra is None:
-                    continue
-                found = True
-                ids = extra.get("settlement_ids")
-                if not isinstance(ids, list) or not all(isinstance(i, str) and i.strip() for i in ids):
+        selection: _EventSelection | None = None
+        for event in iter_events(triggering_events(context)):
+            if raw_extra(event) is None:
+                continue
+            selection = selection or _EventSelection()
+            try:
+                parsed = parse_extra(event)
+            except DinteroInputError as exc:
+                if exc.field != "extra.account_id":
                     raise DinteroInputError(
                         "triggering_asset_events",
                         "events whose extra has settlement_ids as a list of ids",
-                        ids,
-                    )
-                owner = extra.get("account_id")
-                if owner != account_id:
-                    self.log.warning(
-                        "Refusing an asset event for account %s: this task copies account %s "
-                        "(%s settlement id(s) not copied)",
-                        str(owner)[:40],
-                        account_id,
-                        len(ids),
-                    )
-                    continue
-                named.extend(ids)
-        if not found:
+                        exc,
+                    ) from None
+                self.log.warning("Ignoring an asset event naming no valid account (%s)", exc)
+                continue
+            assert parsed is not None
+            if parsed.account_id != account_id:
+                self.log.warning(
+                    "Refusing an asset event for account %s: this task copies account %s "
+                    "(%s settlement id(s) not copied)",
+                    parsed.account_id,
+                    account_id,
+                    len(parsed.settlement_ids),
+                )
+                continue
+            if parsed.is_wake_up:
+                selection.wake_up = True
+            selection.ids.extend(parsed.settlement_ids)
+        if selection is None:
             self.log.info("No triggering asset event names settlements; selecting them as without events")
             return None
+        selection.ids = list(dict.fromkeys(selection.ids))
         self.log.info(
-            "Triggering asset events name %s settlement(s) of account %s", len(set(named)), account_id
+            "Triggering asset events name %s settlement(s) of account %s%s",
+            len(selection.ids),
+            account_id,
+            " and wake it up: copying what is new since its last collection" if selection.wake_up else "",
         )
-        return list(dict.fromkeys(named))
+        return selection
+
+    def _marker_key(self, account_id: str) -> str:
+        """Where the account's last wake-up collection is recorded (beside its settlements)."""
+        prefix = self.s3_key.split("{", 1)[0].rsplit("/", 1)[0].strip("/")
+        return f"{prefix + '/' if prefix else ''}_collections/account={account_id}.json"
+
+    def _wake_up_window(self, account_id: str) -> tuple[str, str | None]:
+        """
+        A wake-up's window: from the last wake-up collection less :data:`WAKE_UP_OVERLAP`, or
+        :data:`WAKE_UP_LOOKBACK` ago, to now.
+        """
+        now = timezone.utcnow()
+        start = now - WAKE_UP_LOOKBACK
+        key = self._marker_key(account_id)
+        if object_exists(self.s3_hook, self.s3_bucket, key):
+            body = self.s3_hook.get_conn().get_object(Bucket=self.s3_bucket, Key=key)["Body"].read()
+            try:
+                through = parse_timestamp(json.loads(body).get("collected_through"))
+            except (ValueError, AttributeError):
+                through = None
+            if through is not None:
+                start = min(through, now) - WAKE_UP_OVERLAP
+        return format_timestamp(start, "since"), None
+
+    def _mark_collected(self, account_id: str, through: datetime, extra_args: dict[str, Any]) -> None:
+        body = json.dumps(
+            {"account_id": account_id, "collected_through": format_timestamp(through, "collected_through")}
+        ).encode()
+        stream_to_s3(
+            self.s3_hook,
+            io.BytesIO(body),
+            self.s3_bucket,
+            self._marker_key(account_id),
+            content_type="application/json",
+            expected_size=len(body),
+            extra_args=extra_args,
+        )
 
     def _window(self, context: Context) -> tuple[str, str | None]:
         if self.since not in (None, ""):
@@ -332,26 +385,37 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         ids = self._settlement_ids()
         if not isinstance(self.use_triggering_events, bool):
             raise DinteroInputError("use_triggering_events", "True or False", self.use_triggering_events)
+        wake_up = False
         if self.use_triggering_events:
             if ids is not None:
                 raise DinteroInputError(
                     "settlement_ids", "None when use_triggering_events=True (the events name the settlements)"
                 )
-            ids = self._ids_from_events(context, account_id)
+            selection = self._from_events(context, account_id)
+            if selection is not None:
+                ids, wake_up = selection.ids, selection.wake_up
         window = self._window(context) if ids is None else None
         extra_args = self._upload_args()
         ensure_bucket(self.s3_hook, self.s3_bucket)
         self._lineage_inputs = [f"accounts/{account_id}/settlements"]
         self._lineage_outputs = []
 
-        settlements = self._settlements(account_id, ids, window, providers)
-        plans = self._plan(account_id, settlements, kind)
+        started = timezone.utcnow()
+        unconfirmed: dict[str, str] = {}
+        settlements = self._settlements(account_id, ids, window, providers, unconfirmed)
+        if wake_up:
+            settlements += self._settlements(
+                account_id, None, self._wake_up_window(account_id), providers, unconfirmed
+            )
+        plans = self._plan(account_id, settlements, kind, unconfirmed)
         written: list[str] = []
         skipped: list[str] = []
         for plan in plans:
             w, s = self._copy_settlement(account_id, plan, kind, extra_args)
             written.extend(w)
             skipped.extend(s)
+        if wake_up:
+            self._mark_collected(account_id, started, extra_args)
         self.log.info(
             "Account %s: %s settlement(s), %s object(s) written, %s already in s3://%s",
             account_id,
@@ -360,11 +424,19 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
             len(skipped),
             self.s3_bucket,
         )
+        if unconfirmed:
+            self.log.warning(
+                "Account %s: %s settlement id(s) not confirmed by Dintero, not copied: %s",
+                account_id,
+                len(unconfirmed),
+                "; ".join(f"{sid} ({why})" for sid, why in list(unconfirmed.items())[:20]),
+            )
         result = {
             "account_id": account_id,
             "settlement_ids": [plan.settlement_id for plan in plans],
             "written": written,
             "skipped": skipped,
+            "unconfirmed": unconfirmed,
         }
         self._emit_asset_extra(context, result)
         return result
@@ -375,10 +447,21 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         ids: list[str] | None,
         window: tuple[str, str | None] | None,
         providers: list[str] | None,
+        unconfirmed: dict[str, str],
     ) -> list[Settlement]:
         if ids is not None:
             self.log.info("Copying %s settlement(s) of account %s by id", len(ids), account_id)
-            found = [self.hook.get_settlement(account_id, sid) for sid in ids]
+            found: list[Settlement] = []
+            for sid in ids:
+                try:
+                    found.append(self.hook.get_settlement(account_id, sid))
+                except DinteroApiError as exc:
+                    if exc.status != 404:
+                        raise
+                    self.log.warning(
+                        "Settlement %s of account %s: Dintero does not know it (404)", sid, account_id
+                    )
+                    unconfirmed[sid] = "not found (404)"
             if providers:
                 found = [s for s in found if s.get("provider") in providers]
             return found
@@ -422,18 +505,34 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         )
         return safe
 
-    def _plan(self, account_id: str, settlements: list[Settlement], kind: AttachmentKind) -> list[_Plan]:
+    def _plan(
+        self,
+        account_id: str,
+        settlements: list[Settlement],
+        kind: AttachmentKind,
+        unconfirmed: dict[str, str],
+    ) -> list[_Plan]:
         """
         Decide every key before anything is written; fail on answers that cannot be copied safely.
 
-        A settlement of another account, a settlement or attachment without an id, or two
-        objects on one key raise here, so nothing of the run is written.
+        A settlement that Dintero's answer gives to another account is left out and recorded in
+        ``unconfirmed``; a settlement or attachment without an id, or two objects on one key,
+        raise here, so nothing of the run is written.
         """
         plans: dict[str, _Plan] = {}
         planned: list[tuple[str, tuple[str, ...], str]] = []
         for settlement in settlements:
             sid = api_id(settlement, "settlement", account_id)
-            check_owner(settlement, f"settlement {sid}", account_id)
+            owner = settlement.get("account_id")
+            if owner not in (None, "") and str(owner) != account_id:
+                self.log.warning(
+                    "Settlement %s: Dintero's answer gives it to account %s, not %s; not copied",
+                    sid,
+                    str(owner)[:40],
+                    account_id,
+                )
+                unconfirmed[sid] = "belongs to another account"
+                continue
             if sid in plans:
                 continue
             manifest_key = render_key(

@@ -2,7 +2,7 @@
 An Airflow 3 asset watcher for new Dintero settlements: :class:`DinteroSettlementEventTrigger`.
 
 It polls every merchant of a partner (or a given list) through the partner-wide poller
-(:mod:`airflow_provider_dintero.triggers.poller`) and yields **one event per merchant batch** of
+(:mod:`airflow_provider_dintero.poller`) and yields **one event per merchant batch** of
 new settlements. The triggerer records each event on the watched asset, so a DAG scheduled on
 :func:`~airflow_provider_dintero.webhooks.settlement_events_asset` runs; its copy step re-reads
 the settlements by id (``SettlementsToS3Operator(use_triggering_events=True)``).
@@ -25,8 +25,8 @@ Example::
     )
 
 **Event payload** (the asset event's extra holds it under ``payload``, with ``from_trigger``):
-``{"account_id": <merchant>, "settlement_ids": [...], "providers": [...], "source": "poll"}``:
-ids and provider names only, never a credential; the same keys as the webhook receiver's extra.
+the settlement event of :mod:`airflow_provider_dintero.events` with ``"source": "poll"``: ids
+and provider names only, never a credential; the same shape as the webhook receiver's extra.
 
 **Watermark.** Per merchant, the creation time of its newest reported settlement plus the ids
 seen at exactly that time (``created_at`` has no tie-breaker), kept in the watched asset's
@@ -66,23 +66,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
+from airflow_provider_dintero.events import poll_extra
+from airflow_provider_dintero.exceptions import DinteroApiError
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook
-from airflow_provider_dintero.redaction import redact_text
-from airflow_provider_dintero.settlements import format_timestamp, parse_timestamp
-from airflow_provider_dintero.transport import hold_async_clients
-from airflow_provider_dintero.triggers.poller import (
+from airflow_provider_dintero.poller import (
     DEFAULT_MAX_CONCURRENCY,
     SettlementPoller,
     check_account_ids,
     check_concurrency,
 )
+from airflow_provider_dintero.redaction import redact_text
+from airflow_provider_dintero.settlements import format_timestamp, parse_timestamp
+from airflow_provider_dintero.transport import hold_async_clients
 from airflow_provider_dintero.validation import validate_account_id
 from airflow_provider_dintero.vocabulary import Settlement
 
@@ -173,69 +174,6 @@ class Watermark:
         return fresh, Watermark(format_timestamp(newest, "created_at"), frozenset(ids))
 
 
-def event_payload(account_id: str, settlements: Sequence[Settlement]) -> dict[str, Any]:
-    """
-    The event of one merchant batch: ids and provider names only.
-
-    :param account_id: the merchant.
-    :param settlements: its new settlements.
-    """
-    providers: list[str] = []
-    for s in settlements:
-        provider = s.get("provider")
-        if isinstance(provider, str) and provider and provider not in providers:
-            providers.append(provider)
-    return {
-        "account_id": account_id,
-        "settlement_ids": [str(s["id"]) for s in settlements],
-        "providers": providers,
-        "source": "poll",
-    }
-
-
-def settlement_event_extra(event: Any) -> Mapping[str, Any] | None:
-    """
-    The settlement part of an asset event's extra, whichever wrote it: the webhook receiver
-    (the extra itself) or this watcher (Airflow stores the trigger's payload under ``payload``,
-    beside ``from_trigger``). ``None`` when the event names no settlements.
-
-    :param event: an asset event (anything with an ``extra``).
-    """
-    extra = getattr(event, "extra", None)
-    if isinstance(extra, Mapping) and extra.get("from_trigger") and isinstance(extra.get("payload"), Mapping):
-        extra = extra["payload"]
-    if not isinstance(extra, Mapping) or "settlement_ids" not in extra:
-        return None
-    return extra
-
-
-def event_accounts(triggering_asset_events: Any) -> list[str]:
-    """
-    The accounts named by a run's triggering asset events, in order of first appearance: what
-    the copy maps over (``SettlementsToS3Operator.partial(..., use_triggering_events=True)
-    .expand(account_id=...)``). Ids that are not account ids are left out (and logged).
-
-    :param triggering_asset_events: the context's ``triggering_asset_events`` (Airflow 3) or
-        ``triggering_dataset_events`` (2.11).
-    """
-    accounts: list[str] = []
-    for asset in list(triggering_asset_events or {}):  # keys first: Airflow 3 resolves lazily
-        for event in triggering_asset_events[asset] or []:
-            extra = settlement_event_extra(event)
-            if extra is None:
-                continue
-            try:
-                aid = validate_account_id(extra.get("account_id"))
-            except DinteroInputError:
-                log.warning(
-                    "Ignoring an asset event naming no valid account: %r", str(extra.get("account_id"))[:40]
-                )
-                continue
-            if aid not in accounts:
-                accounts.append(aid)
-    return accounts
-
-
 def state_store(account_id: str) -> Any:
     """
     The watched asset's state store accessor (Airflow 3.3), usable in the triggerer.
@@ -303,7 +241,7 @@ class SettlementEventProducer(SharedStreamProducer):  # type: ignore[misc,valid-
                     fresh, mark = (await self._load(aid)).split(settlements)
                     if fresh:
                         self.current[aid] = mark
-                        yield event_payload(aid, fresh), (aid, mark.to_json())
+                        yield poll_extra(aid, fresh), (aid, mark.to_json())
                 await asyncio.sleep(self.poll_interval)
 
     async def _sweep(self, poller: SettlementPoller) -> list[tuple[str, list[Settlement]]]:

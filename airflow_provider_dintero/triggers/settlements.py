@@ -2,7 +2,7 @@
 Triggers that wait, in the triggerer, for new Dintero settlements: of one account
 (:class:`SettlementTrigger`) or of many merchants of a partner in one poll loop
 (:class:`PartnerSettlementTrigger`). Both poll through
-:mod:`airflow_provider_dintero.triggers.poller`.
+:mod:`airflow_provider_dintero.poller`.
 
 Example::
 
@@ -20,68 +20,27 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook
-from airflow_provider_dintero.redaction import redact_text
-from airflow_provider_dintero.transport import hold_async_clients
-from airflow_provider_dintero.triggers.poller import (
+from airflow_provider_dintero.poller import (
     DEFAULT_MAX_CONCURRENCY,
     SettlementPoller,
+    access_error_message,
     poll_account,
+    settlement_summary,
+    sweep_payload,
 )
+from airflow_provider_dintero.redaction import redact_text
+from airflow_provider_dintero.transport import hold_async_clients
 from airflow_provider_dintero.vocabulary import Settlement
 
 #: A waiting trigger logs its first poll and then every this-many polls, not each one.
 QUIET_POLLS = 10
-
-
-def settlement_summary(settlement: Mapping[str, Any]) -> dict[str, Any]:
-    """
-    Return the small, JSON-serialisable part of a settlement that sensors push to XCom.
-
-    :param settlement: a settlement as the list endpoint returns it.
-    """
-    return {
-        "id": settlement.get("id"),
-        "provider": settlement.get("provider"),
-        "created_at": settlement.get("created_at"),
-        "settled_at": settlement.get("settled_at"),
-        "attachments": [
-            {
-                "id": a.get("id"),
-                "created_by": a.get("created_by"),
-                "extension": a.get("extension"),
-                "content_type": a.get("content_type"),
-            }
-            for a in settlement.get("attachments") or []
-        ],
-    }
-
-
-def access_error_message(account_id: str, exc: DinteroApiError) -> str:
-    """
-    Explain a 403 or 404 on the settlements list: which account and which grant is missing.
-
-    :param account_id: the account whose settlements were listed.
-    :param exc: the error raised by the hook.
-    """
-    if exc.status == 403:
-        return (
-            f"Dintero refused to list the settlements of account {account_id} (403): the API client "
-            f"needs a grant on audience .../v1/accounts/{account_id} with the read:settlements "
-            f"(or admin:settlements) scope, and a partner connection needs the merchant's access "
-            f"through the exchange token. Dintero said: {exc}"
-        )
-    return (
-        f"Account {account_id} was not found or is not visible to this connection (404): check the "
-        f"account id and that the merchant is connected to the partner, with a grant carrying "
-        f"read:settlements. Dintero said: {exc}"
-    )
 
 
 def error_payload(exc: DinteroApiError | DinteroInputError, account_id: str | None) -> dict[str, Any]:
@@ -318,22 +277,3 @@ class PartnerSettlementTrigger(BaseTrigger):
                 self.poll_interval,
             )
             await asyncio.sleep(self.poll_interval)
-
-
-def sweep_payload(sweep: Any, since: str) -> dict[str, Any]:
-    """
-    The success event (and the sensor's raw result) of a sweep that found settlements.
-
-    :param sweep: a :class:`~airflow_provider_dintero.triggers.poller.Sweep`.
-    :param since: the ``since`` the sweep used.
-    """
-    return {
-        "status": "success",
-        "since": since,
-        "checked": sweep.checked,
-        "merchants": [
-            {"account_id": aid, "settlements": [settlement_summary(s) for s in found]}
-            for aid, found in sweep.found.items()
-        ],
-        "skipped": sorted(sweep.skipped),
-    }

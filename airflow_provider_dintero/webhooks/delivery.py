@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_dintero.events import build_extra
 from airflow_provider_dintero.hooks.dintero import ACCOUNT_ID_PATTERN
 
 #: Largest body accepted (256 KiB). A ``settlement_add`` delivery is a few KiB; anything larger
@@ -71,14 +72,14 @@ class Delivery:
     providers: tuple[str, ...] = field(default_factory=tuple)
 
     def asset_extra(self) -> dict[str, Any]:
-        """The asset event's extra: ids only, never a credential."""
-        return {
-            "account_id": self.account_id,
-            "settlement_ids": list(self.settlement_ids),
-            "providers": list(self.providers),
-            "source": "webhook",
-            "event_delivery": self.event_delivery,
-        }
+        """The asset event's extra (:mod:`airflow_provider_dintero.events`): ids only, never a credential."""
+        return build_extra(
+            self.account_id,
+            self.settlement_ids,
+            self.providers,
+            source="webhook",
+            event_delivery=self.event_delivery,
+        )
 
 
 def sign(body: bytes, secret: str) -> str:

@@ -197,7 +197,7 @@ def test_example_dag_the_partner_trigger_finds_a_settlement_added_while_the_sens
     add_when_polled: Callable[..., dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from airflow_provider_dintero.triggers.poller import SettlementPoller
+    from airflow_provider_dintero.poller import SettlementPoller
     from airflow_provider_dintero.triggers.settlements import PartnerSettlementTrigger
 
     triggers: list[dict[str, Any]] = []

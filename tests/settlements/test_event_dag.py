@@ -11,18 +11,15 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.triggers.settlement_events import (
-    EVENT_TRIGGERS,
-    event_accounts,
-    event_payload,
-)
+from airflow_provider_dintero.events import event_accounts, poll_extra
+from airflow_provider_dintero.triggers.settlement_events import EVENT_TRIGGERS
 
 REPO_DAG = "settlements_on_event.py"
 
 
 def _watcher_extra(emu: Any, account_id: str, *settlements: dict[str, Any]) -> dict[str, Any]:
     """What the triggerer stores for one watcher event: the trigger's payload under ``payload``."""
-    return {"from_trigger": True, "payload": event_payload(account_id, list(settlements))}
+    return {"from_trigger": True, "payload": poll_extra(account_id, list(settlements))}
 
 
 @pytest.mark.skipif(not EVENT_TRIGGERS, reason="asset watchers need Airflow 3")

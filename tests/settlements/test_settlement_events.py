@@ -106,7 +106,7 @@ def test_one_event_per_merchant_batch_with_the_webhook_extra_keys(emu: Any, stor
 
     events = sorted(asyncio.run(go()), key=lambda e: e["account_id"])
 
-    assert all(set(e) == {"account_id", "settlement_ids", "providers", "source"} for e in events)
+    assert all(set(e) == {"version", "account_id", "settlement_ids", "providers", "source"} for e in events)
     assert [
         (e["account_id"], set(e["settlement_ids"]), set(e["providers"]), e["source"]) for e in events
     ] == [

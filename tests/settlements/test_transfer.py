@@ -72,6 +72,7 @@ def test_copies_attachments_to_deterministic_keys_and_manifest_last(
         "written": [f"s3://{s3_bucket}/{k}" for k in sorted(attachment_keys, key=_order(settlement))]
         + [f"s3://{s3_bucket}/{prefix}manifest.json"],
         "skipped": [],
+        "unconfirmed": {},
     }
     for a in settlement["attachments"]:
         key = f"{prefix}{a['id']}.{a['extension']}"

@@ -99,6 +99,7 @@ def test_an_emulator_settlement_add_becomes_one_asset_event(
     assert [(d.event, d.status) for d in deliveries[1:]] == [("settlement_add", 202)]
     assert extras == [
         {
+            "version": 1,
             "account_id": merchant,
             "settlement_ids": [settlement["id"]],
             "providers": ["vipps"],

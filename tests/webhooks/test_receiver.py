@@ -52,6 +52,7 @@ def test_a_signed_settlement_add_records_one_asset_event_with_ids_only(
     assert response.json()["status"] == "accepted"
     assert asset_event_extras(partner) == [
         {
+            "version": 1,
             "account_id": merchant,
             "settlement_ids": ["s-1"],
             "providers": ["vipps"],

@@ -10,7 +10,7 @@ response caps) and through the process's one HTTP client for the running event l
 Example::
 
     from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook
-    from airflow_provider_dintero.triggers.poller import SettlementPoller
+    from airflow_provider_dintero.poller import SettlementPoller
 
     poller = SettlementPoller(DinteroAsyncHook("dintero_default"), account_ids=None, max_concurrency=16)
     sweep = await poller.sweep(lambda account_id: "2026-11-24T00:00:00.000000Z")
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,6 +165,69 @@ class SettlementPoller:
             if outcome:
                 result.found[aid] = outcome
         return result
+
+
+def settlement_summary(settlement: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Return the small, JSON-serialisable part of a settlement that sensors push to XCom.
+
+    :param settlement: a settlement as the list endpoint returns it.
+    """
+    return {
+        "id": settlement.get("id"),
+        "provider": settlement.get("provider"),
+        "created_at": settlement.get("created_at"),
+        "settled_at": settlement.get("settled_at"),
+        "attachments": [
+            {
+                "id": a.get("id"),
+                "created_by": a.get("created_by"),
+                "extension": a.get("extension"),
+                "content_type": a.get("content_type"),
+            }
+            for a in settlement.get("attachments") or []
+        ],
+    }
+
+
+def access_error_message(account_id: str, exc: DinteroApiError) -> str:
+    """
+    Explain a 403 or 404 on the settlements list: which account and which grant is missing.
+
+    :param account_id: the account whose settlements were listed.
+    :param exc: the error raised by the hook.
+    """
+    if exc.status == 403:
+        return (
+            f"Dintero refused to list the settlements of account {account_id} (403): the API client "
+            f"needs a grant on audience .../v1/accounts/{account_id} with the read:settlements "
+            f"(or admin:settlements) scope, and a partner connection needs the merchant's access "
+            f"through the exchange token. Dintero said: {exc}"
+        )
+    return (
+        f"Account {account_id} was not found or is not visible to this connection (404): check the "
+        f"account id and that the merchant is connected to the partner, with a grant carrying "
+        f"read:settlements. Dintero said: {exc}"
+    )
+
+
+def sweep_payload(sweep: Sweep, since: str) -> dict[str, Any]:
+    """
+    The success event (and the sensor's raw result) of a sweep that found settlements.
+
+    :param sweep: the sweep.
+    :param since: the ``since`` the sweep used.
+    """
+    return {
+        "status": "success",
+        "since": since,
+        "checked": sweep.checked,
+        "merchants": [
+            {"account_id": aid, "settlements": [settlement_summary(s) for s in found]}
+            for aid, found in sweep.found.items()
+        ],
+        "skipped": sorted(sweep.skipped),
+    }
 
 
 def listed_account_ids(accounts: Iterable[Any]) -> list[str]:
