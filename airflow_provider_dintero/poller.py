@@ -83,25 +83,51 @@ async def poll_account(
     )
 
 
+#: Seconds one merchant's listing may take within a sweep by default (all its pages, retries
+#: included); a merchant that takes longer is reported as failed for that sweep.
+DEFAULT_MERCHANT_TIMEOUT = 60.0
+
+
 @dataclass
 class Sweep:
     """
-    What one sweep found.
+    What one sweep found. Every merchant polled ends in exactly one of ``found``, ``skipped``,
+    ``failed`` or neither (read, nothing new).
 
     :param found: per merchant with settlements, in the order polled, what the list returned.
     :param checked: how many merchants were polled.
-    :param skipped: merchants of a partner-wide sweep the connection may not read (403/404),
-        with the reason; an explicit list fails instead.
+    :param skipped: merchants the connection may not read (403/404), with the reason.
+    :param failed: merchants whose listing failed or ran out of time, with the reason.
+    :param errors: the error of each merchant in ``skipped`` or ``failed``.
     """
 
     found: dict[str, list[Settlement]] = field(default_factory=dict)
     checked: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+
+    @property
+    def read(self) -> int:
+        """How many merchants were read (found or nothing new)."""
+        return self.checked - len(self.skipped) - len(self.failed)
+
+
+def unreadable(exc: BaseException) -> bool:
+    """
+    True when ``exc`` says the connection may not read the merchant (403/404): a grant is
+    missing, or the merchant is not the partner's.
+
+    :param exc: a merchant's error.
+    """
+    return isinstance(exc, DinteroApiError) and exc.status in (403, 404)
 
 
 class SettlementPoller:
     """
-    Poll the settlements of many merchants with bounded concurrency.
+    Poll the settlements of many merchants with bounded concurrency, each merchant on its own:
+    a merchant that fails or is slow (beyond ``merchant_timeout``) is reported in the sweep's
+    ``failed`` (or ``skipped`` for 403/404) and delays no other merchant's result.
 
     :param hook: the async hook (its connection is the partner, or a merchant for its own account).
     :param account_ids: the merchants to poll; ``None`` polls every merchant of the connection's
@@ -109,6 +135,7 @@ class SettlementPoller:
     :param payment_providers: only these payout providers (API names); ``None`` for all.
     :param max_concurrency: merchants polled at the same time (in a triggerer, all triggers of
         one event loop share at most ``transport.MAX_IN_FLIGHT`` requests in flight).
+    :param merchant_timeout: seconds one merchant's listing may take (all pages and retries).
     """
 
     def __init__(
@@ -118,11 +145,17 @@ class SettlementPoller:
         account_ids: Sequence[str] | None = None,
         payment_providers: Sequence[str] | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        merchant_timeout: float = DEFAULT_MERCHANT_TIMEOUT,
     ) -> None:
         self.hook = hook
         self.account_ids = list(account_ids) if account_ids is not None else None
         self.payment_providers = list(payment_providers) if payment_providers else None
         self.max_concurrency = check_concurrency(max_concurrency)
+        if isinstance(merchant_timeout, bool) or not isinstance(merchant_timeout, int | float):
+            raise DinteroInputError("merchant_timeout", "a number of seconds above 0", merchant_timeout)
+        if not merchant_timeout > 0:
+            raise DinteroInputError("merchant_timeout", "a number of seconds above 0", merchant_timeout)
+        self.merchant_timeout = float(merchant_timeout)
 
     async def merchants(self) -> list[str]:
         """The merchants to poll: the given list, or the partner's merchants as listed now."""
@@ -130,41 +163,138 @@ class SettlementPoller:
             return list(self.account_ids)
         return listed_account_ids(await self.hook.async_list_merchants())
 
-    async def sweep(self, since_for: Callable[[str], str]) -> Sweep:
+    async def sweep(
+        self,
+        since_for: Callable[[str], str],
+        merchants: Sequence[str] | None = None,
+    ) -> Sweep:
         """
-        Poll every merchant once; raise the first error (in merchant order) other than a
-        partner-wide sweep's 403/404, after every poll has ended.
+        Poll every merchant once. Raises only when the merchants cannot be listed; each
+        merchant's error or timeout is recorded in the result, by id, with its reason.
 
         :param since_for: the ``since`` timestamp of a merchant (the same for all, or a
             per-merchant watermark).
+        :param merchants: the merchants to poll (default: :meth:`merchants`).
         """
-        merchants = await self.merchants()
-        limit = asyncio.Semaphore(self.max_concurrency)
+        todo = list(merchants) if merchants is not None else await self.merchants()
+        outcomes: dict[str, list[Settlement] | BaseException] = {}
+        queue = iter(todo)
 
-        async def one(aid: str) -> list[Settlement]:
-            async with limit:
-                return await poll_account(self.hook, aid, since_for(aid), self.payment_providers)
+        async def worker() -> None:
+            # a fixed pool of workers, not one task per merchant: no burst of 10,000 tasks
+            for aid in queue:
+                try:
+                    outcomes[aid] = await asyncio.wait_for(
+                        poll_account(self.hook, aid, since_for(aid), self.payment_providers),
+                        self.merchant_timeout,
+                    )
+                except asyncio.TimeoutError:
+                    outcomes[aid] = TimeoutError(
+                        f"no complete answer within {self.merchant_timeout:g} s (merchant_timeout)"
+                    )
+                except (DinteroApiError, DinteroInputError, OSError, ValueError) as exc:
+                    outcomes[aid] = exc
 
-        outcomes = await asyncio.gather(*(one(aid) for aid in merchants), return_exceptions=True)
-        result = Sweep(checked=len(merchants))
-        partner_wide = self.account_ids is None
-        for aid, outcome in zip(merchants, outcomes, strict=True):
-            if isinstance(outcome, DinteroApiError) and outcome.status in (403, 404) and partner_wide:
-                result.skipped[aid] = redact_text(outcome)
-                log.warning(
-                    "Skipping merchant %s: the connection may not read its settlements (%s)",
-                    aid,
-                    outcome.status,
-                )
-                continue
-            if isinstance(outcome, DinteroApiError):
-                outcome.account_id = aid  # the merchant whose poll failed, even on a token error
-                raise outcome
+        await asyncio.gather(*(worker() for _ in range(min(self.max_concurrency, len(todo)))))
+        result = Sweep(checked=len(todo))
+        for aid in todo:
+            outcome = outcomes[aid]
             if isinstance(outcome, BaseException):
-                raise outcome
-            if outcome:
+                if isinstance(outcome, DinteroApiError):
+                    outcome.account_id = aid  # the merchant whose poll failed, even on a token error
+                result.errors[aid] = outcome
+                if unreadable(outcome):
+                    result.skipped[aid] = redact_text(outcome)
+                else:
+                    result.failed[aid] = redact_text(outcome)
+            elif outcome:
                 result.found[aid] = outcome
         return result
+
+
+def sweep_error(sweep: Sweep, *, partner_wide: bool) -> BaseException | None:
+    """
+    The error that ends a wait when a sweep found nothing: on an explicit list, the first
+    merchant the connection may not read (a configuration error); otherwise, when no merchant
+    at all could be read, the first error. ``None``: keep waiting (failing merchants are
+    reported, and retried at the next sweep).
+
+    :param sweep: the sweep.
+    :param partner_wide: whether the merchants are the partner's list (403/404 then mean a
+        merchant not (yet) granted, not a typo).
+    """
+    if not partner_wide and sweep.skipped:
+        return sweep.errors[next(iter(sweep.skipped))]
+    if sweep.checked and sweep.read == 0 and sweep.failed:
+        return sweep.errors[next(iter(sweep.failed))]
+    return None
+
+
+@dataclass
+class _Failing:
+    failures: int
+    next_try: float
+    reason: str
+
+
+class MerchantHealth:
+    """
+    Which merchants are failing, when to try each again (exponential back-off), and one log line
+    per merchant per change of state (failing, failing for another reason, recovered), whatever
+    the number of sweeps.
+
+    :param base: seconds before the first retry of a failing merchant.
+    :param cap: the longest wait between two tries.
+    :param logger: where state changes are logged.
+    """
+
+    def __init__(self, base: float, cap: float = 1800.0, logger: Any = log) -> None:
+        self.base = max(float(base), 0.0)
+        self.cap = max(float(cap), self.base)
+        self.log = logger
+        self.failing: dict[str, _Failing] = {}
+
+    def due(self, account_id: str, now: float) -> bool:
+        """
+        True when ``account_id`` should be polled in a sweep starting at ``now`` (monotonic).
+
+        :param account_id: the merchant.
+        :param now: ``time.monotonic()``.
+        """
+        state = self.failing.get(account_id)
+        return state is None or now >= state.next_try
+
+    def update(self, polled: Iterable[str], sweep: Sweep, now: float) -> None:
+        """
+        Record a sweep's outcome for the merchants it polled.
+
+        :param polled: the merchants the sweep polled.
+        :param sweep: its result.
+        :param now: ``time.monotonic()`` at its end.
+        """
+        for aid in polled:
+            reason = sweep.skipped.get(aid) or sweep.failed.get(aid)
+            before = self.failing.get(aid)
+            if reason is None:
+                if before is not None:
+                    del self.failing[aid]
+                    self.log.info(
+                        "Merchant %s: settlements readable again after %s failure(s)", aid, before.failures
+                    )
+                continue
+            failures = before.failures + 1 if before else 1
+            wait = min(self.base * 2 ** min(failures - 1, 30), self.cap)
+            self.failing[aid] = _Failing(failures, now + wait, reason)
+            kind = "may not be read" if aid in sweep.skipped else "failed"
+            if before is None or before.reason != reason:
+                self.log.warning(
+                    "Merchant %s: its settlements %s (%s); trying again with back-off (next in %.0f s, "
+                    "logged again only when this changes)",
+                    aid,
+                    kind,
+                    reason,
+                    wait,
+                )
 
 
 def settlement_summary(settlement: Mapping[str, Any]) -> dict[str, Any]:
@@ -227,6 +357,8 @@ def sweep_payload(sweep: Sweep, since: str) -> dict[str, Any]:
             for aid, found in sweep.found.items()
         ],
         "skipped": sorted(sweep.skipped),
+        "unreadable": dict(sweep.skipped),
+        "failed": dict(sweep.failed),
     }
 
 
@@ -237,7 +369,7 @@ def listed_account_ids(accounts: Iterable[Any]) -> list[str]:
 
     :param accounts: the merchants as Dintero listed them.
     """
-    ids: list[str] = []
+    ids: dict[str, None] = {}  # ordered and O(1) membership: linear in the merchants
     for account in accounts:
         raw = account.get("account_id") if isinstance(account, dict) else None
         try:
@@ -245,9 +377,8 @@ def listed_account_ids(accounts: Iterable[Any]) -> list[str]:
         except DinteroInputError:
             log.warning("Skipping a merchant listed with an unreadable account id %r", str(raw)[:40])
             continue
-        if aid not in ids:
-            ids.append(aid)
-    return ids
+        ids.setdefault(aid, None)
+    return list(ids)
 
 
 def sweep_blocking(poller: SettlementPoller, since_for: Callable[[str], str]) -> Sweep:

@@ -50,6 +50,7 @@ from airflow_provider_dintero.poller import (
     check_concurrency,
     settlement_summary,
     sweep_blocking,
+    sweep_error,
     sweep_payload,
 )
 from airflow_provider_dintero.settlements import format_timestamp, parse_payment_providers, run_window
@@ -58,6 +59,9 @@ from airflow_provider_dintero.validation import validate_account_id
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+#: The XCom key under which a many-merchant sensor names the merchants it could not read.
+NOT_COLLECTED = "not_collected"
 
 
 def _as_bool(value: Any, field: str) -> bool:
@@ -99,11 +103,16 @@ class SettlementSensor(BaseSensorOperator):
 
     **Many merchants.** With ``account_ids=[...]`` or ``all_merchants=True`` (instead of
     ``account_id``) one sensor watches many merchants in one sweep, at most ``max_concurrency``
-    at a time (partner-wide: every merchant the partner connection lists, again at each sweep;
-    a merchant it may not read is skipped with a warning, while an explicit list fails on it).
-    It succeeds when **at least one** merchant has new settlements and returns a list with one
-    item, shaped as above, for **every merchant found in that sweep** (merchants without new
-    settlements are left out). Map the copy over it:
+    at a time (partner-wide: every merchant the partner connection lists, again at each sweep).
+    Each merchant is polled on its own, with its own deadline: one that cannot be read
+    (403/404) or fails is named with its reason and delays no other. It succeeds when **at
+    least one** merchant has new settlements and returns a list with one item, shaped as
+    above, for **every merchant found in that sweep** (merchants without new settlements are
+    left out); the merchants not read in that sweep are pushed under the XCom key
+    ``not_collected`` (``{account id: {"status": "could not be read" | "failed", "reason"}}``).
+    While nothing is found it keeps waiting, except that an explicit list naming a merchant the
+    connection may not read fails at once, as does a sweep in which no merchant could be read.
+    Map the copy over it:
     ``SettlementsToS3Operator.partial(...).expand_kwargs(wait.output.map(settlement_copy_kwargs))``.
     Deferred, the sweep runs in the triggerer as one
     :class:`~airflow_provider_dintero.triggers.settlements.PartnerSettlementTrigger` whatever the
@@ -243,7 +252,9 @@ class SettlementSensor(BaseSensorOperator):
         many, account_ids = self._many()
         if many:
             since = self.resolve_since(context)
-            results = self._sweep(account_ids, since, parse_payment_providers(self.payment_providers))
+            results = self._sweep(
+                account_ids, since, parse_payment_providers(self.payment_providers), context
+            )
             return PokeReturnValue(is_done=bool(results), xcom_value=results or None)
         account_id, since, providers = self._validate(context)
         found = self._find(account_id, since, providers)
@@ -254,7 +265,7 @@ class SettlementSensor(BaseSensorOperator):
             return super().execute(context)
         since = self.resolve_since(context)
         providers = parse_payment_providers(self.payment_providers)
-        found = self._sweep(account_ids, since, providers)
+        found = self._sweep(account_ids, since, providers, context)
         if found:
             return found
         self._defer(
@@ -291,7 +302,7 @@ class SettlementSensor(BaseSensorOperator):
                 f"The settlement trigger for account {self.account_id or 'the merchants'} sent no event"
             )
         if event.get("status") == "success" and "merchants" in event:
-            return self._many_result(event)
+            return self._many_result(event, context)
         if event.get("status") == "success":
             settlements = event.get("settlements") or []
             self.log.info(
@@ -328,7 +339,7 @@ class SettlementSensor(BaseSensorOperator):
         return self._result(account_id, since, [settlement_summary(s) for s in items])
 
     def _sweep(
-        self, account_ids: list[str] | None, since: str, providers: list[str] | None
+        self, account_ids: list[str] | None, since: str, providers: list[str] | None, context: Context
     ) -> list[dict[str, Any]]:
         poller = SettlementPoller(
             self.hook_async(),
@@ -343,15 +354,51 @@ class SettlementSensor(BaseSensorOperator):
                 raise AirflowFailException(access_error_message(str(exc.account_id), exc)) from exc
             raise
         if not sweep.found:
-            self.log.info("No settlements created since %s for any of %s merchant(s)", since, sweep.checked)
+            error = sweep_error(sweep, partner_wide=account_ids is None)
+            if isinstance(error, DinteroApiError) and error.status in (403, 404):
+                raise AirflowFailException(access_error_message(str(error.account_id), error)) from error
+            if error is not None:
+                raise error
+            self.log.info(
+                "No settlements created since %s for any of %s merchant(s) read (%s could not be read, "
+                "%s failed)",
+                since,
+                sweep.read,
+                len(sweep.skipped),
+                len(sweep.failed),
+            )
             return []
-        return self._many_result(sweep_payload(sweep, since))
+        return self._many_result(sweep_payload(sweep, since), context)
 
     def hook_async(self) -> DinteroAsyncHook:
         """The async hook a many-merchant sweep runs with (the same connection)."""
         return DinteroAsyncHook(dintero_conn_id=self.dintero_conn_id)
 
-    def _many_result(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def _many_result(self, event: dict[str, Any], context: Context) -> list[dict[str, Any]]:
+        """
+        One item per merchant found; merchants not read are pushed under the XCom key
+        :data:`NOT_COLLECTED` (``{account id: {"status": "could not be read" | "failed",
+        "reason": ...}}``) and logged, so that a report can name them.
+        """
+        not_collected = {
+            **{
+                aid: {"status": "could not be read", "reason": str(why)}
+                for aid, why in (event.get("unreadable") or {}).items()
+            },
+            **{
+                aid: {"status": "failed", "reason": str(why)}
+                for aid, why in (event.get("failed") or {}).items()
+            },
+        }
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key=NOT_COLLECTED, value=not_collected)
+        for aid, line in list(not_collected.items())[:20]:
+            self.log.warning("Merchant %s %s: %s", aid, line["status"], line["reason"])
+        if len(not_collected) > 20:
+            self.log.warning(
+                "... and %s more merchant(s) not read (XCom %r)", len(not_collected) - 20, NOT_COLLECTED
+            )
         since = str(event.get("since"))
         results: list[dict[str, Any]] = []
         for merchant in event.get("merchants") or []:

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -29,10 +30,12 @@ from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputErr
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook
 from airflow_provider_dintero.poller import (
     DEFAULT_MAX_CONCURRENCY,
+    MerchantHealth,
     SettlementPoller,
     access_error_message,
     poll_account,
     settlement_summary,
+    sweep_error,
     sweep_payload,
 )
 from airflow_provider_dintero.redaction import redact_text
@@ -179,10 +182,16 @@ class PartnerSettlementTrigger(BaseTrigger):
     settlements list request per page each. Tokens: the partner's, then one exchange and one
     merchant token per merchant, each reused for its lifetime. A partner-wide sweep skips (and
     logs) a merchant the connection may not read (403/404); an explicit list fails on it.
+    Each merchant's listing has its own deadline (``merchant_timeout``): a merchant that fails
+    or is slow is reported by id with its reason and delays no other merchant's result; one
+    log line per merchant per change of state.
 
     Events: ``{"status": "success", "since", "checked": <merchants polled>, "merchants":
-    [{"account_id", "settlements": [summary, ...]}, ...], "skipped": [account ids]}``, or
-    ``{"status": "error", "account_id", "status_code", "message"}`` after the hook's retries.
+    [{"account_id", "settlements": [summary, ...]}, ...], "skipped": [account ids],
+    "unreadable": {account id: reason}, "failed": {account id: reason}}`` as soon as one
+    merchant has settlements, or ``{"status": "error", "account_id", "status_code", "message"}``
+    when the merchants cannot be listed, when an explicit list names a merchant the connection
+    may not read, or when no merchant at all could be read.
 
     :param since: ISO-8601 timestamp; settlements created on or after it count.
     :param account_ids: the merchants; ``None`` for every merchant of the partner.
@@ -253,26 +262,36 @@ class PartnerSettlementTrigger(BaseTrigger):
             yield TriggerEvent(error_payload(exc, None))
             return
         await asyncio.sleep(self.first_poll_after)
+        health = MerchantHealth(self.poll_interval, logger=self.log)
         while True:
             sweeps += 1
             try:
-                sweep = await poller.sweep(lambda _aid: self.since)
+                merchants = await poller.merchants()
+                sweep = await poller.sweep(lambda _aid: self.since, merchants)
             except (DinteroApiError, DinteroInputError) as exc:
                 yield TriggerEvent(error_payload(exc, None))
                 return
+            health.update(merchants, sweep, time.monotonic())
             if sweep.found:
                 self.log.info(
-                    "Found new settlements for %s of %s merchant(s) created since %s (sweep %s)",
+                    "Found new settlements for %s of %s merchant(s) created since %s (sweep %s); "
+                    "%s could not be read, %s failed",
                     len(sweep.found),
                     sweep.checked,
                     self.since,
                     sweeps,
+                    len(sweep.skipped),
+                    len(sweep.failed),
                 )
                 yield TriggerEvent(sweep_payload(sweep, self.since))
                 return
+            error = sweep_error(sweep, partner_wide=self.account_ids is None)
+            if error is not None:
+                yield TriggerEvent(error_payload(error, getattr(error, "account_id", None)))  # type: ignore[arg-type]
+                return
             self.log.info(
-                "No settlements yet for any of %s merchant(s) created since %s; sweeping again in %s s",
-                sweep.checked,
+                "No settlements yet for any of %s merchant(s) read created since %s; sweeping again in %s s",
+                sweep.read,
                 self.since,
                 self.poll_interval,
             )

@@ -14,6 +14,7 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -28,6 +29,8 @@ from airflow_provider_dintero.triggers.settlement_events import (
 SINCE = "2027-06-01T00:00:00Z"
 AT = "2027-07-01T08:00:00.000000Z"
 LATER = "2027-07-02T08:00:00.000000Z"
+AT_LESS_LOOKBACK = "2027-07-01T07:00:00.000000Z"  # the default lookback is an hour
+LATER_LESS_LOOKBACK = "2027-07-02T07:00:00.000000Z"
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+")
 
 needs_airflow_3 = pytest.mark.skipif(not EVENT_TRIGGERS, reason="event triggers need Airflow 3")
@@ -81,6 +84,10 @@ async def _ask_next_then_stop(events: AsyncIterator[Any], emu: Any) -> None:
     pending.cancel()
     with pytest.raises((asyncio.CancelledError, StopAsyncIteration)):
         await pending
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _ids(events: list[dict[str, Any]]) -> list[str]:
@@ -161,13 +168,13 @@ def test_restart_after_the_watermark_was_stored_repeats_nothing(emu: Any, store:
             await events.aclose()  # type: ignore[attr-defined]
 
     reported = asyncio.run(before_restart())
-    assert json.loads(store.values[f"watermark:{mid}"]) == {"created_at": AT, "ids": [first]}
+    assert json.loads(store.values[f"watermark:{mid}"]) == {"floor": AT_LESS_LOOKBACK, "seen": {first: AT}}
     tie = emu.add_settlement(mid, created_at=AT)["id"]  # same creation time as the reported one
     later = emu.add_settlement(mid, created_at=LATER)["id"]
     reported += asyncio.run(after_restart())
 
     assert sorted(_ids(reported)) == sorted([first, tie, later])  # each exactly once
-    assert json.loads(store.values[f"watermark:{mid}"])["created_at"] in (AT, LATER)
+    assert json.loads(store.values[f"watermark:{mid}"])["floor"] in (AT_LESS_LOOKBACK, LATER_LESS_LOOKBACK)
 
 
 @needs_airflow_3
@@ -256,16 +263,16 @@ def test_airflow_2_explains() -> None:
         ([], [], (AT, ["a"])),
         ([("a", AT)], [], (AT, ["a"])),
         ([("b", AT)], ["b"], (AT, ["a", "b"])),
-        ([("c", LATER), ("a", AT)], ["c"], (LATER, ["c"])),
-        ([("old", "2027-06-30T00:00:00Z")], [], (AT, ["a"])),
+        ([("c", LATER), ("a", AT)], ["c"], (LATER_LESS_LOOKBACK, ["c"])),
+        ([("old", "2027-06-30T00:00:00Z")], [], (AT, ["a"])),  # behind the floor: outside the contract
         ([("x", "not a time"), (None, LATER)], [], (AT, ["a"])),
-        ([("d", LATER), ("d", LATER)], ["d"], (LATER, ["d"])),
+        ([("d", LATER), ("d", LATER)], ["d"], (LATER_LESS_LOOKBACK, ["d"])),
     ],
 )
 def test_watermark_split(items: list[tuple[Any, str]], fresh: list[str], mark: tuple[str, list[str]]) -> None:
     settlements = [{"id": i, "created_at": t} for i, t in items]
 
-    got, after = Watermark(AT, frozenset({"a"})).split(settlements)
+    got, after = Watermark(AT, {"a": _at(AT)}).split(settlements)
 
     assert [s["id"] for s in got] == fresh
-    assert (after.created_at, sorted(after.ids)) == mark
+    assert (after.floor, sorted(after.seen)) == mark
