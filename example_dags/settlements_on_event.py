@@ -7,9 +7,11 @@ The watcher polls every merchant of the partner in one loop (at most 16 at a tim
 one asset event per merchant batch of new settlements, with the settlement event of
 ``airflow_provider_dintero.events`` as extra (``source: "poll"``); the webhook receiver records
 the same shape on the same asset (``source: "webhook"``; an event naming no settlement is a
-wake-up: the copy then collects what is new for that account since its last collection). Each run maps the copy over the accounts its events
-name, and each mapped copy re-reads exactly the settlements its account's events name
-(``use_triggering_events=True``), refusing events of another account.
+wake-up: the copy then collects what is new for that account since its last collection).
+Each run maps the copy over the accounts its events name, and each mapped copy re-reads
+exactly the settlements its account's events name (``use_triggering_events=True``), refusing
+events of another account; ids Dintero does not confirm (404) are named in its result under
+``unconfirmed`` and the others are copied.
 
 A manual run (no asset events) copies, for the merchants in the ``merchant_ids`` param, the
 settlements recorded in the run's window: the way to re-run a merchant by hand. Params:

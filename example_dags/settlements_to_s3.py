@@ -78,7 +78,11 @@ from airflow.providers.common.compat.sdk import (
     task,
 )
 
-from airflow_provider_dintero.sensors.settlements import SettlementSensor, settlement_copy_kwargs
+from airflow_provider_dintero.sensors.settlements import (
+    NOT_COLLECTED,
+    SettlementSensor,
+    settlement_copy_kwargs,
+)
 from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator, settlements_asset
 
 BUCKET = os.environ.get("DINTERO_DEMO_BUCKET", "dintero-settlements")
@@ -161,7 +165,9 @@ def list_merchants(params: dict[str, Any] | None = None) -> list[str]:
 )
 def report(**context: Any) -> dict[str, dict[str, Any]]:
     """
-    Per merchant: copied (counts), nothing new, or the step that failed and its state.
+    Per merchant, exactly one of: copied (counts), nothing new (read, nothing to copy), could
+    not be read (403/404: the grant is missing; the reason names it), or failed (the step and
+    its state or error).
 
     Emits one Asset event for ``s3://<s3_bucket>/dintero/settlements`` when anything was written.
     """
@@ -172,6 +178,9 @@ def report(**context: Any) -> dict[str, dict[str, Any]]:
     roster = list(ti.xcom_pull(task_ids="list_merchants") or [])
     wait = states.get(("wait_for_settlements", -1))
     found = (ti.xcom_pull(task_ids="wait_for_settlements") or []) if wait == "success" else []
+    not_read = (
+        (ti.xcom_pull(task_ids="wait_for_settlements", key=NOT_COLLECTED) or {}) if wait == "success" else {}
+    )
     summary: dict[str, dict[str, Any]] = {}
     for index, item in enumerate(found):  # the copy's map index is the item's place in the list
         account_id = item["account_id"]
@@ -184,12 +193,23 @@ def report(**context: Any) -> dict[str, dict[str, Any]]:
                 "written": len(r["written"]),
                 "skipped": len(r["skipped"]),
             }
+            if r.get("unconfirmed"):  # ids Dintero does not confirm: named, not copied
+                summary[account_id]["unconfirmed"] = dict(r["unconfirmed"])
         else:
             summary[account_id] = {"status": "failed", "step": "copy_to_s3", "state": copy}
+    for account_id, line in not_read.items():  # the sweep that fired could not read these
+        if line.get("status") == "could not be read":
+            summary[account_id] = {"status": "could not be read", "reason": line.get("reason")}
+        else:
+            summary[account_id] = {
+                "status": "failed",
+                "step": "wait_for_settlements",
+                "error": line.get("reason"),
+            }
     for account_id in roster:
         if account_id in summary:
             continue
-        if wait in ("success", "skipped"):  # not in the sweep that fired, or nothing within the wait
+        if wait in ("success", "skipped"):  # read in the sweep that fired, or nothing within the wait
             summary[account_id] = {"status": "nothing new"}
         else:
             summary[account_id] = {"status": "failed", "step": "wait_for_settlements", "state": wait}
@@ -206,10 +226,13 @@ def report(**context: Any) -> dict[str, dict[str, Any]]:
 
 @task
 def all_collected(summary: dict[str, dict[str, Any]]) -> None:
-    """Fail the run, naming them, when any merchant's wait or copy failed."""
-    failed = {m: v for m, v in summary.items() if v.get("status") == "failed"}
+    """Fail the run, naming them, when any merchant could not be read or its wait or copy failed."""
+    failed = {m: v for m, v in summary.items() if v.get("status") in ("failed", "could not be read")}
     if failed:
-        names = ", ".join(f"{m} ({v['step']}: {v['state']})" for m, v in list(failed.items())[:NAMED])
+        names = ", ".join(
+            f"{m} ({v['status']}: {v.get('step') or v.get('reason')})"
+            for m, v in list(failed.items())[:NAMED]
+        )
         more = f" and {len(failed) - NAMED} more" if len(failed) > NAMED else ""
         raise AirflowFailException(
             f"{len(failed)} of {len(summary)} merchant(s) were not collected: {names}{more}; "

@@ -282,11 +282,11 @@ def test_example_dag_fails_the_run_naming_the_merchant_whose_copy_failed_after_c
     assert not [k for k in keys if f"account={broken}/" in k]  # nothing half-written
 
 
-def test_example_dag_a_merchant_the_partner_may_not_read_in_the_list_fails_the_wait_for_all(
+def test_example_dag_a_merchant_the_partner_may_not_read_in_the_list_fails_the_run_after_the_others(
     emu: Any, s3_bucket: str, run_dag: Callable[..., Any], load_example_dag: Callable[..., Any]
 ) -> None:
     good, foreign = emu.merchant_ids[0], emu.foreign_merchant_id  # not this partner's merchant: 403
-    emu.add_settlement(good, provider="payex", created_at=LOGICAL_DATE - timedelta(minutes=30))
+    added = emu.add_settlement(good, provider="payex", created_at=LOGICAL_DATE - timedelta(minutes=30))
 
     dag_run = run_dag(
         _example_dag(load_example_dag),
@@ -295,12 +295,29 @@ def test_example_dag_a_merchant_the_partner_may_not_read_in_the_list_fails_the_w
     )
 
     assert dag_run.state == "failed"
-    wait = _ti(dag_run, "wait_for_settlements")
-    assert (wait.state, wait.try_number) == ("failed", 1)  # an access error is not retried
-    copies = {ti.state for ti in dag_run.get_task_instances() if ti.task_id == "copy_to_s3"}
-    assert copies == {"upstream_failed"}
-    failed = {"status": "failed", "step": "wait_for_settlements", "state": "failed"}
-    assert _ti(dag_run, "report").xcom_pull(task_ids="report") == {good: failed, foreign: failed}
+    summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
+    assert summary[good] == _copied(added)
+    assert summary[foreign]["status"] == "could not be read"
+    assert foreign in summary[foreign]["reason"]
+    assert _ti(dag_run, "all_collected").state == "failed"
+
+
+def test_example_dag_partner_wide_names_a_merchant_whose_access_was_revoked_and_fails_the_run(
+    emu: Any, s3_bucket: str, run_dag: Callable[..., Any], load_example_dag: Callable[..., Any]
+) -> None:
+    good, revoked, *quiet = emu.merchant_ids
+    added = emu.add_settlement(good, provider="payex", created_at=LOGICAL_DATE - timedelta(minutes=30))
+    emu.inject_fault(status=403, path_regex=rf"/accounts/{revoked}/settlements$", count=1000)
+
+    dag_run = run_dag(
+        _example_dag(load_example_dag), conf={"s3_bucket": s3_bucket}, logical_date=LOGICAL_DATE
+    )
+
+    assert dag_run.state == "failed"
+    summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
+    assert summary[good] == _copied(added)
+    assert summary[revoked]["status"] == "could not be read"  # not "nothing new"
+    assert all(summary[m] == NOTHING_NEW for m in quiet)
     assert _ti(dag_run, "all_collected").state == "failed"
 
 
