@@ -72,6 +72,21 @@ def _as_bool(value: Any, field: str) -> bool:
     raise DinteroInputError(field, "true or false", value)
 
 
+#: The most merchants one batch may hold (a mapped copy task handles one batch).
+MAX_BATCH_SIZE = 10_000
+
+
+def check_batch_size(value: Any) -> int:
+    """
+    Return ``value`` as a batch size (1 to :data:`MAX_BATCH_SIZE`); raise otherwise.
+
+    :param value: the configured batch size.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH_SIZE:
+        raise DinteroInputError("batch_size", f"a whole number from 1 to {MAX_BATCH_SIZE}", value)
+    return value
+
+
 def settlement_copy_kwargs(result: dict[str, Any]) -> dict[str, Any]:
     """
     The :class:`~airflow_provider_dintero.transfers.settlements_to_s3.SettlementsToS3Operator`
@@ -128,6 +143,11 @@ class SettlementSensor(BaseSensorOperator):
     :param account_ids: many merchants instead of one. Templated.
     :param all_merchants: every merchant of the connection's partner instead of one.
     :param max_concurrency: merchants polled at the same time in a many-merchant sweep.
+    :param batch_size: many merchants only: return the merchants found grouped into batches of
+        at most this many, each ``{account id: [settlement ids]}`` (ids only, small in XCom),
+        to map ``SettlementsToS3Operator.partial(...).expand(merchants=wait.output)`` over:
+        one mapped task per batch, so the number of mapped tasks stays under Airflow's
+        ``[core] max_map_length`` (1,024) at 10,000 merchants and more.
     :param payment_providers: only settlements from these payout providers (API or product
         names, e.g. ``["vipps", "Walley"]``); ``None`` for all. Templated.
     :param since: date or ISO-8601 timestamp; settlements created on or after it count.
@@ -149,6 +169,7 @@ class SettlementSensor(BaseSensorOperator):
         account_ids: Sequence[str] | None = None,
         all_merchants: bool = False,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        batch_size: int | None = None,
         payment_providers: Sequence[str] | str | None = None,
         since: str | datetime | None = None,
         lookback: timedelta = timedelta(hours=1),
@@ -163,6 +184,7 @@ class SettlementSensor(BaseSensorOperator):
         self.account_ids = account_ids
         self.all_merchants = all_merchants
         self.max_concurrency = max_concurrency
+        self.batch_size = batch_size
         self.payment_providers = payment_providers
         self.since = since
         self.lookback = lookback
@@ -210,6 +232,8 @@ class SettlementSensor(BaseSensorOperator):
         if given[0] == "account_id":
             return False, None
         check_concurrency(self.max_concurrency)
+        if self.batch_size is not None:
+            check_batch_size(self.batch_size)
         return True, check_account_ids(self.account_ids) if given[0] == "account_ids" else None
 
     def _validate(self, context: Context) -> tuple[str, str, list[str] | None]:
@@ -411,7 +435,13 @@ class SettlementSensor(BaseSensorOperator):
             since,
             ", ".join(r["account_id"] for r in results[:20]) + (" ..." if len(results) > 20 else ""),
         )
-        return results
+        if self.batch_size is None:
+            return results
+        size = check_batch_size(self.batch_size)
+        return [
+            {r["account_id"]: r["settlement_ids"] for r in results[i : i + size]}
+            for i in range(0, len(results), size)
+        ]
 
     @staticmethod
     def _result(account_id: str, since: str, settlements: list[dict[str, Any]]) -> dict[str, Any]:

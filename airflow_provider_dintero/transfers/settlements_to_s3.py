@@ -22,15 +22,18 @@ import hashlib
 import io
 import json
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import Asset, timezone
+from airflow.providers.common.compat.sdk import AirflowException, Asset, timezone
 
 from airflow_provider_dintero.events import iter_events, parse_extra, raw_extra, triggering_events
 from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError, DinteroStreamError
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+from airflow_provider_dintero.poller import access_error_message, check_concurrency
+from airflow_provider_dintero.redaction import redact_text
 from airflow_provider_dintero.settlements import date_part as _date_part
 from airflow_provider_dintero.settlements import (
     format_timestamp,
@@ -85,6 +88,11 @@ MANIFEST_FIELDS: dict[str, str] = {
     "kind": "manifest",
 }
 MANIFEST_VERSION = 1
+
+#: Merchants of a batch copied at the same time by default.
+DEFAULT_BATCH_CONCURRENCY = 4
+#: The XCom key of a batch's per-merchant lines.
+MERCHANTS_XCOM = "merchants"
 
 #: A wake-up (a settlement event naming no id) with no earlier wake-up collection of the account
 #: recorded copies the settlements recorded this long before it.
@@ -178,8 +186,25 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
     Before each upload, multipart uploads of that key left open by an earlier killed copy are
     aborted. The bucket is checked before anything is downloaded.
 
+    **Ids Dintero does not confirm** (404 when read by id, or a settlement that Dintero's answer
+    gives to another account) are logged and named in the result's ``unconfirmed``
+    (``{id: reason}``); every confirmed settlement is still copied and the task succeeds. This is
+    the same in the by-id, by-event and by-window forms.
+
+    **Wake-ups.** A triggering event that names no settlement (``events.SettlementEvent.is_wake_up``:
+    a verified webhook whose body could not be read) makes the copy collect what is new for its
+    account since its last wake-up collection (less :data:`WAKE_UP_OVERLAP`; the first time,
+    :data:`WAKE_UP_LOOKBACK`), recorded in S3 at ``<key prefix>/_collections/account=<id>.json``.
+
+    **Batches** (``merchants=``): every merchant of the batch is copied on its own; each ends in
+    exactly one of ``copied`` (counts), ``could not be read`` (403/404, the reason names the
+    grant) or ``failed`` (the step and error); the per-merchant lines are pushed under the XCom
+    key :data:`MERCHANTS_XCOM` and returned as ``{"merchants": {...}}``; the task fails after
+    the whole batch when any merchant was not copied.
+
     **Return value** (XCom): ``{"account_id", "settlement_ids": [...], "written": [s3 URIs],
-    "skipped": [s3 URIs]}``; manifests are included in ``written``/``skipped``.
+    "skipped": [s3 URIs], "unconfirmed": {id: reason}}``; manifests are included in
+    ``written``/``skipped``.
 
     **Lineage.** When ``outlets`` is not given and ``s3_bucket`` is not templated, the outlet is
     :func:`settlements_asset` of the bucket. Each Asset outlet gets the run's counts as event
@@ -189,6 +214,10 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
     written (``s3://<bucket>`` / key, with its size and SHA-256).
 
     :param account_id: the merchant (or the connection's own account). Templated.
+    :param merchants: a batch instead of one account: ``{account id: [settlement ids]}`` (one
+        item of ``SettlementSensor(batch_size=...)``'s result), copied ``max_concurrency``
+        merchants at a time. Templated.
+    :param max_concurrency: merchants of a batch copied at the same time (threads).
     :param s3_bucket: the destination bucket. Templated.
     :param s3_key: the key template (:meth:`str.format` fields from :data:`KEY_FIELDS`). Templated.
     :param settlement_ids: copy exactly these settlements: a list of ids, or the sensor's XCom
@@ -211,6 +240,7 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
 
     template_fields: Sequence[str] = (
         "account_id",
+        "merchants",
         "s3_bucket",
         "s3_key",
         "settlement_ids",
@@ -224,7 +254,9 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
     def __init__(
         self,
         *,
-        account_id: str,
+        account_id: str | None = None,
+        merchants: Mapping[str, Sequence[str]] | None = None,
+        max_concurrency: int = DEFAULT_BATCH_CONCURRENCY,
         s3_bucket: str,
         s3_key: str = DEFAULT_KEY_TEMPLATE,
         settlement_ids: Sequence[str] | Mapping[str, Any] | str | None = None,
@@ -245,6 +277,8 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
             kwargs["outlets"] = [settlements_asset(s3_bucket, s3_key)]
         super().__init__(dintero_conn_id=dintero_conn_id, **kwargs)
         self.account_id = account_id
+        self.merchants = merchants
+        self.max_concurrency = max_concurrency
         self.s3_bucket = s3_bucket
         self.s3_key = s3_key
         self.settlement_ids = settlement_ids
@@ -371,15 +405,20 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
 
     # ------------------------------------------------------------------ run
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        """Validate, check the bucket, then copy settlement by settlement."""
-        account_id = validate_account_id(self.account_id)
+    def _kind(self) -> AttachmentKind:
         try:
-            kind = AttachmentKind(str(self.attachments).strip().lower())
+            return AttachmentKind(str(self.attachments).strip().lower())
         except ValueError:
             raise DinteroInputError(
                 "attachments", "one of " + ", ".join(k.value for k in AttachmentKind), self.attachments
             ) from None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Validate, check the bucket, then copy settlement by settlement (or merchant by merchant)."""
+        if self.merchants is not None:
+            return self._execute_batch(context)
+        account_id = validate_account_id(self.account_id)
+        kind = self._kind()
         providers = parse_payment_providers(self.payment_providers)
         key_template_fields(self.s3_key, KEY_FIELDS, required=("settlement_id", "attachment_id"))
         ids = self._settlement_ids()
@@ -400,6 +439,21 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         self._lineage_inputs = [f"accounts/{account_id}/settlements"]
         self._lineage_outputs = []
 
+        result = self._copy_account(account_id, ids, window, wake_up, kind, providers, extra_args)
+        self._emit_asset_extra(context, result)
+        return result
+
+    def _copy_account(
+        self,
+        account_id: str,
+        ids: list[str] | None,
+        window: tuple[str, str | None] | None,
+        wake_up: bool,
+        kind: AttachmentKind,
+        providers: list[str] | None,
+        extra_args: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Copy one account's selected settlements; return its result (see the class docstring)."""
         started = timezone.utcnow()
         unconfirmed: dict[str, str] = {}
         settlements = self._settlements(account_id, ids, window, providers, unconfirmed)
@@ -438,8 +492,77 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
             "skipped": skipped,
             "unconfirmed": unconfirmed,
         }
-        self._emit_asset_extra(context, result)
         return result
+
+    def _merchants(self) -> dict[str, list[str]]:
+        value: Any = self.merchants
+        if not isinstance(value, Mapping) or not value:
+            raise DinteroInputError("merchants", "a non-empty mapping of account id to settlement ids", value)
+        batch: dict[str, list[str]] = {}
+        for aid, ids in value.items():
+            validate_account_id(aid, "merchants")
+            if not isinstance(ids, list | tuple) or not all(isinstance(i, str) and i for i in ids):
+                raise DinteroInputError(f"merchants[{aid}]", "a list of settlement ids", ids)
+            batch[aid] = list(dict.fromkeys(ids))
+        return batch
+
+    def _execute_batch(self, context: Context) -> dict[str, Any]:
+        """Copy a batch of merchants by id, ``max_concurrency`` at a time, each on its own."""
+        if self.account_id not in (None, "") or self.settlement_ids is not None or self.use_triggering_events:
+            raise DinteroInputError(
+                "merchants", "not together with account_id, settlement_ids or use_triggering_events"
+            )
+        batch = self._merchants()
+        workers = check_concurrency(self.max_concurrency)
+        kind = self._kind()
+        providers = parse_payment_providers(self.payment_providers)
+        key_template_fields(self.s3_key, KEY_FIELDS, required=("settlement_id", "attachment_id"))
+        extra_args = self._upload_args()
+        ensure_bucket(self.s3_hook, self.s3_bucket)
+        self._lineage_inputs = [f"accounts/{aid}/settlements" for aid in batch]
+        self._lineage_outputs = []
+
+        def one(aid: str) -> dict[str, Any]:
+            try:
+                r = self._copy_account(aid, batch[aid], None, False, kind, providers, extra_args)
+            except DinteroApiError as exc:
+                if exc.status in (403, 404):
+                    return {"status": "could not be read", "reason": access_error_message(aid, exc)}
+                return {"status": "failed", "step": "copy_to_s3", "error": redact_text(exc)}
+            except Exception as exc:  # S3 or anything else: this merchant only
+                return {
+                    "status": "failed",
+                    "step": "copy_to_s3",
+                    "error": redact_text(f"{type(exc).__name__}: {exc}"),
+                }
+            line: dict[str, Any] = {
+                "status": "copied",
+                "settlements": len(r["settlement_ids"]),
+                "written": len(r["written"]),
+                "skipped": len(r["skipped"]),
+            }
+            if r["unconfirmed"]:
+                line["unconfirmed"] = r["unconfirmed"]
+            return line
+
+        with ThreadPoolExecutor(
+            max_workers=min(workers, len(batch)), thread_name_prefix="dintero-copy"
+        ) as pool:
+            lines = dict(zip(batch, pool.map(one, batch), strict=True))
+        ti = context.get("ti")
+        if ti is not None:  # kept even when the task fails below: the report reads it
+            ti.xcom_push(key=MERCHANTS_XCOM, value=lines)
+        not_copied = {aid: line for aid, line in lines.items() if line["status"] != "copied"}
+        for aid, line in not_copied.items():
+            self.log.error("Merchant %s %s: %s", aid, line["status"], line.get("reason") or line.get("error"))
+        if not_copied:
+            raise AirflowException(
+                f"{len(not_copied)} of {len(batch)} merchant(s) of this batch were not copied ("
+                + ", ".join(list(not_copied)[:20])
+                + (" ..." if len(not_copied) > 20 else "")
+                + "); the others were"
+            )
+        return {"merchants": lines}
 
     def _settlements(
         self,
