@@ -169,7 +169,20 @@ def asset_name(account_id: str) -> str:
 
 
 def _instant(value: Any) -> datetime | None:
-    """A plain aware UTC datetime (not pendulum's, whose arithmetic may drop the zone)."""
+    """
+    A plain aware UTC datetime (not pendulum's, whose arithmetic may drop the zone). Dintero's
+    ISO-8601 form takes the fast path (``datetime.fromisoformat``, about 50 times faster than a
+    general parse: a sweep reads every listed settlement's ``created_at``); anything else goes
+    through :func:`~airflow_provider_dintero.settlements.parse_timestamp`.
+    """
+    if isinstance(value, str) and len(value) > 10:
+        try:
+            fast = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            aware = fast if fast.tzinfo else fast.replace(tzinfo=timezone.utc)
+            return aware.astimezone(timezone.utc)
     p = parse_timestamp(value)
     if p is None:
         return None
@@ -334,14 +347,13 @@ class SettlementEventProducer(SharedStreamProducer):  # type: ignore[misc,valid-
                 found = await self._sweep(poller)
                 slice_start = time.perf_counter()
                 for aid, settlements in found:
+                    if time.perf_counter() - slice_start > SLICE:
+                        await asyncio.sleep(0)  # let the other triggers of this loop run
+                        slice_start = time.perf_counter()
                     fresh, mark = self._mark(aid).split(settlements, self.lookback)
                     if fresh:
                         self.current[aid] = mark
                         yield poll_extra(aid, fresh), (aid, mark.to_json(), self.generation.get(aid, 0))
-                        slice_start = time.perf_counter()
-                    elif time.perf_counter() - slice_start > SLICE:
-                        await asyncio.sleep(0)  # let the other triggers of this loop run
-                        slice_start = time.perf_counter()
                 await asyncio.sleep(self.poll_interval)
 
     async def _sweep(self, poller: SettlementPoller) -> list[tuple[str, list[Settlement]]]:
