@@ -94,14 +94,15 @@ class Sweep:
     What one sweep found. Every merchant polled ends in exactly one of ``found``, ``skipped``,
     ``failed`` or neither (read, nothing new).
 
-    :param found: per merchant with settlements, in the order polled, what the list returned.
+    :param found: per merchant with settlements, in the order polled, what the list returned
+        (or what the sweep's ``reduce`` made of it).
     :param checked: how many merchants were polled.
     :param skipped: merchants the connection may not read (403/404), with the reason.
     :param failed: merchants whose listing failed or ran out of time, with the reason.
     :param errors: the error of each merchant in ``skipped`` or ``failed``.
     """
 
-    found: dict[str, list[Settlement]] = field(default_factory=dict)
+    found: dict[str, Any] = field(default_factory=dict)
     checked: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
@@ -167,6 +168,7 @@ class SettlementPoller:
         self,
         since_for: Callable[[str], str],
         merchants: Sequence[str] | None = None,
+        reduce: Callable[[str, list[Settlement]], Any] | None = None,
     ) -> Sweep:
         """
         Poll every merchant once. Raises only when the merchants cannot be listed; each
@@ -175,19 +177,23 @@ class SettlementPoller:
         :param since_for: the ``since`` timestamp of a merchant (the same for all, or a
             per-merchant watermark).
         :param merchants: the merchants to poll (default: :meth:`merchants`).
+        :param reduce: applied to each merchant's listing as soon as it arrives; ``found`` keeps
+            what it returns (when truthy) instead of the listing, so a sweep of 10,000 merchants
+            never holds every listed settlement at once.
         """
         todo = list(merchants) if merchants is not None else await self.merchants()
-        outcomes: dict[str, list[Settlement] | BaseException] = {}
+        outcomes: dict[str, Any] = {}
         queue = iter(todo)
 
         async def worker() -> None:
             # a fixed pool of workers, not one task per merchant: no burst of 10,000 tasks
             for aid in queue:
                 try:
-                    outcomes[aid] = await asyncio.wait_for(
+                    listed = await asyncio.wait_for(
                         poll_account(self.hook, aid, since_for(aid), self.payment_providers),
                         self.merchant_timeout,
                     )
+                    outcomes[aid] = reduce(aid, listed) if reduce is not None else listed
                 except asyncio.TimeoutError:
                     outcomes[aid] = TimeoutError(
                         f"no complete answer within {self.merchant_timeout:g} s (merchant_timeout)"

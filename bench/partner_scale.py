@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -83,6 +84,7 @@ class DictStore:
         self.values: dict[str, str] = {}
 
     async def aget(self, key: str, default: Any = None) -> Any:
+        await asyncio.sleep(0)  # the real accessor awaits the supervisor's answer
         return json.loads(self.values[key]) if key in self.values else default
 
     async def aset(self, key: str, value: Any) -> None:
@@ -161,6 +163,7 @@ async def watcher(n: int, per: int) -> dict[str, Any]:
             sum(len(v) for k, v in store.values.items() if k.startswith("watermark:")) / n
         ),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000),
+        "gc_gen2_collections": gc.get_stats()[2]["collections"],
     }
 
 

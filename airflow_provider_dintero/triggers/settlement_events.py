@@ -316,7 +316,7 @@ class SettlementEventProducer(SharedStreamProducer):  # type: ignore[misc,valid-
         await asyncio.gather(*(worker() for _ in range(self.max_concurrency)))
 
     def _mark(self, aid: str) -> Watermark:
-        return self.current.get(aid) or self.stored.get(aid) or Watermark(self.since)
+        return self.current.get(aid) or self.stored.setdefault(aid, Watermark(self.since))
 
     async def _start(self) -> None:
         since = await self.store.aget("since")
@@ -346,23 +346,34 @@ class SettlementEventProducer(SharedStreamProducer):  # type: ignore[misc,valid-
             while True:
                 found = await self._sweep(poller)
                 slice_start = time.perf_counter()
-                for aid, settlements in found:
+                for aid, (extra, mark) in found:
                     if time.perf_counter() - slice_start > SLICE:
                         await asyncio.sleep(0)  # let the other triggers of this loop run
                         slice_start = time.perf_counter()
-                    fresh, mark = self._mark(aid).split(settlements, self.lookback)
-                    if fresh:
-                        self.current[aid] = mark
-                        yield poll_extra(aid, fresh), (aid, mark.to_json(), self.generation.get(aid, 0))
+                    if self._mark(aid) is not mark[0]:
+                        continue  # rolled back (or stored) during the sweep: the next sweep decides
+                    self.current[aid] = mark[1]
+                    yield extra, (aid, mark[1].to_json(), self.generation.get(aid, 0))
                 await asyncio.sleep(self.poll_interval)
 
-    async def _sweep(self, poller: SettlementPoller) -> list[tuple[str, list[Settlement]]]:
+    def _fresh(self, aid: str, settlements: list[Settlement]) -> tuple[dict[str, Any], Any] | None:
+        """
+        Reduce one merchant's listing, as soon as it arrives, to its event and new watermark
+        (``None`` when nothing is new): the listing itself is not kept.
+        """
+        before = self._mark(aid)
+        fresh, mark = before.split(settlements, self.lookback)
+        if not fresh:
+            return None
+        return poll_extra(aid, fresh), (before, mark)
+
+    async def _sweep(self, poller: SettlementPoller) -> list[tuple[str, Any]]:
         try:
             merchants = await poller.merchants()
             await self._load_all(merchants)
             now = time.monotonic()
             due = [aid for aid in merchants if self.health.due(aid, now)]
-            sweep = await poller.sweep(lambda aid: self._mark(aid).floor, due)
+            sweep = await poller.sweep(lambda aid: self._mark(aid).floor, due, self._fresh)
         except DinteroApiError as exc:
             log.warning(
                 "Listing the merchants of %s failed; trying again in %s s: %s",
