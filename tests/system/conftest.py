@@ -3,7 +3,10 @@ Fixtures of the system suite: one real deployment per session (see :mod:`.deploy
 Dintero emulator it talks to, headless Chromium, the connection created through the UI and
 every example DAG triggered through the REST API.
 
-Airflow 3.3 only: on 2.11 the whole suite is skipped (its UI and REST API are different).
+Two profiles: Airflow 3.3 (api-server, REST API v2) and Airflow 2.11 (webserver, REST API v1,
+:class:`~.deployment.Deployment2`), chosen by the Airflow installed. On 2.11 a test module runs
+only if it says ``RUNS_ON_AIRFLOW_2 = True``; the others need Airflow 3 (asset watchers, the
+webhook receiver) and are skipped there.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pytest
 
 from tests.conftest import AIRFLOW_V3
 
-from .deployment import ARTIFACTS, BUCKET, Deployment, http_json, wait_until
+from .deployment import ARTIFACTS, BUCKET, Deployment, Deployment2, http_json, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -37,14 +40,13 @@ SENSOR = "wait_for_settlements"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Skip the system suite on Airflow 2.11."""
+    """On Airflow 2.11, skip the system tests of modules that need Airflow 3."""
     if AIRFLOW_V3:
         return
-    skip = pytest.mark.skip(
-        reason="system suite: Airflow 3.3 only (the UI and REST API it drives are Airflow 3's)"
-    )
+    skip = pytest.mark.skip(reason="system suite: this module needs Airflow 3 (not RUNS_ON_AIRFLOW_2)")
     for item in items:
-        if "tests/system/" in str(item.fspath).replace(os.sep, "/"):
+        in_suite = "tests/system/" in str(item.fspath).replace(os.sep, "/")
+        if in_suite and not getattr(item.module, "RUNS_ON_AIRFLOW_2", False):
             item.add_marker(skip)
 
 
@@ -101,8 +103,9 @@ def emulator() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def deployment(emulator: Any) -> Iterator[Deployment]:
-    """api-server, scheduler, dag-processor, triggerer and moto, started once per session."""
-    deploy = Deployment(home=ARTIFACTS / "airflow-home", emulator_url=emulator.base_url)
+    """The Airflow processes of this line's profile and moto, started once per session."""
+    profile = Deployment if AIRFLOW_V3 else Deployment2
+    deploy = profile(home=ARTIFACTS / "airflow-home", emulator_url=emulator.base_url)
     try:
         deploy.start()
         deploy.s3().create_bucket(Bucket=BUCKET)
@@ -146,17 +149,11 @@ def ui_connection(deployment: Deployment, browser: Any, emulator: Any) -> dict[s
     checkout base URL (the emulator serves both APIs); timeout, retries and the token cache stay
     at the form's defaults. Returns what the form showed and what Airflow saved.
     """
+    if not AIRFLOW_V3:
+        return _ui_connection_airflow_2(deployment, browser, emulator)
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     blocked: list[str] = []
-
-    def only_loopback(route: Any) -> None:
-        if route.request.url.startswith("http://127.0.0.1"):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_loopback)
+    page.route("**/*", _only_loopback(blocked))
     page.goto(f"{deployment.api_url}/")
     page.locator("input[name=username]").fill("admin")
     page.locator("input[name=password]").fill(deployment.admin_password)
@@ -196,6 +193,86 @@ def ui_connection(deployment: Deployment, browser: Any, emulator: Any) -> dict[s
     }
 
 
+def _only_loopback(blocked: list[str]) -> Any:
+    """A playwright route handler: requests to 127.0.0.1 go on, the others are recorded and aborted."""
+
+    def route(request_route: Any) -> None:
+        if request_route.request.url.startswith("http://127.0.0.1"):
+            request_route.continue_()
+        else:
+            blocked.append(request_route.request.url)
+            request_route.abort()
+
+    return route
+
+
+#: every Dintero field of the form README's connection table lists (Airflow 2.11's element ids)
+FORM_FIELDS_2 = ("account_id", "checkout_base_url", "timeout", "max_retries", "cache_mode", "refresh_margin")
+
+
+def _ui_connection_airflow_2(deployment: Deployment, browser: Any, emulator: Any) -> dict[str, Any]:
+    """
+    Airflow 2.11's form (Flask AppBuilder): log in, add a connection, choose Dintero in the
+    connection type's list, fill only Base URL, Client ID, Client secret, Account ID and the
+    checkout base URL, press Test, then Save. Returns what the form showed, the test's answer
+    and what Airflow saved.
+    """
+    page = browser.new_page(viewport={"width": 1400, "height": 2200})
+    blocked: list[str] = []
+    page.route("**/*", _only_loopback(blocked))
+    page.goto(f"{deployment.api_url}/login/")
+    page.locator("input[name=username]").fill("admin")
+    page.locator("input[name=password]").fill(deployment.admin_password)
+    page.locator("input[type=submit], button[type=submit]").first.click()
+    page.wait_for_url(lambda url: "/login" not in url, timeout=60_000)
+    page.goto(f"{deployment.api_url}/connection/add")
+    page.locator("input[name=conn_id]").fill(CONN_ID)
+    # the list is a select2 widget over a <select>: choose in the <select>, as select2 itself does
+    page.locator("#conn_type").select_option(label="Dintero", force=True)
+    page.wait_for_function("document.getElementById('conn_type').value === 'dintero'", timeout=10_000)
+    page.locator("#extra__dintero__account_id").wait_for(state="visible", timeout=10_000)
+
+    def shown(element_id: str) -> bool:
+        return bool(page.locator(f"#{element_id}").is_visible())
+
+    def label(element_id: str) -> str:
+        return str(page.locator(f"label[for='{element_id}']").inner_text()).strip()
+
+    fields = {name: f"extra__dintero__{name}" for name in FORM_FIELDS_2}
+    form = {
+        "visible": {name: shown(element) for name, element in fields.items()},
+        "hidden": {name: not shown(name) for name in ("schema", "port")},
+        "labels": {name: label(name) for name in ("host", "login", "password")}
+        | {name: label(element) for name, element in fields.items()},
+        "placeholders": {
+            name: page.locator(f"#{element}").get_attribute("placeholder")
+            for name, element in {"host": "host", "login": "login", **fields}.items()
+        },
+    }
+    page.locator("#host").fill(emulator.base_url)
+    page.locator("#login").fill(emulator.partner_client_id)
+    page.locator("#password").fill(emulator.partner_client_secret)
+    page.locator(f"#{fields['account_id']}").fill(emulator.partner_id)
+    page.locator(f"#{fields['checkout_base_url']}").fill(emulator.base_url)
+    shots = [screenshot(page, "1-connection-form")]
+    page.locator("#test-connection").click()
+    alert = page.locator(".alert-success, .alert-error").first
+    alert.wait_for(timeout=60_000)
+    tested = str(alert.inner_text())
+    shots.append(screenshot(page, "2-connection-tested"))
+    page.locator("form#model_form button[type=submit], form#model_form input[type=submit]").first.click()
+    wait_until(lambda: _saved(deployment), 30, f"connection {CONN_ID} to be saved", interval=0.5)
+    shots.append(screenshot(page, "3-connection-saved"))
+    page.close()
+    return {
+        "form": form,
+        "tested": tested,
+        "saved": deployment.airflow("connections", "get", CONN_ID, "-o", "json", keep=False).stdout,
+        "blocked": blocked,
+        "screenshots": shots,
+    }
+
+
 def _saved(deployment: Deployment) -> bool:
     try:
         return bool(deployment.api(f"/connections/{CONN_ID}"))
@@ -204,6 +281,7 @@ def _saved(deployment: Deployment) -> bool:
 
 
 def _run_state(deployment: Deployment, dag_id: str, run_id: str) -> str:
+    deployment._alive()  # a dead scheduler or triggerer fails the wait at once
     return str(deployment.api(f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
 
 
@@ -235,7 +313,7 @@ def example_runs(deployment: Deployment, ui_connection: dict[str, Any], emulator
     comes one poll interval (60 s) after the deferral, so that sweep finds every merchant's
     settlement (the trigger fires once, with what one sweep found).
     """
-    expected = len(list((Path(__file__).resolve().parents[2] / "example_dags").glob("*.py")))
+    expected = len(deployment.example_dag_files())
     dags = wait_until(
         lambda: (found := deployment.api("/dags")["dags"]) and len(found) >= expected and found,
         180,
@@ -246,13 +324,13 @@ def example_runs(deployment: Deployment, ui_connection: dict[str, Any], emulator
     for dag in dags:
         dag_id = dag["dag_id"]
         deployment.api(f"/dags/{dag_id}", "PATCH", {"is_paused": False})
-        run = deployment.api(f"/dags/{dag_id}/dagRuns", "POST", {"logical_date": None})
-        runs[dag_id] = run["dag_run_id"]
+        runs[dag_id] = deployment.trigger(dag_id)
 
     settlements_run = runs[SETTLEMENTS_DAG]
     merchants = list(emulator.merchant_ids)
 
     def sensor_deferred() -> bool:
+        deployment._alive()
         sensors = task_instances(deployment, SETTLEMENTS_DAG, settlements_run, SENSOR)
         states = [ti["state"] for ti in sensors]
         if any(s in ("failed", "upstream_failed", "success", "skipped") for s in states):

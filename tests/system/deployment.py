@@ -2,13 +2,16 @@
 A real Airflow deployment on 127.0.0.1 for the system suite: ``airflow api-server``,
 ``scheduler``, ``dag-processor`` and ``triggerer`` as separate processes (LocalExecutor, SQLite,
 their own ``AIRFLOW_HOME``), moto's S3 server as another process, and the REST API client the
-tests drive it with.
+tests drive it with. :class:`Deployment2` is the Airflow 2.11 profile: ``airflow webserver``,
+``scheduler`` and ``triggerer``, REST API v1.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -20,7 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +32,8 @@ VENV_BIN = Path(sys.executable).parent
 FERNET_KEY = "fwWeVJ0xjE3cDzbIEYYbYbrV24bDyG63uDORbXapXTU="
 BUCKET = "dintero-system"
 AIRFLOW_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: the file mark of an example DAG that defines its DAG on Airflow 3 only (asset watchers)
+AIRFLOW_3_ONLY_MARK = "# example DAG: Airflow 3 only"
 
 
 def free_port() -> int:
@@ -57,7 +62,13 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
         time.sleep(interval)
 
 
-def http_json(url: str, method: str = "GET", body: Any = None, token: str | None = None) -> Any:
+def http_json(
+    url: str,
+    method: str = "GET",
+    body: Any = None,
+    token: str | None = None,
+    authorization: str | None = None,
+) -> Any:
     """
     One JSON request; returns the parsed answer (``None`` when empty).
 
@@ -65,10 +76,13 @@ def http_json(url: str, method: str = "GET", body: Any = None, token: str | None
     :param method: the HTTP method.
     :param body: a JSON-serialisable body, or ``None``.
     :param token: a bearer token, or ``None``.
+    :param authorization: a whole ``Authorization`` header value instead (basic auth), or ``None``.
     """
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    if authorization:
+        headers["Authorization"] = authorization
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -94,6 +108,11 @@ class Deployment:
     :param home: the ``AIRFLOW_HOME``.
     :param emulator_url: the Dintero emulator's base URL.
     """
+
+    #: the Airflow processes, each started as ``airflow <name>``
+    airflow_processes: ClassVar[tuple[str, ...]] = AIRFLOW_PROCESSES
+    #: answers once the web process serves
+    health_path: ClassVar[str] = "/api/v2/monitor/health"
 
     home: Path
     emulator_url: str
@@ -169,12 +188,29 @@ class Deployment:
         self.output_dir.mkdir(parents=True)
         self._spawn("moto", [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)])
         self.airflow("db", "migrate")
-        for name in AIRFLOW_PROCESSES:
+        self._before_start()
+        for name in self.airflow_processes:
             self._spawn(name, [str(VENV_BIN / "airflow"), name])
-        wait_until(
-            lambda: self._alive() and _up(f"{self.api_url}/api/v2/monitor/health"), 180, "the api-server"
-        )
+        wait_until(lambda: self._alive() and _up(f"{self.api_url}{self.health_path}"), 180, "the web server")
         wait_until(lambda: _up(self.s3_url), 30, "moto's S3 server")
+
+    def _before_start(self) -> None:
+        """What must exist before the processes start (nothing on Airflow 3)."""
+
+    def example_dag_files(self) -> list[Path]:
+        """The example DAG files that define a DAG on this Airflow line."""
+        files = sorted(Path(self.env["AIRFLOW__CORE__DAGS_FOLDER"]).glob("*.py"))
+        return [f for f in files if self.is_airflow_3 or AIRFLOW_3_ONLY_MARK not in f.read_text()]
+
+    is_airflow_3: ClassVar[bool] = True
+
+    def trigger(self, dag_id: str) -> str:
+        """
+        Trigger a manual run through the REST API (no logical date on Airflow 3); return its id.
+
+        :param dag_id: the DAG id.
+        """
+        return str(self.api(f"/dags/{dag_id}/dagRuns", "POST", {"logical_date": None})["dag_run_id"])
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
         out = (self.output_dir / f"{name}.log").open("ab")
@@ -315,6 +351,99 @@ class Deployment:
         :param body: a JSON body, or ``None``.
         """
         return http_json(f"{self.api_url}/api/v2{path}", method, body, token=self.token)
+
+
+@dataclass
+class Deployment2(Deployment):
+    """
+    The Airflow 2.11 profile: ``airflow webserver`` (one gunicorn worker), ``scheduler`` (which
+    parses the DAG files itself) and ``triggerer``; SQLite, so the SequentialExecutor (2.11
+    refuses the LocalExecutor on SQLite): one task at a time, a deferred sensor frees its slot.
+    The REST API v1 with basic auth as an ``admin`` user made by ``airflow users create``.
+    """
+
+    airflow_processes: ClassVar[tuple[str, ...]] = ("webserver", "scheduler", "triggerer")
+    health_path: ClassVar[str] = "/health"
+    is_airflow_3: ClassVar[bool] = False
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment of every Airflow 2.11 process (and of the CLI calls)."""
+        env = {k: v for k, v in super().env.items() if not k.startswith(("AIRFLOW__API__", "AIRFLOW__DAG_P"))}
+        env.pop("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", None)
+        env.update(
+            {
+                "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor",
+                # the executor runs each task as `airflow tasks run ...`, found on PATH
+                "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",
+                "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(self.api_port),
+                "AIRFLOW__WEBSERVER__BASE_URL": self.api_url,
+                "AIRFLOW__WEBSERVER__WORKERS": "1",
+                "AIRFLOW__WEBSERVER__WORKER_REFRESH_BATCH_SIZE": "0",
+                "AIRFLOW__WEBSERVER__SECRET_KEY": FERNET_KEY,
+                "AIRFLOW__API__AUTH_BACKENDS": (
+                    "airflow.api.auth.backend.session,airflow.api.auth.backend.basic_auth"
+                ),
+                "AIRFLOW__API__ENABLE_XCOM_DESERIALIZE_SUPPORT": "True",  # the tests read XComs as JSON
+                # only the runs the tests trigger (no scheduled run of each DAG once unpaused)
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
+                "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "600",
+                "AIRFLOW__SCHEDULER__PARSING_PROCESSES": "1",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            }
+        )
+        return env
+
+    def _before_start(self) -> None:
+        """The admin user of the web server and the REST API."""
+        result = self.airflow(
+            "users", "create", "--username", "admin", "--password", self.password, "--role", "Admin",
+            "--email", "admin@example.invalid", "--firstname", "Ada", "--lastname", "Admin", keep=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"airflow users create failed: {result.stderr[-2000:]}")
+
+    @property
+    def admin_password(self) -> str:
+        """The password of ``admin``, made by this profile."""
+        return self.password
+
+    def api(self, path: str, method: str = "GET", body: Any = None) -> Any:
+        """
+        Call the REST API v1 (``/api/v1`` + ``path``) as the admin, with basic auth.
+
+        :param path: the path after ``/api/v1``.
+        :param method: the HTTP method.
+        :param body: a JSON body, or ``None``.
+        """
+        basic = base64.b64encode(f"admin:{self.password}".encode()).decode()
+        return http_json(f"{self.api_url}/api/v1{path}", method, body, authorization=f"Basic {basic}")
+
+    def trigger(self, dag_id: str) -> str:
+        """
+        Trigger a manual run through the REST API v1 (2.11 gives it the current logical date).
+
+        :param dag_id: the DAG id.
+        """
+        return str(self.api(f"/dags/{dag_id}/dagRuns", "POST", {"conf": {}})["dag_run_id"])
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
+        """
+        A task's return value as JSON (not 2.11's default ``str()`` of it).
+
+        :param dag_id: the DAG id.
+        :param run_id: the run id.
+        :param task_id: the task id.
+        :param map_index: the map index (``-1`` for an unmapped task).
+        """
+        value = self.api(
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+            f"?map_index={map_index}&deserialize=true&stringify=false"
+        )["value"]
+        return json.loads(value) if isinstance(value, str) else value
 
 
 # ---------------------------------------------------------------------- the leak scan
