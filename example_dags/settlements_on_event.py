@@ -21,7 +21,8 @@ Environment: ``DINTERO_PARTNER_ID`` (default ``T11200000``, the emulator's partn
 ``DINTERO_DEMO_BUCKET`` (default ``dintero-settlements``), ``DINTERO_POLL_INTERVAL`` (seconds,
 default 30).
 
-**Airflow 2.11** has no asset watchers: this file then defines no DAG (DAG parsing is not broken);
+**Airflow 2.11** has no asset watchers, and **Airflow 3.0 to 3.2** no asset state store for the
+watcher's watermark: this file then defines no DAG (DAG parsing is not broken);
 use ``example_dags/settlements_to_s3.py``, whose sensor waits for the merchants' settlements on
 a schedule.
 """
@@ -33,13 +34,13 @@ import os
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_dintero.triggers.settlement_events import EVENT_TRIGGERS
+from airflow_provider_dintero.triggers.settlement_events import EVENT_TRIGGERS, WATERMARK_STORE
 
 PARTNER_ID = os.environ.get("DINTERO_PARTNER_ID", "T11200000")
 BUCKET = os.environ.get("DINTERO_DEMO_BUCKET", "dintero-settlements")
 POLL_INTERVAL = float(os.environ.get("DINTERO_POLL_INTERVAL", "30"))
 
-if EVENT_TRIGGERS:
+if EVENT_TRIGGERS and WATERMARK_STORE:  # Airflow 3.3: the watcher keeps its watermark there
     from airflow.sdk import DAG, Asset, AssetWatcher, task
 
     from airflow_provider_dintero.events import event_accounts

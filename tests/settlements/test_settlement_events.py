@@ -22,6 +22,7 @@ import pytest
 from airflow_provider_dintero.triggers import settlement_events
 from airflow_provider_dintero.triggers.settlement_events import (
     EVENT_TRIGGERS,
+    WATERMARK_STORE,
     DinteroSettlementEventTrigger,
     Watermark,
 )
@@ -33,7 +34,10 @@ AT_LESS_LOOKBACK = "2027-07-01T07:00:00.000000Z"  # the default lookback is an h
 LATER_LESS_LOOKBACK = "2027-07-02T07:00:00.000000Z"
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+")
 
-needs_airflow_3 = pytest.mark.skipif(not EVENT_TRIGGERS, reason="event triggers need Airflow 3")
+needs_airflow_3 = pytest.mark.skipif(
+    not (EVENT_TRIGGERS and WATERMARK_STORE),
+    reason="the watcher needs Airflow 3.3 (event triggers, state store)",
+)
 
 
 class DictStore:
@@ -251,6 +255,12 @@ def test_shared_stream_key_and_serialize() -> None:
 @pytest.mark.skipif(EVENT_TRIGGERS, reason="Airflow 2.11 behaviour")
 def test_airflow_2_explains() -> None:
     with pytest.raises(RuntimeError, match="Airflow 3"):
+        DinteroSettlementEventTrigger(account_id="T11200000")
+
+
+@pytest.mark.skipif(not EVENT_TRIGGERS or WATERMARK_STORE, reason="Airflow 3.0 to 3.2 behaviour")
+def test_airflow_3_without_the_state_store_refuses_naming_the_line() -> None:
+    with pytest.raises(RuntimeError, match=r"Airflow 3\.3"):
         DinteroSettlementEventTrigger(account_id="T11200000")
 
 
