@@ -48,7 +48,7 @@ with DAG(
         """
         from airflow_provider_dintero.exceptions import DinteroApiError
         from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
-        from airflow_provider_dintero.triggers.poller import listed_account_ids
+        from airflow_provider_dintero.poller import listed_account_ids
 
         chosen = list((params or {}).get("merchant_ids") or [])
         if chosen:

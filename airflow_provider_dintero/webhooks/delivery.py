@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_dintero.events import build_extra
 from airflow_provider_dintero.validation import ACCOUNT_ID_PATTERN
 
 log = logging.getLogger(__name__)
@@ -87,21 +88,18 @@ class Delivery:
 
     def asset_extra(self) -> dict[str, Any]:
         """
-        The asset event's extra, version 1 of the settlement-event shape: ids only, never a
-        credential. An unrecognised body gives ``settlement_ids: []`` and ``"shape":
-        "unrecognised"``: a wake-up, after which the consumer copies what is new for the account.
+        The asset event's extra (:mod:`airflow_provider_dintero.events`): ids only, never a
+        credential. An unrecognised body gives no ids and ``"shape": "unrecognised"``: a wake-up,
+        after which the consumer copies what is new for the account.
         """
-        extra: dict[str, Any] = {
-            "version": 1,
-            "account_id": self.account_id,
-            "settlement_ids": list(self.settlement_ids),
-            "providers": list(self.providers),
-            "source": "webhook",
-            "event_delivery": self.event_delivery,
-        }
-        if not self.recognised:
-            extra["shape"] = "unrecognised"
-        return extra
+        return build_extra(
+            self.account_id,
+            self.settlement_ids,
+            self.providers,
+            source="webhook",
+            event_delivery=self.event_delivery,
+            shape=None if self.recognised else "unrecognised",
+        )
 
 
 def sign(body: bytes, secret: str) -> str:
