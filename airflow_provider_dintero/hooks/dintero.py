@@ -800,6 +800,16 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         return self._all(WEBHOOK_SUBSCRIPTIONS, account_id)
 
     @for_account
+    def get_webhook_subscription(self, account_id: str, subscription_id: str) -> WebhookSubscription:
+        """
+        Read one webhook subscription (its secret's value is never returned).
+
+        :param account_id: the merchant, or ``None`` for the connection's own account.
+        :param subscription_id: the subscription's id.
+        """
+        return self._one(READ, WEBHOOK_SUBSCRIPTIONS, account_id, subscription_id)
+
+    @for_account
     def create_webhook_subscription(self, account_id: str, body: Mapping[str, Any]) -> WebhookSubscription:
         """
         Create a webhook subscription, e.g. ``{"config": {"url": ...}, "events": ["settlement_add"]}``.

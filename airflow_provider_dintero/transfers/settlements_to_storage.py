@@ -116,7 +116,7 @@ class SettlementsToStorageOperator(SettlementsToS3Operator):
     def __init__(
         self,
         *,
-        account_id: str,
+        account_id: str | None = None,
         destination: str,
         key: str = DEFAULT_KEY_TEMPLATE,
         destination_conn_id: str | None = None,

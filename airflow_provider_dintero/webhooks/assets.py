@@ -47,6 +47,16 @@ def webhook_secret_variable(account_id: str) -> str:
     return f"{SECRET_VARIABLE_PREFIX}{validate_account_id(account_id)}"
 
 
+def previous_secret_variable(account_id: str) -> str:
+    """
+    The Variable key of the previous signing secret while a rotation window lasts:
+    ``dintero_webhook_secret_<aid>_previous``, holding ``{"secret": ..., "expires_at": <ISO 8601>}``.
+
+    :param account_id: the account in the receiver's path.
+    """
+    return f"{webhook_secret_variable(account_id)}_previous"
+
+
 def receiver_path(account_id: str) -> str:
     """
     The receiver's URL path for ``account_id`` under the api-server, e.g. ``/dintero-webhooks/P11200000``.

@@ -1,7 +1,8 @@
 """
-The README's generated tables, and the command that rewrites them.
+The generated tables of the documentation, and the command that rewrites them.
 
-``python -m tests.contract.readme --write`` rewrites, in ``README.md``, the blocks between
+``python -m tests.contract.readme --write`` rewrites, in ``README.md`` and the pages of the docs
+site (``docs/**/*.md``, read as one text, in that order), the blocks between
 ``<!-- BEGIN ... -->`` and ``<!-- END ... -->`` comments:
 
 - ``confirmed``: the table "What is confirmed against Dintero's own material" and its counts,
@@ -16,7 +17,7 @@ The README's generated tables, and the command that rewrites them.
   ``Returns ...`` paragraph (else in its ``execute`` docstring's first line). A row naming an
   operator that does not exist is an error.
 
-Without ``--write`` it only checks, prints what would change and exits 1 when README is stale.
+Without ``--write`` it only checks, prints what would change and exits 1 when a page is stale.
 ``tests/contract/test_readme.py`` runs the same check.
 """
 
@@ -38,7 +39,10 @@ from typing import Any
 
 from tests.contract.contract import Contract, Operation
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+#: starts each document in :func:`joined`'s text
+FILE_MARK = re.compile(r"^<!-- FILE (\S+) -->\n", re.M)
 COMMAND = "python -m tests.contract.readme --write"
 BLOCK = re.compile(r"(<!-- BEGIN (\w+)([^\n]*?)(?::[^\n]*)? -->\n)(.*?)(<!-- END \2 -->)", re.S)
 OPERATOR_SPAN = re.compile(r"`([A-Z]\w*Operator)(\([^`]*\))?`")
@@ -300,32 +304,59 @@ def render(text: str, contract: Contract | None = None) -> str:
     return "".join(out)
 
 
+def documents() -> list[Path]:
+    """README and every page of the docs site: where generated blocks may live."""
+    return [README, *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def joined() -> str:
+    """Every document's text as one, each behind a ``<!-- FILE path -->`` line (see :func:`split`)."""
+    parts = []
+    for path in documents():
+        text = path.read_text(encoding="utf-8")
+        if text and not text.endswith("\n"):
+            raise ReadmeError(f"{path.relative_to(ROOT)} does not end with a newline")
+        parts.append(f"<!-- FILE {path.relative_to(ROOT).as_posix()} -->\n{text}")
+    return "".join(parts)
+
+
+def split(text: str) -> dict[str, str]:
+    """The documents of a :func:`joined` text, by path relative to the repository."""
+    pieces = FILE_MARK.split(text)[1:]
+    return dict(zip(pieces[::2], pieces[1::2], strict=True))
+
+
 def diff(old: str, new: str) -> Iterator[str]:
-    """A unified diff of README, old to new."""
-    return difflib.unified_diff(
-        old.splitlines(True), new.splitlines(True), "README.md", "README.md (generated)"
-    )
+    """A unified diff of the documents, old to new (each hunk names its file)."""
+    before, after = split(old), split(new)
+    for path in after:
+        yield from difflib.unified_diff(
+            before.get(path, "").splitlines(True), after[path].splitlines(True), path, f"{path} (generated)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Check (default) or rewrite (``--write``) README's generated blocks; 1 when stale.
+    """Check (default) or rewrite (``--write``) the generated blocks; 1 when one is stale.
 
     :param argv: command-line arguments.
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1] if __doc__ else None)
-    parser.add_argument("--write", action="store_true", help="rewrite README.md instead of checking it")
+    parser.add_argument("--write", action="store_true", help="rewrite the pages instead of checking them")
     args = parser.parse_args(argv)
-    old = README.read_text(encoding="utf-8")
+    old = joined()
     new = render(old)
     if new == old:
-        print("README.md is current")
+        print("the generated tables are current")
         return 0
     if args.write:
-        README.write_text(new, encoding="utf-8")
-        print("README.md rewritten")
+        before = split(old)
+        for path, text in split(new).items():
+            if text != before[path]:
+                (ROOT / path).write_text(text, encoding="utf-8")
+                print(f"{path} rewritten")
         return 0
     sys.stdout.writelines(diff(old, new))
-    print(f"\nREADME.md is stale: run `{COMMAND}`")
+    print(f"\nthe generated tables are stale: run `{COMMAND}`")
     return 1
 
 

@@ -16,15 +16,17 @@ from tests.contract.contract import Contract
 
 @pytest.fixture(scope="module")
 def text() -> str:
-    """README.md as it stands."""
-    return readme.README.read_text(encoding="utf-8")
+    """README.md and the docs pages as they stand, as one text."""
+    return readme.joined()
 
 
 def test_readme_is_current(text: str) -> None:
     rendered = readme.render(text)
 
     stale = "".join(readme.diff(text, rendered))
-    assert rendered == text, f"README.md is stale: run `{readme.COMMAND}` and commit it.\n{stale[:4000]}"
+    assert rendered == text, (
+        f"a generated table is stale: run `{readme.COMMAND}` and commit it.\n{stale[:4000]}"
+    )
 
 
 def test_the_confirmed_table_is_the_contract(text: str) -> None:

@@ -66,7 +66,7 @@ def test_settlements_example_copies_into_the_destination_param(
         f"{prefix}manifest.json"
     }
     assert store.list_keys() == expected
-    assert sorted(result["written"]) == sorted(store.uri(key) for key in expected)
+    assert result["merchants"][busy]["written"] == len(expected)  # a batch: counts per merchant
     assert f"{store.namespace}/dintero/settlements" in _asset_event_uris()
 
 

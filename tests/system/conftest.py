@@ -105,7 +105,15 @@ def emulator() -> Iterator[Any]:
 def deployment(emulator: Any) -> Iterator[Deployment]:
     """The Airflow processes of this line's profile and moto, started once per session."""
     profile = Deployment if AIRFLOW_V3 else Deployment2
-    deploy = profile(home=ARTIFACTS / "airflow-home", emulator_url=emulator.base_url)
+    deploy = profile(
+        home=ARTIFACTS / "airflow-home",
+        emulator_url=emulator.base_url,
+        extra_env={  # the webhook receiver is off by default: this deployment switches it on
+            "AIRFLOW__DINTERO__WEBHOOK_RECEIVER_ENABLED": "True",
+            "AIRFLOW__DINTERO__WEBHOOK_ACCOUNTS": emulator.partner_id,
+            "AIRFLOW__DINTERO__WEBHOOK_MAX_BODY_BYTES": "256k",  # nginx's spelling, understood
+        },
+    )
     try:
         deploy.start()
         deploy.s3().create_bucket(Bucket=BUCKET)

@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -107,6 +107,7 @@ class Deployment:
 
     :param home: the ``AIRFLOW_HOME``.
     :param emulator_url: the Dintero emulator's base URL.
+    :param extra_env: more environment for every Airflow process (``AIRFLOW__DINTERO__*``...).
     """
 
     #: the Airflow processes, each started as ``airflow <name>``
@@ -116,6 +117,7 @@ class Deployment:
 
     home: Path
     emulator_url: str
+    extra_env: dict[str, str] = field(default_factory=dict)
     api_port: int = field(default_factory=free_port)
     s3_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -174,9 +176,73 @@ class Deployment:
                 "DINTERO_DEMO_BUCKET": BUCKET,
                 "NO_PROXY": "127.0.0.1,localhost",
                 "no_proxy": "127.0.0.1,localhost",
+                # a pass-through secrets backend that counts look-ups (tests/webhooks/counting_backend.py)
+                "PYTHONPATH": str(REPO),
+                "AIRFLOW__SECRETS__BACKEND": "tests.webhooks.counting_backend.CountingSecretsBackend",
+                "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"path": str(self.secret_lookups_file)}),
             }
         )
+        env.update(self.extra_env)
         return env
+
+    @property
+    def secret_lookups_file(self) -> Path:
+        """Where the counting secrets backend of every process appends each key it was asked for."""
+        return self.home / "secret-lookups.txt"
+
+    def secret_lookups(self, prefix: str = "") -> list[str]:
+        """
+        The secrets-backend look-ups so far (``variable:<key>``, ``connection:<id>``), optionally
+        only those starting with ``prefix``.
+
+        :param prefix: e.g. ``variable:dintero_webhook_secret_``.
+        """
+        if not self.secret_lookups_file.exists():
+            return []
+        return [k for k in self.secret_lookups_file.read_text().splitlines() if k.startswith(prefix)]
+
+    def start_api_server(
+        self, name: str, env: Mapping[str, str | None], wait: bool = True
+    ) -> tuple[subprocess.Popen[bytes], str]:
+        """
+        Start one more ``airflow api-server`` on the same metadata DB with ``env`` on top of the
+        deployment's (values ``None`` remove a variable); returns the process and its base URL.
+
+        :param name: the process name (its output file).
+        :param env: environment changes.
+        :param wait: wait until it answers its health endpoint.
+        """
+        port = free_port()
+        changes: dict[str, str | None] = {
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            **env,
+        }
+        full = {k: v for k, v in {**self.env, **changes}.items() if v is not None}
+        out = (self.output_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "airflow"), "api-server"],
+            env=full,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[name] = proc
+        url = f"http://127.0.0.1:{port}"
+        if wait:
+            wait_until(
+                lambda: proc.poll() is None and _up(f"{url}/api/v2/monitor/health"), 180, f"api-server {name}"
+            )
+        return proc, url
+
+    def forget(self, name: str) -> None:
+        """
+        Stop a process started with :meth:`start_api_server` and drop it from the deployment.
+
+        :param name: the process name.
+        """
+        self.stop(name)
+        self.processes.pop(name, None)
 
     # ------------------------------------------------------------------ life cycle
 

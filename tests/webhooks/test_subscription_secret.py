@@ -97,7 +97,7 @@ def test_a_subscription_signed_with_an_unknown_secret_is_replaced(
     new = _subscribe(merchant, generate_secret=True)
 
     path = f"/v1/accounts/{merchant}/hooks/subscriptions"
-    assert writes(dintero_emulator) == [("DELETE", f"{path}/{old['id']}"), ("POST", path)]
+    assert writes(dintero_emulator) == [("POST", path), ("DELETE", f"{path}/{old['id']}")]
     assert new["id"] != old["id"]
     secret = _stored(secret_key)
     assert secret is not None and _ping_signed_with(dintero_emulator, 2, secret)
