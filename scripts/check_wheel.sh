@@ -2,8 +2,8 @@
 # The release check: build the sdist and the wheel from the checkout's files, `twine check` them,
 # check their contents (scripts/check_wheel.py dist), then install the one wheel (not editable)
 # into a clean virtualenv per environment and check it there (scripts/check_wheel.py installed):
-#   af3  Airflow 3.3  wheel[amazon,openlineage,testing], constrained by requirements/dev-airflow-3.3.txt
-#   af2  Airflow 2.11 wheel[amazon,openlineage,testing], constrained by requirements/dev-airflow-2.11.txt
+#   af3  Airflow 3.3  wheel[amazon,google,azure,openlineage,testing], constrained by requirements/dev-airflow-3.3.txt
+#   af2  Airflow 2.11 wheel[amazon,google,azure,openlineage,testing], constrained by requirements/dev-airflow-2.11.txt
 #   af30 af31 af32  Airflow 3.0, 3.1, 3.2: the same, constrained by requirements/dev-airflow-3.x.txt
 #        (locked as of one month after the line's last release; the lines CI runs no test suite on),
 #        the light check (no `airflow providers list` CLI); on 3.0, the oldest, also the settlements
@@ -58,15 +58,15 @@ for name in "${envs[@]}"; do
   uv venv --quiet --python "$python" "$venv"
   extra=()
   case "$name" in
-    af3|py312) VIRTUAL_ENV="$venv" uv pip install --quiet "airflow-provider-dintero[amazon,openlineage,testing] @ $wheel" \
+    af3|py312) VIRTUAL_ENV="$venv" uv pip install --quiet "airflow-provider-dintero[amazon,google,azure,openlineage,testing] @ $wheel" \
            -c requirements/dev-airflow-3.3.txt ;;
-    af2) VIRTUAL_ENV="$venv" uv pip install --quiet "airflow-provider-dintero[amazon,openlineage,testing] @ $wheel" \
+    af2) VIRTUAL_ENV="$venv" uv pip install --quiet "airflow-provider-dintero[amazon,google,azure,openlineage,testing] @ $wheel" \
            -c requirements/dev-airflow-2.11.txt ;;
     af30|af31|af32)
          # 3.0 and 3.1 build a hook's form fields only when wtforms imports: with the FAB provider,
          # as deployments that show provider fields have it (it is in their locks)
          fab=(); [ "$name" = af32 ] || fab=(apache-airflow-providers-fab)
-         VIRTUAL_ENV="$venv" uv pip install --quiet "airflow-provider-dintero[amazon,openlineage,testing] @ $wheel" \
+         VIRTUAL_ENV="$venv" uv pip install --quiet "airflow-provider-dintero[amazon,google,azure,openlineage,testing] @ $wheel" \
            "${fab[@]}" -c "requirements/dev-airflow-3.${name#af3}.txt" ;;
     min) VIRTUAL_ENV="$venv" uv pip install --quiet -r requirements/min-airflow-2.11.txt
          VIRTUAL_ENV="$venv" uv pip install --quiet --no-deps "$wheel"
