@@ -28,6 +28,7 @@ a schedule.
 """
 
 # example DAG: Airflow 3 only
+# example DAG: Airflow 3.3 only
 from __future__ import annotations
 
 import os

@@ -623,6 +623,8 @@ def check_emulator(env: dict[str, str], problems: Problems) -> None:
 
 #: the line an example DAG file carries when it defines its DAG on Airflow 3 only
 AIRFLOW_3_ONLY_MARK = "# example DAG: Airflow 3 only"
+#: a file whose DAG needs Airflow 3.3 (the asset state store) carries this line
+AIRFLOW_3_3_ONLY_MARK = "# example DAG: Airflow 3.3 only"
 
 
 def check_example_dags(folder: Path, problems: Problems) -> int:
@@ -642,9 +644,11 @@ def check_example_dags(folder: Path, problems: Problems) -> int:
     files = {str(p.resolve()) for p in folder.glob("*.py")}
     from importlib.metadata import version
 
-    if int(version("apache-airflow").split(".")[0]) < 3:
-        # a file whose DAG needs Airflow 3 says so (asset watchers do not exist on 2.11)
-        files = {f for f in files if AIRFLOW_3_ONLY_MARK not in Path(f).read_text(encoding="utf-8")}
+    line = tuple(int(part) for part in version("apache-airflow").split(".")[:2])
+    # a file whose DAG needs a later line says so (asset watchers need 3, their watermark store 3.3)
+    marks = ((AIRFLOW_3_ONLY_MARK, (3, 0)), (AIRFLOW_3_3_ONLY_MARK, (3, 3)))
+    needs = [mark for mark, since in marks if line < since]
+    files = {f for f in files if not any(mark in Path(f).read_text(encoding="utf-8") for mark in needs)}
     with_dags = {str(Path(d.fileloc).resolve()) for d in bag.dags.values()}
     for file in sorted(files - with_dags - {str(Path(f).resolve()) for f in bag.import_errors}):
         problems.add(f"example DAG file {file} defines no DAG")
