@@ -1,12 +1,8 @@
 """
 Hooks for Dintero's Partner API: :class:`DinteroPartnerHook` (sync, ``requests``) and
-:class:`DinteroAsyncHook` (``httpx``, for triggers).
-
-The hook reads the connection, gets access tokens through :mod:`airflow_provider_dintero.auth`
-(the connection's own account by client credentials, a partner's merchants through the exchange
-token flow) and exposes one method per API operation, each resource's path and words coming from
-:mod:`airflow_provider_dintero.resources`. Requests, retries, errors and paging are the I/O-free
-pipeline's (:mod:`airflow_provider_dintero.pipeline`).
+:class:`DinteroAsyncHook` (``httpx``, for triggers): one method per API operation, tokens from
+:mod:`~airflow_provider_dintero.auth`, paths from :mod:`~airflow_provider_dintero.resources`,
+requests, retries, errors and paging from :mod:`~airflow_provider_dintero.pipeline`.
 """
 
 from __future__ import annotations
@@ -85,7 +81,6 @@ from airflow_provider_dintero.vocabulary import (
 )
 
 log = guard_logger(__name__)
-
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -192,10 +187,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         json: Any = None,
         stream: bool = False,
     ) -> Request:
-        """
-        The one request helper: a request carrying ``account_id``'s token. ``path`` (absolute, its
-        ids already path segments) must be below ``/v1/accounts/<account_id>/`` on the API host.
-        """
+        """The one request helper: ``path`` (absolute) must be below ``/v1/accounts/<account_id>/``."""
         _ = self._connection_checked
         url = f"{self.checkout_base_url if base == 'checkout' else self.base_url}{path}"
         own = urlsplit(f"{self.base_url}/v1/accounts/{account_id}/").path
