@@ -108,6 +108,7 @@ class Request:
     :param host: the ``Host`` header (or the server address).
     :param params: named groups of the matched route.
     :param token: the authenticated bearer token, once checked.
+    :param scheme: ``https`` when the emulator serves TLS, else ``http``.
     """
 
     method: str
@@ -118,11 +119,12 @@ class Request:
     host: str
     params: dict[str, str] = field(default_factory=dict)
     token: TokenInfo | None = None
+    scheme: str = "http"
 
     @property
     def base_url(self) -> str:
-        """``http://<host>`` as the client addressed the emulator."""
-        return f"http://{self.host}"
+        """``http(s)://<host>`` as the client addressed the emulator."""
+        return f"{self.scheme}://{self.host}"
 
     @property
     def account(self) -> str:

@@ -7,6 +7,7 @@ import functools
 import ipaddress
 import re
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -59,6 +60,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     app: EmulatorApp
+    scheme = "http"
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(address, handler)
@@ -92,7 +94,11 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def setup(self) -> None:
-        """Register the connection (see :meth:`_Server.close_open_connections`)."""
+        """Finish the TLS handshake (in this thread), register the connection."""
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(30)
+            self.request.do_handshake()
+            self.request.settimeout(None)
         super().setup()
         with self.server.connections_lock:
             self.server.open_connections.add(self.connection)
@@ -142,7 +148,8 @@ class _Handler(BaseHTTPRequestHandler):
             query=parse_qs(parts.query, keep_blank_values=True),
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
-            host=self.headers.get("Host") or app.base_url.removeprefix("http://"),
+            host=self.headers.get("Host") or app.base_url.partition("://")[2],
+            scheme=self.server.scheme,
         )
         route, params, path_exists = app.match(req.method, path)
         req.params = params
@@ -184,6 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
                     query=QueryPairs(parse_qsl(parts.query, keep_blank_values=True)),
                     host=req.host,
                     body=logged_body(body),
+                    client_port=int(self.client_address[1]),
                 ),
                 generation,
             )
@@ -298,6 +306,12 @@ class DinteroEmulator:
     :param port: TCP port, ``0`` for a free one.
     :param settings_defaults: :class:`EmulatorSettings` values that :meth:`reset` restores
         (e.g. ``{"token_lifetime": 60}``).
+    :param ssl_context: serve HTTPS with this server-side context (e.g. a certificate from a
+        private CA); ``None`` serves plain HTTP.
+    :param server_names: ``(name, alt_name)`` to advertise in :attr:`base_url` and
+        :attr:`alt_base_url` instead of ``127.0.0.1`` and ``localhost``: names that resolve
+        nowhere (``api.dintero.test``) make every client go through a proxy. The server still
+        binds ``host``.
     """
 
     def __init__(
@@ -306,8 +320,12 @@ class DinteroEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         settings_defaults: dict[str, Any] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_names: tuple[str, str] | None = None,
     ) -> None:
         self.seed = seed or EmulatorSeed()
+        self.ssl_context = ssl_context
+        self.server_names = server_names
         self.host = resolve_loopback_host(host)
         self._requested_port = port
         self._app = EmulatorApp(self.seed, settings_defaults)
@@ -321,6 +339,11 @@ class DinteroEmulator:
             return self
         cls = _Server6 if ":" in self.host else _Server
         server = cls((self.host, self._requested_port), _Handler)
+        if self.ssl_context is not None:
+            server.socket = self.ssl_context.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
+            server.scheme = "https"
         server.app = self._app
         self._server = server
         self._app.base_url = self.base_url
@@ -363,15 +386,23 @@ class DinteroEmulator:
         return int(self._server.server_address[1])
 
     @property
+    def scheme(self) -> str:
+        """``https`` when serving TLS, else ``http``."""
+        return "http" if self.ssl_context is None else "https"
+
+    @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` (both API and checkout routes)."""
+        """``http://127.0.0.1:PORT`` (both API and checkout routes), or the first server name."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        if self.server_names is not None:
+            host = self.server_names[0]
+        return f"{self.scheme}://{host}:{self.port}"
 
     @property
     def alt_base_url(self) -> str:
-        """``http://localhost:PORT``: the same server under another host name."""
-        return f"http://localhost:{self.port}"
+        """``http://localhost:PORT`` (or the second server name): the same server under another name."""
+        host = "localhost" if self.server_names is None else self.server_names[1]
+        return f"{self.scheme}://{host}:{self.port}"
 
     @property
     def partner_id(self) -> str:
