@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from .conftest import CONN_ID, SENSOR, SETTLEMENTS_DAG, task_instances
-from .deployment import Deployment, emulator_canaries, leaks, written_files
+from .deployment import REPO, Deployment, emulator_canaries, leaks, written_files
 
 
 def test_the_connection_form_saves_its_defaults_as_shown(ui_connection: dict[str, Any]) -> None:
@@ -63,9 +62,7 @@ def test_every_example_dag_succeeds_when_triggered_without_a_logical_date(
     deployment: Deployment, example_runs: dict[str, Any]
 ) -> None:
     assert example_runs["import_errors"] == []
-    assert len(example_runs["runs"]) == len(
-        list(Path(deployment.env["AIRFLOW__CORE__DAGS_FOLDER"]).glob("*.py"))
-    )
+    assert len(example_runs["runs"]) == len(list((REPO / "example_dags").glob("*.py")))
     for dag_id, run_id in example_runs["runs"].items():
         run = deployment.api(f"/dags/{dag_id}/dagRuns/{run_id}")
         assert run["logical_date"] is None, dag_id
@@ -104,7 +101,7 @@ def _task_log(deployment: Deployment, run_id: str) -> str:
 
 
 def test_no_secret_token_or_signature_in_any_log_or_process_output(
-    deployment: Deployment, emulator: Any, example_runs: dict[str, Any], ui_connection: dict[str, Any]
+    deployment: Deployment, emulator: Any, example_runs: dict[str, Any], dintero_connection: str
 ) -> None:
     canaries = emulator_canaries(emulator)
 
