@@ -343,9 +343,7 @@ class Deployment:
             env.update(
                 {
                     "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.postgres.url.replace("+psycopg2", "")
-                    if self.postgres
-                    else "",
+                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.postgres.url if self.postgres else "",
                     "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.profile.worker_concurrency),
                     "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
                 }

@@ -6,7 +6,8 @@ from the built wheel, Dintero reachable only through a CONNECT proxy. After the 
 lost, nothing written twice and no partial object, then the proxy check over everything the
 session sent.
 
-Figures (token counts, take-over times) go to ``build/system-artifacts/production.json``.
+The cases run in file order (module fixtures, each independent: ``-k`` runs one alone). Figures
+(token counts, take-over times) go to ``build/system-artifacts/production.json``.
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ def test_memory_cache_mints_per_task_process(token_economy: dict[str, Any], emul
 
 
 @pytest.fixture(scope="module")
-def worker_killed(deployment: Deployment, emulator: Any, token_economy: dict[str, Any]) -> dict[str, Any]:
+def worker_killed(deployment: Deployment, emulator: Any, dintero_connection: str) -> dict[str, Any]:
     """Copy a 200 MB attachment; SIGKILL the worker running it once its multipart upload is open."""
     merchant = emulator.merchant_ids[0]
     item = emulator.add_settlement(merchant, provider="payex", attachment_sizes={"pdf": LARGE})
@@ -288,7 +289,7 @@ def _watching(deployment: Deployment, name: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def triggerer_killed(deployment: Deployment, emulator: Any, worker_killed: dict[str, Any]) -> dict[str, Any]:
+def triggerer_killed(deployment: Deployment, emulator: Any, dintero_connection: str) -> dict[str, Any]:
     """
     Both triggers (the partner-wide sensor's and the watcher) on triggerer-1, settlements
     arriving every 3 s; SIGKILL triggerer-1; triggerer-2 takes them over.
@@ -441,9 +442,7 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
 
 
 @pytest.fixture(scope="module")
-def twin_deliveries(
-    deployment: Deployment, emulator: Any, triggerer_killed: dict[str, Any]
-) -> dict[str, Any]:
+def twin_deliveries(deployment: Deployment, emulator: Any, dintero_connection: str) -> dict[str, Any]:
     """20 signed deliveries, each sent to both api-servers at the same instant."""
     partner = emulator.partner_id
     merchant = emulator.merchant_ids[0]
@@ -497,7 +496,7 @@ def test_a_delivery_sent_to_both_api_servers_at_once_is_recorded_once(
 
 
 @pytest.fixture(scope="module")
-def database_outage(deployment: Deployment, emulator: Any, twin_deliveries: dict[str, Any]) -> dict[str, Any]:
+def database_outage(deployment: Deployment, emulator: Any, dintero_connection: str) -> dict[str, Any]:
     """Stop PostgreSQL for 20 s while two runs are in flight; processes that exit are restarted."""
     assert deployment.postgres is not None
     restarts_before = dict(deployment.restarts)
@@ -544,7 +543,7 @@ def test_runs_in_flight_complete_after_a_database_outage(database_outage: dict[s
 
 
 def test_every_request_reached_the_emulator_through_the_proxy(
-    proxy: ConnectProxy, emulator: Any, example_runs: dict[str, Any], database_outage: dict[str, Any]
+    proxy: ConnectProxy, emulator: Any, example_runs: dict[str, Any]
 ) -> None:
     tunnels = [t for t in proxy.tunnels if t.status == 200]
     ports = {t.upstream_port for t in tunnels}
