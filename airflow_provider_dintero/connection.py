@@ -17,6 +17,7 @@ from airflow_provider_dintero.exceptions import DinteroInputError
 from airflow_provider_dintero.get_provider_info import CONNECTION_FIELDS, DEFAULTS
 from airflow_provider_dintero.pipeline import Limits
 from airflow_provider_dintero.redaction import mask_secret
+from airflow_provider_dintero.transport import environment_ca_bundle, parse_proxies
 from airflow_provider_dintero.validation import (
     is_partner_account,
     validate_account_id,
@@ -224,16 +225,34 @@ class DinteroConnectionMixin:
 
     @cached_property
     def verify(self) -> bool | str:
-        """TLS verification: on by default; a CA bundle path may be given in ``extra.verify``."""
-        raw = self._extra.get("verify", True)
-        if isinstance(raw, str) and raw.lower() in ("true", "false"):
-            return raw.lower() == "true"
-        return raw if isinstance(raw, bool | str) else True
+        """
+        TLS verification: ``extra.verify`` (true, false or a CA bundle path); when it is not set,
+        on, with the CA bundle ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE`` or ``SSL_CERT_FILE``
+        names, else certifi's (the same for both hooks).
+        """
+        raw = self._extra.get("verify")
+        if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+            raw = raw.strip().lower() == "true"
+        if raw is False:
+            return False
+        if isinstance(raw, str) and raw.strip():
+            return raw.strip()
+        return environment_ca_bundle() or True
+
+    @cached_property
+    def proxies(self) -> dict[str, str]:
+        """
+        The connection's proxies (``extra.proxies``, as the http provider reads them): proxy URL
+        per scheme, e.g. ``{"https": "http://proxy.example:3128"}``; ``{}`` leaves the choice to
+        ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, which apply to both hooks either way.
+        """
+        return parse_proxies(self._extra.get("proxies"), "extra.proxies")
 
     def validate_connection(self) -> None:
         """Check every connection field before any request; raise :class:`DinteroInputError`."""
         _ = (self.account_id, self.client_id, self._client_secret, self.base_url, self.checkout_base_url)
         _ = (self.limits, self.token_cache_mode, self.token_refresh_margin, self.min_download_rate)
+        _ = self.proxies
 
     @cached_property
     def _connection_checked(self) -> bool:

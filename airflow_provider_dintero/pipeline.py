@@ -3,10 +3,11 @@ The request pipeline, free of I/O: request building, the retry decision, error m
 parsing and every pagination state machine, written once for the sync and the async hook.
 
 A *flow* is a generator that yields actions (:class:`Send`, :class:`Sleep`, :class:`GetToken`,
-:class:`DropToken`, :class:`Emit`) and receives their results; it returns the call's value. A
-driver performs the actions: :func:`iterate` / :func:`run` with a blocking ``requests``
-transport, :func:`arun` with an ``httpx`` one (see :mod:`airflow_provider_dintero.transport`).
-Both drivers only carry out what the flow decides, so both paths retry, fail and page alike.
+:class:`DropToken`, :class:`Blocking`, :class:`Emit`) and receives their results; it returns the
+call's value. A driver performs the actions: :func:`iterate` / :func:`run` with a blocking
+``requests`` transport, :func:`arun` with an ``httpx`` one (see
+:mod:`airflow_provider_dintero.transport`). Both drivers only carry out what the flow decides, so
+both paths retry, fail and page alike; tokens are flows too (:mod:`airflow_provider_dintero.auth`).
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ class Sleep:
 
 @dataclass
 class GetToken:
-    """Get a valid access token for ``account_id`` (minting one when needed)."""
+    """Get a valid access token for ``account_id`` (see :mod:`~airflow_provider_dintero.auth`)."""
 
     account_id: str
 
@@ -174,13 +175,25 @@ class DropToken:
 
 
 @dataclass
+class Blocking:
+    """
+    Call ``call`` where blocking is allowed and return its result: directly on the sync path, in
+    a worker thread on the async one (an Airflow Variable, the secrets masker).
+
+    :param call: a function of no arguments.
+    """
+
+    call: Callable[[], Any] = field(repr=False)
+
+
+@dataclass
 class Emit:
     """Hand ``items`` to the caller of a listing."""
 
     items: list[Any]
 
 
-Action = Send | Sleep | GetToken | DropToken | Emit
+Action = Send | Sleep | GetToken | DropToken | Blocking | Emit
 Flow = Generator[Action, Any, T]
 
 
@@ -193,7 +206,7 @@ class SyncIO(Protocol):
     """What the blocking driver needs: perform one action and return its result."""
 
     def perform(self, action: Action) -> Any:
-        """:param action: a :class:`Send`, :class:`Sleep`, :class:`GetToken` or :class:`DropToken`."""
+        """:param action: any action but :class:`Emit`."""
 
 
 def _step(flow: Flow[T], reply: Any) -> tuple[bool, Any]:

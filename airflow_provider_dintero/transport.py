@@ -6,6 +6,11 @@ for triggers), plus :class:`DownloadStream` for attachments and reports.
 A transport sends, reads the body within the caps (size, deadline) and reports what happened as a
 :class:`~airflow_provider_dintero.pipeline.Reply` or :class:`~airflow_provider_dintero.pipeline.Failure`;
 every decision (retry, error, parse) is the pipeline's.
+
+Both transports reach Dintero the same way: through the proxy that requests would pick for the
+URL (the connection's ``extra.proxies`` first, then ``HTTPS_PROXY``, ``HTTP_PROXY``,
+``ALL_PROXY`` and ``NO_PROXY`` from the environment: :func:`proxy_for`), verifying TLS with the
+connection's ``verify`` or else the CA bundle the environment names (:func:`environment_ca_bundle`).
 """
 
 from __future__ import annotations
@@ -15,19 +20,22 @@ import contextlib
 import functools
 import hashlib
 import http.client
+import json
+import os
 import threading
 import time
 import weakref
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import requests
 
 from airflow_provider_dintero import __version__
 from airflow_provider_dintero.exceptions import DinteroInputError, DinteroStreamError
 from airflow_provider_dintero.pipeline import Failure, Reply, Send
-from airflow_provider_dintero.redaction import redact_url
+from airflow_provider_dintero.redaction import mask_secret, redact_url
 from airflow_provider_dintero.validation import check_download_url
 
 if TYPE_CHECKING:
@@ -53,6 +61,100 @@ def default_headers() -> dict[str, str]:
         "Dintero-System-Plugin-Name": "airflow-provider-dintero",
         "Dintero-System-Plugin-Version": __version__,
     }
+
+
+# ------------------------------------------------------------------------------------------
+# Proxies and CA bundle
+# ------------------------------------------------------------------------------------------
+
+#: The keys of ``extra.proxies`` besides ``<scheme>://<host>`` ones (as requests reads them).
+PROXY_KEYS = ("http", "https", "all", "no_proxy")
+_PROXIES_EXPECTED = (
+    'a JSON object mapping a scheme to a proxy URL, e.g. {"https": "http://proxy.example:3128"} '
+    "(keys http, https, all, no_proxy or scheme://host)"
+)
+
+
+def environment_ca_bundle() -> str | None:
+    """The CA bundle named by ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE`` or ``SSL_CERT_FILE``, if any."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def parse_proxies(raw: Any, field: str = "extra.proxies") -> dict[str, str]:
+    """
+    Read a ``proxies`` connection field as the http provider does: a JSON object (or its text)
+    mapping ``http``, ``https``, ``all`` or ``<scheme>://<host>`` to a proxy URL (``http://`` or
+    ``https://``, user info allowed), and optionally ``no_proxy`` to a comma-separated host list.
+    Empty means the environment's proxies only. A proxy's password is registered with the
+    secrets masker; errors never show user info.
+
+    :param raw: the field's value.
+    :param field: the field name for error messages.
+    """
+    if raw is None or raw == "" or raw == {}:
+        return {}
+    value = raw
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            shown = redact_url(raw) if "@" in raw else raw  # never a proxy password
+            raise DinteroInputError(field, _PROXIES_EXPECTED, shown) from None
+    if not isinstance(value, dict):
+        raise DinteroInputError(field, _PROXIES_EXPECTED, type(value).__name__)
+    proxies: dict[str, str] = {}
+    for key, url in value.items():
+        key_parts = urlsplit(str(key)) if "://" in str(key) else None
+        if not isinstance(key, str) or not (
+            key in PROXY_KEYS
+            or (key_parts and key_parts.scheme in ("http", "https", "all") and key_parts.hostname)
+        ):
+            raise DinteroInputError(field, _PROXIES_EXPECTED, key)
+        if key == "no_proxy":
+            if not isinstance(url, str):
+                raise DinteroInputError(f"{field}.no_proxy", "a comma-separated list of hosts", url)
+            proxies[key] = url
+            continue
+        proxies[key] = _proxy_url(url, f"{field}.{key}")
+    return proxies
+
+
+def _proxy_url(url: Any, field: str) -> str:
+    expected = "a proxy URL such as http://proxy.example:3128 (http:// or https://, user info allowed)"
+    if not isinstance(url, str) or not url.strip():
+        raise DinteroInputError(field, expected, None if url is None else type(url).__name__)
+    parts = urlsplit(url.strip())
+    shown = redact_url(url)
+    try:
+        _ = parts.port
+    except ValueError:
+        raise DinteroInputError(field, expected, shown) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise DinteroInputError(field, expected, shown)
+    if parts.path not in ("", "/"):
+        raise DinteroInputError(field, expected, shown)
+    mask_secret(parts.password)
+    return url.strip()
+
+
+def proxy_for(url: str, proxies: Mapping[str, str]) -> str | None:
+    """
+    The proxy requests would use for ``url`` (``None``: none): the connection's ``proxies``
+    first, then the environment's (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, unless
+    ``NO_PROXY`` names the host), chosen by requests' own functions.
+
+    :param url: the request URL.
+    :param proxies: the connection's proxies (:func:`parse_proxies`).
+    """
+    from requests.utils import get_environ_proxies, select_proxy
+
+    chosen = dict(proxies)
+    for key, value in get_environ_proxies(url, no_proxy=chosen.get("no_proxy")).items():
+        chosen.setdefault(key, value)
+    return select_proxy(url, chosen)
 
 
 def check_redirect(location: str, *, internal_ok: bool = True) -> None:
@@ -114,11 +216,16 @@ class RequestsTransport:
     :param session: the pooled session.
     :param verify: TLS verification, passed on every request (``REQUESTS_CA_BUNDLE`` would
         otherwise override the session's).
+    :param proxies: the connection's proxies, passed on every request (requests would otherwise
+        let the environment's override a session's); the environment's apply to the rest.
     """
 
-    def __init__(self, session: requests.Session, verify: bool | str) -> None:
+    def __init__(
+        self, session: requests.Session, verify: bool | str, proxies: Mapping[str, str] | None = None
+    ) -> None:
         self.session = session
         self.verify = verify
+        self.proxies = dict(proxies or {})
 
     def send(self, action: Send) -> Reply | Failure:
         """
@@ -139,6 +246,7 @@ class RequestsTransport:
                 stream=True,
                 timeout=min(limits.timeout, remaining),
                 verify=self.verify,
+                proxies=self.proxies or None,
             )
         except requests.TooManyRedirects:
             return Failure("redirects", "TooManyRedirects")
@@ -232,7 +340,7 @@ def ssl_context(verify: bool | str) -> Any:
     """
     The TLS setting for httpx, built once per process (building an SSL context costs ~50 ms).
 
-    :param verify: ``False``, ``True`` (certifi's bundle) or a CA bundle path.
+    :param verify: ``False``, ``True`` (certifi's bundle), a CA bundle path or a CA directory.
     """
     if verify is False:
         return False
@@ -240,33 +348,80 @@ def ssl_context(verify: bool | str) -> Any:
 
     import certifi
 
+    if isinstance(verify, str) and os.path.isdir(verify):
+        return ssl.create_default_context(capath=verify)
     return ssl.create_default_context(cafile=verify if isinstance(verify, str) else certifi.where())
 
 
-def shared_async_client(verify: bool | str) -> httpx.AsyncClient:
+@functools.cache
+def _router_class() -> Callable[[Any, Mapping[str, str]], httpx.AsyncBaseTransport]:
+    import httpx
+
+    class ProxyRouter(httpx.AsyncBaseTransport):
+        """
+        Sends each request (each redirect too) through :func:`proxy_for`'s choice for its URL:
+        one pooled transport per proxy (or none), sharing the client's SSL context.
+        """
+
+        def __init__(self, ssl: Any, proxies: Mapping[str, str]) -> None:
+            self._ssl = ssl
+            self._proxies = dict(proxies)
+            self._routes: dict[str | None, httpx.AsyncHTTPTransport] = {}
+
+        def _route(self, url: str) -> httpx.AsyncHTTPTransport:
+            proxy = proxy_for(url, self._proxies)
+            route = self._routes.get(proxy)
+            if route is None:
+                route = self._routes[proxy] = httpx.AsyncHTTPTransport(
+                    verify=self._ssl,
+                    proxy=proxy,
+                    trust_env=False,
+                    limits=httpx.Limits(
+                        max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT
+                    ),
+                )
+            return route
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return await self._route(str(request.url)).handle_async_request(request)
+
+        async def aclose(self) -> None:
+            routes, self._routes = list(self._routes.values()), {}
+            for route in routes:
+                await route.aclose()
+
+    return ProxyRouter
+
+
+def shared_async_client(verify: bool | str, proxies: Mapping[str, str] | None = None) -> httpx.AsyncClient:
     """
-    The ``httpx.AsyncClient`` of the running event loop for this TLS setting: one per process,
-    loop and ``verify`` value, so the SSL context and the connection pool are built once.
+    The ``httpx.AsyncClient`` of the running event loop for this TLS and proxy setting: one per
+    process, loop, ``verify`` value and ``proxies``, so the SSL context and the connection pools
+    are built once. Each request goes through the proxy :func:`proxy_for` picks for its URL
+    (the environment is read per request, as requests does).
 
     :param verify: TLS verification (a CA bundle path, or a bool).
+    :param proxies: the connection's proxies (:func:`parse_proxies`).
     """
     import httpx
 
     loop = asyncio.get_running_loop()
+    key = (verify, tuple(sorted((proxies or {}).items())))
     with _CLIENTS_LOCK:
         clients = _CLIENTS.setdefault(loop, {})
-        client = clients.get(verify)
+        client = clients.get(key)
         if client is None or client.is_closed:
+            ssl = ssl_context(verify)
             client = httpx.AsyncClient(
-                verify=ssl_context(verify),
+                verify=ssl,
+                transport=_router_class()(ssl, proxies or {}),
                 headers=default_headers(),
                 follow_redirects=True,
                 max_redirects=MAX_REDIRECTS,
-                limits=httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT),
                 event_hooks={"response": [_refuse_insecure_redirect_async]},
                 trust_env=False,
             )
-            clients[verify] = client
+            clients[key] = client
     return client
 
 

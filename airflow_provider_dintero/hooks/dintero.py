@@ -2,11 +2,11 @@
 Hooks for Dintero's Partner API: :class:`DinteroPartnerHook` (sync, ``requests``) and
 :class:`DinteroAsyncHook` (``httpx``, for triggers).
 
-The hook reads the connection, mints and caches access tokens (the connection's own account by
-client credentials, a partner's merchants through the exchange token flow) and exposes one
-method per API operation. Requests, retries, errors and paging are the I/O-free pipeline's
-(:mod:`airflow_provider_dintero.pipeline`); the vocabulary, errors, tokens, transports and
-checks live in their own modules and are re-exported here for existing imports.
+The hook reads the connection, gets access tokens through :mod:`airflow_provider_dintero.auth`
+(the connection's own account by client credentials, a partner's merchants through the exchange
+token flow) and exposes one method per API operation. Requests, retries, errors and paging are
+the I/O-free pipeline's (:mod:`airflow_provider_dintero.pipeline`); the vocabulary, errors, tokens,
+transports and checks live in their own modules and are re-exported here for existing imports.
 
 Example::
 
@@ -21,7 +21,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import posixpath
@@ -35,6 +34,14 @@ import requests
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_dintero import pipeline
+from airflow_provider_dintero.auth import (
+    TOKEN_CACHE,
+    SharedTokenStore,
+    TokenCache,
+    Tokens,
+    basic_authorization,
+    variable_api,
+)
 from airflow_provider_dintero.connection import (
     DEFAULT_BASE_URL,
     DEFAULT_CHECKOUT_BASE_URL,
@@ -50,13 +57,6 @@ from airflow_provider_dintero.exceptions import (
 from airflow_provider_dintero.pipeline import Request, parse_retry_after
 from airflow_provider_dintero.redaction import guard_logger, mask_secret, redact_url
 from airflow_provider_dintero.settlements import SettlementWindow, format_timestamp, settlement_query
-from airflow_provider_dintero.tokens import (
-    TOKEN_CACHE,
-    SharedTokenStore,
-    TokenCache,
-    read_token_answer,
-    variable_api,
-)
 from airflow_provider_dintero.transport import (
     USER_AGENT,
     DownloadStream,
@@ -156,15 +156,11 @@ def for_account(
     return wrapper
 
 
-#: Per base URL, which audience Dintero took for a merchant token minted with an exchange
-#: token: ``"partner"`` (the current docs) or ``"merchant"`` (an older rendering of them).
-EXCHANGE_AUDIENCES: dict[str, Literal["partner", "merchant"]] = {}
-
-
-def _about_audience(error: DinteroApiError) -> bool:
-    """Whether Dintero refused a token request because of its audience (400 or 403)."""
-    said = f"{error.code or ''} {error.api_message or ''}".lower()
-    return error.status in (400, 403) and "audience" in said
+def _log_rejected(action: pipeline.DropToken) -> None:
+    log.warning(
+        "Dintero rejected the cached token for account %s; minting a new one, retrying once",
+        action.account_id,
+    )
 
 
 def _id(value: Any, field: str) -> str:
@@ -179,7 +175,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
     secret* (password), *Base URL* (host, default ``https://api.dintero.com``) and, in its
     extra, ``account_id`` plus the optional fields listed in
     :data:`~airflow_provider_dintero.get_provider_info.CONNECTION_FIELDS` (timeouts, retries,
-    deadline, caps, ``cache_mode``, ``refresh_margin``, ``verify``).
+    deadline, caps, ``cache_mode``, ``refresh_margin``, ``verify``, ``proxies``).
 
     Every method takes the ``account_id`` it acts on. ``None`` means the connection's own
     account; a merchant of a partner connection is reached through the exchange token flow.
@@ -279,33 +275,36 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param action: what the pipeline asks for.
         """
         if isinstance(action, pipeline.Send):
-            return RequestsTransport(self._session, self.verify).send(action)
+            return RequestsTransport(self._session, self.verify, self.proxies).send(action)
         if isinstance(action, pipeline.Sleep):
             log.warning("%s; retrying in %.1f s", action.reason, action.seconds)
             time.sleep(action.seconds)
             return None
         if isinstance(action, pipeline.GetToken):
-            return self.get_token(action.account_id)
+            return self.tokens.get(action.account_id, self)
         if isinstance(action, pipeline.DropToken):
-            self._token_rejected(action)
+            _log_rejected(action)
+            pipeline.run(self.tokens.forget(action.account_id, action.token), self)
             return None
+        if isinstance(action, pipeline.Blocking):
+            return action.call()
         raise TypeError(f"unknown pipeline action {type(action).__name__}")  # pragma: no cover
-
-    def _token_rejected(self, action: pipeline.DropToken) -> None:
-        log.warning(
-            "Dintero rejected the cached token for account %s; minting a new one, retrying once",
-            action.account_id,
-        )
-        self.invalidate_token(action.account_id, action.token)
 
     # ---------------------------------------------------------------- tokens
 
-    def _cache_key(self, account_id: str) -> tuple[str, str, str]:
-        return (self.base_url, self.client_id, account_id)
-
     @cached_property
-    def _shared_tokens(self) -> SharedTokenStore:
-        return SharedTokenStore(self.token_cache_mode == "variable")
+    def tokens(self) -> Tokens:
+        """This connection's tokens: minting, caches and masking (:mod:`~airflow_provider_dintero.auth`)."""
+        _ = self._connection_checked
+        return Tokens(
+            base_url=self.base_url,
+            client_id=self.client_id,
+            account_id=self.account_id,
+            margin=self.token_refresh_margin,
+            limits=self.limits,
+            shared=SharedTokenStore(self.token_cache_mode == "variable"),
+            credentials=lambda: basic_authorization(self.client_id, self._client_secret),
+        )
 
     def audience(self, account_id: str) -> str:
         """
@@ -328,26 +327,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
         :param account_id: the account to act on.
         """
-        account_id = self.resolve_account_id(account_id)
-        key, margin = self._cache_key(account_id), self.token_refresh_margin
-        token = TOKEN_CACHE.get(key, margin)
-        if token:
-            return token
-        with TOKEN_CACHE.key_lock(key):
-            token = TOKEN_CACHE.get(key, margin)
-            if token:
-                return token
-            shared = self._shared_tokens.read(key, margin)
-            if shared:
-                token, expires_at = shared
-            else:
-                token, expires_in = self._mint_token(account_id)
-                expires_at = time.time() + expires_in
-                self._shared_tokens.write(key, token, expires_at)
-            if account_id == self.account_id:
-                mask_secret(token)
-            TOKEN_CACHE.put(key, token, expires_at)
-            return token
+        return self.tokens.get(self.resolve_account_id(account_id), self)
 
     def invalidate_token(self, account_id: str | None = None, token: str | None = None) -> None:
         """
@@ -356,71 +336,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the account; ``None`` for the connection's own.
         :param token: only forget it if the cache still holds this token.
         """
-        key = self._cache_key(self.resolve_account_id(account_id))
-        TOKEN_CACHE.drop(key, token)
-        self._shared_tokens.delete(key)
-
-    def _mint_token(self, account_id: str) -> tuple[str, float]:
-        own = self.account_id
-        if account_id == own:
-            log.info("Requesting an access token for Dintero account %s", account_id)
-            pair = f"{self.client_id}:{self._client_secret}".encode()
-            return self._token_request(account_id, f"Basic {base64.b64encode(pair).decode()}")
-        log.info("Requesting an access token for merchant %s through partner %s", account_id, own)
-        operation = f"exchange a token for merchant {account_id} through partner {own}"
-        exchange = self._request(
-            "POST", own, f"/v1/accounts/{own}/auth/exchange_token", operation, json={"account_id": account_id}
-        )
-        answer = self._run(pipeline.call_json(exchange, self.limits))
-        exchange_token, _ = read_token_answer(answer, account_id=account_id, operation=operation)
-        return self._merchant_token(account_id, f"Bearer {exchange_token}")
-
-    def _merchant_token(self, account_id: str, authorization: str) -> tuple[str, float]:
-        """
-        Mint a merchant token with an exchange token. Dintero's current docs name the partner's
-        URL as its audience, an older rendering the merchant's: the partner URL is tried first
-        and, when Dintero refuses it (400 or 403 about the audience), the merchant URL once;
-        the one that worked is remembered per base URL (:data:`EXCHANGE_AUDIENCES`).
-        """
-        learnt = EXCHANGE_AUDIENCES.get(self.base_url, "partner")
-        order: tuple[Literal["partner", "merchant"], ...] = (
-            (learnt, "merchant") if learnt == "partner" else (learnt, "partner")
-        )
-        for attempt, which in enumerate(order):
-            audience = self.audience(self.account_id if which == "partner" else account_id)
-            try:
-                minted = self._token_request(account_id, authorization, audience)
-            except DinteroApiError as exc:
-                if attempt or not _about_audience(exc):
-                    raise
-                log.warning(
-                    "Dintero refused the %s URL as the audience of merchant %s's token (HTTP %s); "
-                    "retrying once with the %s URL",
-                    which,
-                    account_id,
-                    exc.status,
-                    order[1],
-                )
-                continue
-            EXCHANGE_AUDIENCES[self.base_url] = which
-            return minted
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _token_request(
-        self, account_id: str, authorization: str, audience: str | None = None
-    ) -> tuple[str, float]:
-        operation = f"get an access token for account {account_id}"
-        request = Request(
-            "POST",
-            f"{self.base_url}/v1/accounts/{account_id}/auth/token",
-            operation,
-            account_id,
-            json={"grant_type": "client_credentials", "audience": audience or self.audience(self.account_id)},
-            headers={"Authorization": authorization},
-        )
-        _ = self._connection_checked
-        answer = self._run(pipeline.call_json(request, self.limits))
-        return read_token_answer(answer, account_id=account_id, operation=operation)
+        pipeline.run(self.tokens.forget(self.resolve_account_id(account_id), token), self)
 
     # ---------------------------------------------------------------- connection test
 
@@ -980,9 +896,10 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
 class DinteroAsyncHook(DinteroPartnerHook):
     """
-    Async access for triggers: the same connection, token cache, pipeline and errors, with
-    requests sent through one shared :mod:`httpx` client per process and event loop. The
-    connection is read, and tokens are minted, in a worker thread: the event loop never blocks.
+    Async access for triggers: the same connection, token flow, pipeline and errors, with every
+    request (tokens included) sent on the event loop through one shared :mod:`httpx` client per
+    process, event loop and TLS/proxy setting. The connection, the shared token Variable and the
+    secrets masker are used from a worker thread: the event loop never blocks.
 
     :param dintero_conn_id: the Airflow connection id.
     """
@@ -1029,15 +946,18 @@ class DinteroAsyncHook(DinteroPartnerHook):
         :param action: what the pipeline asks for.
         """
         if isinstance(action, pipeline.Send):
-            client = shared_async_client(self.verify)
+            client = shared_async_client(self.verify, self.proxies)
             return await HttpxTransport(client, internal_ok=self._internal_hosts_ok).send(action)
         if isinstance(action, pipeline.Sleep):
             log.warning("%s; retrying in %.1f s", action.reason, action.seconds)
             await asyncio.sleep(action.seconds)
             return None
         if isinstance(action, pipeline.GetToken):
-            return await asyncio.to_thread(self.get_token, action.account_id)
+            return await self.tokens.aget(action.account_id, self.aperform)
         if isinstance(action, pipeline.DropToken):
-            await asyncio.to_thread(self._token_rejected, action)
+            _log_rejected(action)
+            await pipeline.arun(self.tokens.forget(action.account_id, action.token), self.aperform)
             return None
+        if isinstance(action, pipeline.Blocking):
+            return await asyncio.to_thread(action.call)
         raise TypeError(f"unknown pipeline action {type(action).__name__}")  # pragma: no cover

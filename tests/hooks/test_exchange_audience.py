@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.hooks import dintero as hook_module
+from airflow_provider_dintero import auth as auth_module
 from airflow_provider_dintero.hooks.dintero import DinteroApiError, DinteroPartnerHook
 
 TOKEN = r"/auth/token$"
@@ -19,9 +19,9 @@ TOKEN = r"/auth/token$"
 
 @pytest.fixture(autouse=True)
 def forget_audiences() -> Iterator[None]:
-    hook_module.EXCHANGE_AUDIENCES.clear()
+    auth_module.EXCHANGE_AUDIENCES.clear()
     yield
-    hook_module.EXCHANGE_AUDIENCES.clear()
+    auth_module.EXCHANGE_AUDIENCES.clear()
 
 
 def _audiences(emu: Any, account_id: str) -> list[tuple[str, int]]:
@@ -50,7 +50,7 @@ def test_a_refused_partner_audience_is_retried_once_with_the_merchant_url_and_re
         (f"accounts/{first}", 200),
     ]
     assert _audiences(dintero_emulator, second) == [(f"accounts/{second}", 200)]  # remembered
-    assert dict(hook_module.EXCHANGE_AUDIENCES) == {hook.base_url: "merchant"}
+    assert dict(auth_module.EXCHANGE_AUDIENCES) == {hook.base_url: "merchant"}
     assert any("retrying once with the merchant URL" in r.getMessage() for r in caplog.records)
 
 
@@ -62,7 +62,7 @@ def test_the_partner_audience_is_used_when_dintero_takes_it(
     DinteroPartnerHook().get_account(merchant)
 
     assert _audiences(dintero_emulator, merchant) == [(f"accounts/{dintero_emulator.partner_id}", 200)]
-    assert list(hook_module.EXCHANGE_AUDIENCES.values()) == ["partner"]
+    assert list(auth_module.EXCHANGE_AUDIENCES.values()) == ["partner"]
 
 
 def test_a_refusal_not_about_the_audience_is_not_retried(
@@ -77,4 +77,4 @@ def test_a_refusal_not_about_the_audience_is_not_retried(
 
     assert raised.value.status == 403
     assert len(_audiences(dintero_emulator, merchant)) == 1
-    assert hook_module.EXCHANGE_AUDIENCES == {}
+    assert auth_module.EXCHANGE_AUDIENCES == {}
