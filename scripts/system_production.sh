@@ -24,6 +24,6 @@ uv build --quiet --wheel --out-dir "$dist" "$REPO" >&2
 VIRTUAL_ENV="$venv" uv pip install --quiet --no-deps --reinstall "$dist"/*.whl >&2
 start=$(date +%s)
 status=0
-DINTERO_SYSTEM_PROFILE=production "$venv/bin/python" -m pytest -q tests/system "$@" || status=$?
+DINTERO_SYSTEM_PROFILE=production "$venv/bin/python" -m pytest -q --timeout=900 tests/system "$@" || status=$?
 echo "== production profile: $(( $(date +%s) - start )) s (exit $status)"
 exit $status

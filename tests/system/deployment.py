@@ -356,6 +356,10 @@ class Deployment:
                     "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
                     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
                     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+                    # as a production deployment does: a task failed by the platform (its
+                    # api-server answering "Database error" during an outage) runs again
+                    "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "2",
+                    "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "10",
                 }
             )
         if self.proxy_url:
