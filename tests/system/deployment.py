@@ -360,6 +360,9 @@ class Deployment:
                     # api-server answering "Database error" during an outage) runs again
                     "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "2",
                     "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "10",
+                    # a task queued while the DB was down may never reach a worker: requeue it
+                    # after 60 s, not Airflow's default 600 s
+                    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "60",
                 }
             )
         if self.proxy_url:

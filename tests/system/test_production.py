@@ -352,7 +352,7 @@ def triggerer_killed(deployment: Deployment, emulator: Any, dintero_connection: 
     deployment.start_process("triggerer-1")
     sensor_state = _finished(deployment, WAIT_DAG, run_id, 300)
     for m, sid in added:
-        wait_until(lambda m=m, sid=sid: deployment.manifest_in_s3(m, sid), 300, f"settlement {sid} in S3", 1)
+        wait_until(lambda m=m, sid=sid: deployment.manifest_in_s3(m, sid), 150, f"settlement {sid} in S3", 1)
     wait_until(lambda: not _unfinished(deployment, WATCH_DAG), 300, "the watched runs", 2)
     FIGURES["triggerer_takeover"] = {
         "triggers_reassigned_s": round(took_over, 1),
