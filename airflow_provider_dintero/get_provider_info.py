@@ -47,7 +47,9 @@ def _field(label: str, kind: str, description: str, placeholder: Any = None, **s
 
 #: The extra fields of the Dintero connection form, read by Airflow 3's UI (``conn-fields``) and
 #: turned into Airflow 2.11's widgets by the hook. No name contains a word Airflow treats as
-#: sensitive ("token", "secret", "password", ...): such fields come back from the UI as ``***``.
+#: sensitive ("token", "secret", "password", ...): such fields come back from the UI as ``***``;
+#: but ``proxies`` (a proxy URL may hold a password): it has no default for the form to mask,
+#: and a ``***`` sent back on an edit is replaced by the stored value (Airflow's own merge).
 CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     "account_id": _field(
         "Account ID",
@@ -115,6 +117,13 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         DEFAULTS["max_pages"],
         name="max_pages",
         minimum=1,
+    ),
+    "proxies": _field(
+        "Proxies",
+        "string",
+        'JSON object of a proxy URL per scheme, e.g. {"https": "http://proxy.example:3128"} (as the '
+        "http provider reads it); empty: HTTPS_PROXY, HTTP_PROXY and NO_PROXY from the environment.",
+        '{"https": "http://proxy.example:3128"}',
     ),
 }
 

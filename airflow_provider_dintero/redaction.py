@@ -9,8 +9,9 @@ Two layers, so that the masker's work does not grow with the number of merchants
 - Merchant, exchange and refresh tokens are never registered. Our code never logs or raises
   one, and every text taken from an answer (error bodies, messages) goes through
   :func:`redact_text`, which removes ``Basic``/``Bearer`` credentials, ``Authorization``
-  values, anything shaped like a JWT and signed-URL signatures. :class:`RedactingFilter` does
-  the same on the provider's loggers and on urllib3's, httpx's and httpcore's.
+  values, anything shaped like a JWT, signed-URL signatures and URL passwords (a proxy's).
+  :class:`RedactingFilter` does the same on the provider's loggers and on urllib3's, httpx's and
+  httpcore's.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ REDACTED = "***"
 
 _TOKEN_CHARS = r"[A-Za-z0-9_\-+/=.~%]"
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # the password of a URL's user info: "http://user:password@proxy:3128"
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]*:)[^/\s@]+@"), r"\1" + REDACTED + "@"),
     # "Authorization: Basic abc", "authorization=Bearer x", '"Authorization": "Bearer x"'
     (
         re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:(?:basic|bearer)\s+)?" + _TOKEN_CHARS + "+"),

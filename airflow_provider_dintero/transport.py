@@ -146,15 +146,35 @@ def proxy_for(url: str, proxies: Mapping[str, str]) -> str | None:
     first, then the environment's (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, unless
     ``NO_PROXY`` names the host), chosen by requests' own functions.
 
+    The choice depends only on the URL's scheme and host, the connection's proxies and the
+    environment's proxy variables; it is remembered for each of those (requests' functions
+    read the whole environment, ~0.7 ms a call).
+
     :param url: the request URL.
     :param proxies: the connection's proxies (:func:`parse_proxies`).
     """
+    parts = urlsplit(url)
+    environment = tuple(os.environ.get(name) for name in _PROXY_VARIABLES)
+    return _proxy_for(f"{parts.scheme}://{parts.netloc}/", tuple(sorted(proxies.items())), environment)
+
+
+#: The environment variables requests' proxy choice reads for http and https URLs.
+_PROXY_VARIABLES = (
+    *("http_proxy", "https_proxy", "all_proxy", "no_proxy"),
+    *("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD"),
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _proxy_for(
+    origin: str, proxies: tuple[tuple[str, str], ...], environment: tuple[str | None, ...]
+) -> str | None:
     from requests.utils import get_environ_proxies, select_proxy
 
     chosen = dict(proxies)
-    for key, value in get_environ_proxies(url, no_proxy=chosen.get("no_proxy")).items():
+    for key, value in get_environ_proxies(origin, no_proxy=chosen.get("no_proxy")).items():
         chosen.setdefault(key, value)
-    return select_proxy(url, chosen)
+    return select_proxy(origin, chosen)
 
 
 def check_redirect(location: str, *, internal_ok: bool = True) -> None:

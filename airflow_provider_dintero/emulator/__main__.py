@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import signal
+import ssl
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--token-lifetime", type=int, default=None, help="expires_in of tokens (default 14400)"
     )
+    parser.add_argument("--tls-cert", default=None, help="serve https with this PEM certificate chain")
+    parser.add_argument("--tls-key", default=None, help="the certificate's PEM private key")
+    parser.add_argument("--name", default=None, help="host name of the base URL (e.g. api.dintero.test)")
     return parser
 
 
@@ -48,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed = EmulatorSeed.from_file(args.seed_file) if args.seed_file else EmulatorSeed()
         if args.merchants is not None:
             seed = dataclasses.replace(seed, merchants=args.merchants)
+        tls = None
+        if args.tls_cert:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(args.tls_cert, args.tls_key)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -59,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     defaults = {} if args.token_lifetime is None else {"token_lifetime": args.token_lifetime}
-    emu = DinteroEmulator(seed=seed, host=args.host, port=args.port, settings_defaults=defaults)
+    emu = DinteroEmulator(
+        seed=seed, host=args.host, port=args.port, settings_defaults=defaults, tls=tls, name=args.name
+    )
     try:
         emu.start()
     except OSError as exc:

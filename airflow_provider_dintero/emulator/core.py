@@ -123,7 +123,7 @@ class Request:
 
     @property
     def base_url(self) -> str:
-        """``http(s)://<host>`` as the client addressed the emulator."""
+        """``http://<host>`` (``https://`` under TLS) as the client addressed the emulator."""
         return f"{self.scheme}://{self.host}"
 
     @property

@@ -60,16 +60,24 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     app: EmulatorApp
-    scheme = "http"
+    #: The TLS context when the emulator serves https (the handshake happens in the handler's thread).
+    tls: ssl.SSLContext | None = None
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(address, handler)
         self.open_connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept a connection, wrapped in TLS (not yet shaken hands) when serving https."""
+        sock, address = super().get_request()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Ignore clients that went away (timeouts, cut streams); report anything else."""
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+        """Ignore clients that went away (timeouts, cut streams, failed handshakes); report anything else."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, ssl.SSLError)):
             return
         super().handle_error(request, client_address)
 
@@ -94,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def setup(self) -> None:
-        """Finish the TLS handshake (in this thread), register the connection."""
+        """Shake hands (under TLS), then register the connection (:meth:`_Server.close_open_connections`)."""
         if isinstance(self.request, ssl.SSLSocket):
             self.request.settimeout(30)
             self.request.do_handshake()
@@ -148,8 +156,8 @@ class _Handler(BaseHTTPRequestHandler):
             query=parse_qs(parts.query, keep_blank_values=True),
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
-            host=self.headers.get("Host") or app.base_url.partition("://")[2],
-            scheme=self.server.scheme,
+            host=self.headers.get("Host") or app.base_url.split("://", 1)[1],
+            scheme="https" if self.server.tls is not None else "http",
         )
         route, params, path_exists = app.match(req.method, path)
         req.params = params
@@ -306,12 +314,9 @@ class DinteroEmulator:
     :param port: TCP port, ``0`` for a free one.
     :param settings_defaults: :class:`EmulatorSettings` values that :meth:`reset` restores
         (e.g. ``{"token_lifetime": 60}``).
-    :param ssl_context: serve HTTPS with this server-side context (e.g. a certificate from a
-        private CA); ``None`` serves plain HTTP.
-    :param server_names: ``(name, alt_name)`` to advertise in :attr:`base_url` and
-        :attr:`alt_base_url` instead of ``127.0.0.1`` and ``localhost``: names that resolve
-        nowhere (``api.dintero.test``) make every client go through a proxy. The server still
-        binds ``host``.
+    :param tls: serve https with this server-side context (e.g. from a private CA); ``None``: http.
+    :param name: the host name clients use in :attr:`base_url` (e.g. ``api.dintero.test``, reached
+        through a proxy that maps it to the bound loopback address); default the bound address.
     """
 
     def __init__(
@@ -320,13 +325,14 @@ class DinteroEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         settings_defaults: dict[str, Any] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        server_names: tuple[str, str] | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        name: str | None = None,
     ) -> None:
         self.seed = seed or EmulatorSeed()
-        self.ssl_context = ssl_context
-        self.server_names = server_names
         self.host = resolve_loopback_host(host)
+        self.tls = tls
+        self.name = name
         self._requested_port = port
         self._app = EmulatorApp(self.seed, settings_defaults)
         self._server: _Server | None = None
@@ -339,12 +345,8 @@ class DinteroEmulator:
             return self
         cls = _Server6 if ":" in self.host else _Server
         server = cls((self.host, self._requested_port), _Handler)
-        if self.ssl_context is not None:
-            server.socket = self.ssl_context.wrap_socket(
-                server.socket, server_side=True, do_handshake_on_connect=False
-            )
-            server.scheme = "https"
         server.app = self._app
+        server.tls = self.tls
         self._server = server
         self._app.base_url = self.base_url
         self._app.alt_base_url = self.alt_base_url
@@ -388,21 +390,18 @@ class DinteroEmulator:
     @property
     def scheme(self) -> str:
         """``https`` when serving TLS, else ``http``."""
-        return "http" if self.ssl_context is None else "https"
+        return "https" if self.tls is not None else "http"
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` (both API and checkout routes), or the first server name."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        if self.server_names is not None:
-            host = self.server_names[0]
+        """``http://127.0.0.1:PORT`` (both API and checkout routes; https and :attr:`name` if given)."""
+        host = self.name or (f"[{self.host}]" if ":" in self.host else self.host)
         return f"{self.scheme}://{host}:{self.port}"
 
     @property
     def alt_base_url(self) -> str:
-        """``http://localhost:PORT`` (or the second server name): the same server under another name."""
-        host = "localhost" if self.server_names is None else self.server_names[1]
-        return f"{self.scheme}://{host}:{self.port}"
+        """``http://localhost:PORT``: the same server under another host name."""
+        return f"{self.scheme}://localhost:{self.port}"
 
     @property
     def partner_id(self) -> str:

@@ -281,10 +281,10 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
             time.sleep(action.seconds)
             return None
         if isinstance(action, pipeline.GetToken):
-            return self.tokens.get(action.account_id, self)
+            return self._tokens.get(action.account_id, self)
         if isinstance(action, pipeline.DropToken):
             _log_rejected(action)
-            pipeline.run(self.tokens.forget(action.account_id, action.token), self)
+            pipeline.run(self._tokens.forget(action.account_id, action.token), self)
             return None
         if isinstance(action, pipeline.Blocking):
             return action.call()
@@ -293,7 +293,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
     # ---------------------------------------------------------------- tokens
 
     @cached_property
-    def tokens(self) -> Tokens:
+    def _tokens(self) -> Tokens:
         """This connection's tokens: minting, caches and masking (:mod:`~airflow_provider_dintero.auth`)."""
         _ = self._connection_checked
         return Tokens(
@@ -327,7 +327,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
         :param account_id: the account to act on.
         """
-        return self.tokens.get(self.resolve_account_id(account_id), self)
+        return self._tokens.get(self.resolve_account_id(account_id), self)
 
     def invalidate_token(self, account_id: str | None = None, token: str | None = None) -> None:
         """
@@ -336,7 +336,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the account; ``None`` for the connection's own.
         :param token: only forget it if the cache still holds this token.
         """
-        pipeline.run(self.tokens.forget(self.resolve_account_id(account_id), token), self)
+        pipeline.run(self._tokens.forget(self.resolve_account_id(account_id), token), self)
 
     # ---------------------------------------------------------------- connection test
 
@@ -939,6 +939,11 @@ class DinteroAsyncHook(DinteroPartnerHook):
             "GET", aid, f"/v1/accounts/{aid}/settlements", "list settlements"
         ), settlement_query(**filters)
 
+    async def _atokens(self) -> Tokens:
+        """:attr:`_tokens`, the connection read in a worker thread the first time."""
+        tokens = self.__dict__.get("_tokens")
+        return tokens if isinstance(tokens, Tokens) else await asyncio.to_thread(lambda: self._tokens)
+
     async def aperform(self, action: pipeline.Action) -> Any:
         """
         Carry out one pipeline action on the event loop (the async driver's side of the pipeline).
@@ -953,10 +958,11 @@ class DinteroAsyncHook(DinteroPartnerHook):
             await asyncio.sleep(action.seconds)
             return None
         if isinstance(action, pipeline.GetToken):
-            return await self.tokens.aget(action.account_id, self.aperform)
+            return await (await self._atokens()).aget(action.account_id, self.aperform)
         if isinstance(action, pipeline.DropToken):
             _log_rejected(action)
-            await pipeline.arun(self.tokens.forget(action.account_id, action.token), self.aperform)
+            tokens = await self._atokens()
+            await pipeline.arun(tokens.forget(action.account_id, action.token), self.aperform)
             return None
         if isinstance(action, pipeline.Blocking):
             return await asyncio.to_thread(action.call)

@@ -1,7 +1,6 @@
 """
 Shared plumbing of the Dintero operators and transfers: the base class with the connection id
-and the hook, and input checks that raise
-:class:`~airflow_provider_dintero.hooks.dintero.DinteroInputError` before any request.
+and the hook, and the create-or-reuse and reconcile steps of the idempotent create operators.
 
 This module is private; import the operators from their own modules.
 """
@@ -15,7 +14,7 @@ from typing import Any, TypeVar
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError, DinteroNotFoundError
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroNotFoundError
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.settlements import parse_timestamp
 from airflow_provider_dintero.validation import validate_account_id
@@ -191,62 +190,3 @@ def oldest(items: Iterable[Resource]) -> Resource:
 
 def _age_key(item: Mapping[str, object]) -> tuple[datetime, str]:
     return parse_timestamp(item.get("created_at")) or _LATEST, str(item.get("id"))
-
-
-def check_text(value: Any, field: str, *, required: bool = True) -> str | None:
-    """
-    Return ``value`` stripped if it is a non-empty string; ``None`` is allowed when not required.
-
-    :param value: the candidate text.
-    :param field: the parameter name for the error message.
-    :param required: whether ``None`` is refused.
-    """
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise DinteroInputError(field, "a non-empty string", value)
-    return value.strip()
-
-
-def check_names(value: Any, field: str, known: Iterable[str] | None, what: str) -> list[str]:
-    """
-    Return a de-duplicated list of names, each one of ``known`` (any name when ``None``).
-
-    A string is split on commas and whitespace (handy with Jinja templates); a list or tuple
-    of strings is taken as is.
-
-    :param value: a list of names or one comma-separated string.
-    :param field: the parameter name for the error message.
-    :param known: the accepted names, or ``None`` to leave the check to the caller.
-    :param what: what the names are, e.g. ``"Dintero scopes"``.
-    """
-    if isinstance(value, str):
-        items: list[Any] = value.replace(",", " ").split()
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        items = list(value)
-    else:
-        raise DinteroInputError(field, f"a list of {what}", value)
-    if not items or not all(isinstance(item, str) and item.strip() for item in items):
-        raise DinteroInputError(field, f"a non-empty list of {what} (non-empty strings)", value)
-    names = list(dict.fromkeys(item.strip() for item in items))
-    if known is None:
-        return names
-    allowed = set(known)
-    unknown = [name for name in names if name not in allowed]
-    if unknown:
-        raise DinteroInputError(
-            field, f"only known {what}; unknown: {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}"
-        )
-    return names
-
-
-def check_mapping(value: Any, field: str) -> dict[str, Any]:
-    """
-    Return a plain ``dict`` copy of ``value`` if it is a mapping with string keys.
-
-    :param value: the candidate mapping.
-    :param field: the parameter name for the error message.
-    """
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise DinteroInputError(field, "a JSON object (a dict with string keys)", type(value).__name__)
-    return dict(value)

@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_dintero.hooks.dintero import Account, DinteroPartnerHook
-from airflow_provider_dintero.operators._base import (
-    DinteroBaseOperator,
-    check_account_id,
-)
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+from airflow_provider_dintero.operators._base import DinteroBaseOperator
+from airflow_provider_dintero.validation import validate_account_id
+from airflow_provider_dintero.vocabulary import Account
 
 
 class GetAccountOperator(DinteroBaseOperator):
@@ -56,7 +55,7 @@ class GetAccountOperator(DinteroBaseOperator):
 
         :param context: the Airflow task context.
         """
-        account_id = check_account_id(self.account_id)
+        account_id = validate_account_id(self.account_id)
         account = self.hook.get_account(account_id)
         company = (account or {}).get("company") or {}
         signup_reference = ((account or {}).get("applicant") or {}).get("signup_reference")

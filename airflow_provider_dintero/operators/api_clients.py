@@ -25,236 +25,65 @@ Example::
 
 from __future__ import annotations
 
-import json
-import re
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_dintero.hooks.dintero import (
-    KNOWN_SCOPES,
-    ApiClient,
-    ClientGrant,
-    DinteroApiError,
-    DinteroInputError,
-    DinteroNotFoundError,
-    DinteroPartnerHook,
-    mask_secret,
-    variable_api,
-)
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError, DinteroNotFoundError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators._base import (
     DinteroBaseOperator,
     check_account_id,
-    check_names,
-    check_text,
     existing_after_refusal,
 )
-from airflow_provider_dintero.validation import validate_audience
+from airflow_provider_dintero.redaction import mask_secret
+from airflow_provider_dintero.secret_stores import ClientSecret, SecretDestination, SecretStore, secret_store
+from airflow_provider_dintero.validation import (
+    check_names,
+    check_text,
+    validate_account_id,
+    validate_audience,
+    validate_callbacks,
+    validate_choice,
+    validate_flag,
+)
+from airflow_provider_dintero.vocabulary import KNOWN_SCOPES, ApiClient, ClientGrant
 
-SecretDestination = Literal["variable", "secrets_manager"]
 IfExists = Literal["reuse", "fail"]
-
-#: Where Airflow's ``SecretsManagerBackend`` looks for connections by default.
-SECRETS_MANAGER_CONNECTIONS_PREFIX = "airflow/connections"
+IF_EXISTS_CHOICES: tuple[IfExists, ...] = ("reuse", "fail")
 GRANT_TYPES = ("any", "client_credentials", "authorization_code", "password")
 
-_VARIABLE_KEY = re.compile(r"^[A-Za-z0-9_.\-/]{1,250}$")
-_SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@\-]{1,512}$")
-_UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.\-]+")
 
+@dataclass(frozen=True)
+class _WantedClient:
+    """The API client a task asks for, its parameters checked."""
 
-def _safe_name(value: str) -> str:
-    """A client's ``client_id`` or name as a Variable key or Secrets Manager name part."""
-    return _UNSAFE_KEY_CHARS.sub("_", value)
+    account_id: str
+    name: str
+    description: str | None
+    client_id: str | None
+    callbacks: list[str] | None
 
+    @property
+    def ref(self) -> str:
+        """The client's ``client_id``, else its name: how logs and default secret names call it."""
+        return self.client_id or self.name
 
-class _SecretStore(ABC):
-    """Where a client secret goes: an Airflow Variable or an AWS Secrets Manager secret."""
-
-    @abstractmethod
-    def describe(self) -> str:
-        """``<kind>:<name>`` of the destination, for logs and the task's return value."""
-
-    def check_reachable(self) -> None:
-        """Fail before anything is created when the destination cannot be read (default: no check)."""
-        return None
-
-    @abstractmethod
-    def holds_secret_for(self, client: ApiClient) -> bool:
-        """Whether the destination already holds a secret for ``client``."""
-
-    @abstractmethod
-    def conflict(self, client_id: str | None) -> str | None:
+    def matches(self, client: ApiClient) -> bool:
         """
-        Why writing the secret of API client ``client_id`` here would overwrite another client's
-        secret (``None`` when it would not).
+        Whether a listed client is this one: same ``client_id`` when given, else same ``name``.
 
-        :param client_id: the client's ``client_id`` (``None``: not known yet, Dintero generates it).
+        :param client: a client from Dintero's list.
         """
-
-    @abstractmethod
-    def store(self, client: ApiClient, secret: str) -> None:
-        """Write ``secret`` (of ``client``) to the destination; never over another client's secret."""
-
-    def _refuse_conflict(self, client_id: str | None) -> None:
-        reason = self.conflict(client_id)
-        if reason:
-            raise AirflowException(
-                f"Refusing to write the secret of Dintero API client {client_id or '(new)'} to "
-                f"{self.describe()}: {reason}"
-            )
+        if self.client_id:
+            return client.get("client_id") == self.client_id
+        return client.get("name") == self.name
 
 
-class _VariableStore(_SecretStore):
-    """An Airflow Variable holding the bare secret (Airflow encrypts Variables with its Fernet key)."""
-
-    def __init__(self, key: str, account_id: str) -> None:
-        self.key = key
-        self.account_id = account_id
-
-    def describe(self) -> str:
-        return f"variable:{self.key}"
-
-    def holds_secret_for(self, client: ApiClient) -> bool:
-        value = variable_api().get(self.key, None)
-        mask_secret(value)
-        return bool(value)
-
-    def conflict(self, client_id: str | None) -> str | None:
-        # The Variable holds a bare secret: whose it is cannot be told, so a filled one is never
-        # overwritten (a client whose secret is there reuses it and never gets here).
-        if self.holds_secret_for({}):
-            return (
-                "the Variable already holds a secret, of another API client or of one that was deleted. "
-                "Choose another secret_variable_key, or delete the Variable if that secret is no longer used"
-            )
-        return None
-
-    def store(self, client: ApiClient, secret: str) -> None:
-        self._refuse_conflict(client.get("client_id"))
-        variable_api().set(
-            self.key,
-            secret,
-            description=(
-                f"Secret of Dintero API client {client.get('client_id')} "
-                f"(id {client.get('id')}) on account {self.account_id}"
-            ),
-        )
-
-
-class _SecretsManagerStore(_SecretStore):
-    """Writes the client as an Airflow connection in the JSON form ``SecretsManagerBackend`` reads."""
-
-    def __init__(
-        self, secret_name: str, aws_conn_id: str | None, account_id: str, base_url: str, checkout_url: str
-    ) -> None:
-        self.secret_name = secret_name
-        self.aws_conn_id = aws_conn_id
-        self.account_id = account_id
-        self.base_url = base_url
-        self.checkout_url = checkout_url
-
-    def describe(self) -> str:
-        return f"secrets_manager:{self.secret_name}"
-
-    def _client(self) -> Any:
-        from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
-
-        return SecretsManagerHook(aws_conn_id=self.aws_conn_id).get_conn()
-
-    def _read(self) -> str | None:
-        client = self._client()
-        try:
-            answer = client.get_secret_value(SecretId=self.secret_name)
-        except client.exceptions.ResourceNotFoundException:
-            return None
-        value = answer.get("SecretString")
-        mask_secret(value)
-        return value
-
-    def check_reachable(self) -> None:
-        try:
-            self._read()
-        except Exception as exc:
-            raise AirflowException(
-                f"Cannot read AWS Secrets Manager secret {self.secret_name} "
-                f"(aws_conn_id={self.aws_conn_id}): "
-                f"{type(exc).__name__}: {exc}. Nothing was created on Dintero; fix the AWS connection "
-                "and re-run."
-            ) from None
-
-    def _stored(self) -> tuple[bool, str | None, str | None, bool]:
-        """``(exists, login, account id, has password)`` of the stored connection, when readable."""
-        raw = self._read()
-        if not raw:
-            return False, None, None, False
-        try:
-            stored = json.loads(raw)
-        except ValueError:
-            return True, None, None, False
-        if not isinstance(stored, dict):
-            return True, None, None, False
-        extra = stored.get("extra")
-        if isinstance(extra, str):
-            try:
-                extra = json.loads(extra)
-            except ValueError:
-                extra = None
-        account = extra.get("account_id") if isinstance(extra, dict) else None
-        login = stored.get("login")
-        return (
-            True,
-            login if isinstance(login, str) else None,
-            account if isinstance(account, str) else None,
-            bool(stored.get("password")),
-        )
-
-    def holds_secret_for(self, client: ApiClient) -> bool:
-        exists, login, account, has_password = self._stored()
-        return exists and has_password and login == client.get("client_id") and account == self.account_id
-
-    def conflict(self, client_id: str | None) -> str | None:
-        exists, login, account, _ = self._stored()
-        if not exists:
-            return None
-        if login is None:
-            return (
-                "the secret already exists and is not a Dintero connection written by this operator. "
-                "Choose another secrets_manager_secret_name"
-            )
-        if client_id is None or login != client_id or account != self.account_id:
-            return (
-                f"it holds the connection of API client {login} on account {account}. Choose another "
-                "secrets_manager_secret_name (the default one names the client), or delete that secret if "
-                "the client is gone"
-            )
-        return None
-
-    def connection_json(self, client: ApiClient, secret: str) -> str:
-        return json.dumps(
-            {
-                "conn_type": "dintero",
-                "login": client.get("client_id"),
-                "password": secret,
-                "host": self.base_url,
-                "extra": {"account_id": self.account_id, "checkout_base_url": self.checkout_url},
-            }
-        )
-
-    def store(self, client: ApiClient, secret: str) -> None:
-        self._refuse_conflict(client.get("client_id"))
-        aws = self._client()
-        payload = self.connection_json(client, secret)
-        try:
-            aws.put_secret_value(SecretId=self.secret_name, SecretString=payload)
-        except aws.exceptions.ResourceNotFoundException:
-            aws.create_secret(
-                Name=self.secret_name,
-                SecretString=payload,
-                Description=f"Airflow connection for Dintero account {self.account_id}",
-            )
+def _label(client: ApiClient) -> str:
+    return f"{client.get('client_id')} (id {client.get('id')})"
 
 
 class CreateApiClientOperator(DinteroBaseOperator):
@@ -276,6 +105,7 @@ class CreateApiClientOperator(DinteroBaseOperator):
     another client's connection (or anything else), or a Variable that already holds a
     secret, is refused before anything is created or rotated (and checked again right before
     writing).
+    (The destinations live in :mod:`airflow_provider_dintero.secret_stores`.)
 
     The secret never reaches logs, XCom or rendered fields. A re-run lists the account's
     clients and matches on ``client_id`` (else ``name``): it creates and rotates nothing when
@@ -367,139 +197,144 @@ class CreateApiClientOperator(DinteroBaseOperator):
         self.if_exists = if_exists
         self.rotate_if_secret_missing = rotate_if_secret_missing
 
-    # ---------------------------------------------------------------- validation
-
-    def _check_callbacks(self) -> list[str] | None:
-        if self.callbacks is None:
-            return None
-        if isinstance(self.callbacks, str) or not isinstance(self.callbacks, (list, tuple)):
-            raise DinteroInputError("callbacks", "a list of callback URLs", self.callbacks)
-        return [str(check_text(url, "callbacks")) for url in self.callbacks]
-
-    def _store_for(self, account_id: str, login: str | None, name: str) -> _SecretStore:
-        if self.secret_destination == "variable":
-            key = self.secret_variable_key
-            if key is None:
-                key = f"dintero_client_secret_{account_id}_{_safe_name(login or name)}"[:250]
-            if not isinstance(key, str) or not _VARIABLE_KEY.match(key):
-                raise DinteroInputError(
-                    "secret_variable_key", "a Variable key of letters, digits, _ . - / (1 to 250)", key
-                )
-            return _VariableStore(key, account_id)
-        if self.secret_destination == "secrets_manager":
-            secret_name = self.secrets_manager_secret_name
-            if secret_name is None:
-                # One secret per client: merchant and client, never the merchant alone.
-                client_part = _safe_name(login or name)
-                secret_name = f"{SECRETS_MANAGER_CONNECTIONS_PREFIX}/dintero_{account_id}_{client_part}"
-            if not isinstance(secret_name, str) or not _SECRET_NAME.match(secret_name):
-                raise DinteroInputError(
-                    "secrets_manager_secret_name",
-                    "a Secrets Manager name of letters, digits and /_+=.@- (1 to 512)",
-                    secret_name,
-                )
-            hook = self.hook
-            return _SecretsManagerStore(
-                secret_name, self.aws_conn_id, account_id, hook.base_url, hook.checkout_base_url
-            )
-        raise DinteroInputError(
-            "secret_destination", "'variable' or 'secrets_manager'", self.secret_destination
-        )
-
-    # ---------------------------------------------------------------- execution
-
     def execute(self, context: Any) -> dict[str, Any]:
         """
         Create (or find) the client, store its secret, and return the client without it.
 
         :param context: the Airflow task context.
         """
-        account_id = check_account_id(self.account_id)
-        name = str(check_text(self.name, "name"))
-        description = check_text(self.description, "description", required=False)
-        login = check_text(self.client_id, "client_id", required=False)
-        callbacks = self._check_callbacks()
-        if self.if_exists not in ("reuse", "fail"):
-            raise DinteroInputError("if_exists", "'reuse' or 'fail'", self.if_exists)
-        if not isinstance(self.rotate_if_secret_missing, bool):
-            raise DinteroInputError(
-                "rotate_if_secret_missing", "True or False", self.rotate_if_secret_missing
-            )
-        store = self._store_for(account_id, login, name)
-        hook = self.hook
-        hook.resolve_account_id(account_id)
-
-        existing = self._find_existing(hook.list_api_clients(account_id), login, name)
+        wanted = self._wanted_client()
+        store = self._secret_store(wanted)
+        self.hook.resolve_account_id(wanted.account_id)
+        existing = self._find_existing(wanted)
         if existing is not None:
-            return self._handle_existing(hook, account_id, existing, store)
+            return self._reuse(existing, store, wanted.account_id)
+        self._refuse_unusable(store, wanted)
+        client, secret = self._create(wanted)
+        if secret is None:  # Dintero refused this run's create: a concurrent run's client exists
+            return self._lost_race(client, store, wanted.account_id, removed=None)
+        # Converge with concurrent runs before storing: a removed duplicate's secret is dead.
+        kept = self._keep_oldest(client, wanted)
+        if kept is not client:
+            return self._lost_race(kept, store, wanted.account_id, removed=str(client.get("id")))
+        self.log.info(
+            "Created Dintero API client %s on account %s; storing its secret in %s",
+            _label(client),
+            wanted.account_id,
+            store.describe(),
+        )
+        self._store_or_fail(store, client, secret, wanted.account_id, "created")
+        return self._result(client, store, created=True, rotated=False)
 
+    # ---------------------------------------------------------------- the steps
+
+    def _wanted_client(self) -> _WantedClient:
+        """Every parameter checked, before any request (each error names its parameter)."""
+        wanted = _WantedClient(
+            account_id=validate_account_id(self.account_id),
+            name=str(check_text(self.name, "name")),
+            description=check_text(self.description, "description", required=False),
+            client_id=check_text(self.client_id, "client_id", required=False),
+            callbacks=validate_callbacks(self.callbacks),
+        )
+        validate_choice(self.if_exists, "if_exists", IF_EXISTS_CHOICES)
+        validate_flag(self.rotate_if_secret_missing, "rotate_if_secret_missing")
+        return wanted
+
+    def _secret_store(self, wanted: _WantedClient) -> SecretStore:
+        """The destination ``secret_destination`` and its name parameters choose."""
+        return secret_store(
+            self.secret_destination,
+            account_id=wanted.account_id,
+            client_ref=wanted.ref,
+            variable_key=self.secret_variable_key,
+            secret_name=self.secrets_manager_secret_name,
+            aws_conn_id=self.aws_conn_id,
+            dintero=self.hook,
+        )
+
+    def _find_existing(self, wanted: _WantedClient) -> ApiClient | None:
+        """The account's client matching ``wanted`` (``client_id``, else an unambiguous ``name``)."""
+        matches = [c for c in self.hook.list_api_clients(wanted.account_id) if wanted.matches(c)]
+        if len(matches) > 1 and not wanted.client_id:
+            ids = ", ".join(str(c.get("client_id")) for c in matches)
+            raise AirflowException(
+                f"Several Dintero API clients are named {wanted.name!r} ({ids}); set client_id to pick one"
+            )
+        return matches[0] if matches else None
+
+    def _refuse_unusable(self, store: SecretStore, wanted: _WantedClient) -> None:
+        """Fail before creating when the destination cannot be read or holds another secret."""
         store.check_reachable()
-        conflict = store.conflict(login)
+        conflict = store.conflict(wanted.client_id)
         if conflict:
             raise AirflowException(
-                f"Cannot store the secret of a new Dintero API client {login or name!r} on account "
-                f"{account_id} in {store.describe()}: {conflict}. Nothing was created on Dintero."
+                f"Cannot store the secret of a new Dintero API client {wanted.ref!r} on account "
+                f"{wanted.account_id} in {store.describe()}: {conflict}. Nothing was created on Dintero."
             )
+
+    def _create(self, wanted: _WantedClient) -> tuple[ApiClient, str | None]:
+        """
+        Create the client; return it (without its secret) and its secret, masked. When Dintero
+        refuses a duplicate ``client_id`` of a client a concurrent run created, return that
+        client and ``None``.
+        """
+        account_id = wanted.account_id
         try:
-            answer = hook.create_api_client(
-                account_id, name=name, description=description, client_id=login, callbacks=callbacks
+            answer = self.hook.create_api_client(
+                account_id,
+                name=wanted.name,
+                description=wanted.description,
+                client_id=wanted.client_id,
+                callbacks=wanted.callbacks,
             )
         except DinteroApiError as exc:
-            rival = self._created_concurrently(hook, account_id, login, exc)
+            rival = self._created_concurrently(wanted, exc)
             if rival is None:
                 raise
-            return self._lost_race(rival, store, account_id, removed=None)
+            return rival, None
         client: ApiClient = dict(answer or {})  # type: ignore[assignment]
         secret = client.pop("client_secret", None)
         if not secret or not client.get("id"):
             raise DinteroApiError(
-                f"Dintero created API client {name!r} on account {account_id} but its answer had no "
+                f"Dintero created API client {wanted.name!r} on account {account_id} but its answer had no "
                 f"{'id' if secret else 'client_secret'}; check the client list and rotate its secret",
                 account_id=account_id,
             )
         mask_secret(secret)
-        # Reconcile before storing: a run whose copy is removed must not store its dead secret.
-        kept = self.reconcile_created(
-            client,
-            relist=lambda: hook.list_api_clients(account_id),
-            matches=lambda c: c.get("client_id") == login if login else c.get("name") == name,
-            delete=lambda client_uuid: hook.delete_api_client(account_id, client_uuid),
-            what="API client",
-            account_id=account_id,
-        )
-        if kept is not client:
-            return self._lost_race(kept, store, account_id, removed=str(client.get("id")))
-        self.log.info(
-            "Created Dintero API client %s (id %s) on account %s; storing its secret in %s",
-            client.get("client_id"),
-            client.get("id"),
-            account_id,
-            store.describe(),
-        )
-        self._store_or_fail(store, client, secret, account_id, "created")
-        return self._result(client, store, created=True, rotated=False)
+        return client, secret
 
-    def _created_concurrently(
-        self, hook: DinteroPartnerHook, account_id: str, login: str | None, error: DinteroApiError
-    ) -> ApiClient | None:
+    def _created_concurrently(self, wanted: _WantedClient, error: DinteroApiError) -> ApiClient | None:
         """
         The client a concurrent run created with the same ``client_id``, when ``error`` is
         Dintero's refusal of a duplicate ``client_id`` (400 or 409; else ``None``).
 
-        :param hook: the Dintero hook.
-        :param account_id: the account.
-        :param login: the requested ``client_id`` (``None``: Dintero generates one, no clash).
+        :param wanted: the client asked for (``client_id`` ``None``: Dintero generates one, no clash).
         :param error: what the create answered.
         """
-        if not login:
+        if not wanted.client_id:
             return None
         return existing_after_refusal(
             error,
-            lambda: next((c for c in hook.list_api_clients(account_id) if c.get("client_id") == login), None),
+            lambda: next(
+                (c for c in self.hook.list_api_clients(wanted.account_id) if wanted.matches(c)), None
+            ),
+        )
+
+    def _keep_oldest(self, client: ApiClient, wanted: _WantedClient) -> ApiClient:
+        """The client every concurrent run keeps (this run's duplicate deleted when it is not)."""
+        account_id = wanted.account_id
+        return self.reconcile_created(
+            client,
+            relist=lambda: self.hook.list_api_clients(account_id),
+            matches=wanted.matches,
+            delete=lambda client_uuid: self.hook.delete_api_client(account_id, client_uuid),
+            what="API client",
+            account_id=account_id,
         )
 
     def _lost_race(
-        self, keeper: ApiClient, store: _SecretStore, account_id: str, *, removed: str | None
+        self, keeper: ApiClient, store: SecretStore, account_id: str, *, removed: str | None
     ) -> dict[str, Any]:
         """
         The result of a run whose client lost to a concurrent run's: nothing stored here.
@@ -510,13 +345,12 @@ class CreateApiClientOperator(DinteroBaseOperator):
         :param removed: the id of this run's duplicate client, deleted before this call
             (``None`` when Dintero refused to create it).
         """
-        label = f"{keeper.get('client_id')} (id {keeper.get('id')})"
         if removed is None:
             self.log.warning(
                 "A concurrent run created Dintero API client %s on account %s first (Dintero refused "
                 "this run's create of the same client_id); reusing it. This run has no secret to "
                 "store: the run that created it stores its secret in %s",
-                label,
+                _label(keeper),
                 account_id,
                 store.describe(),
             )
@@ -525,38 +359,28 @@ class CreateApiClientOperator(DinteroBaseOperator):
                 "This run's duplicate API client was removed (id %s); the secret of %s is stored in %s "
                 "by the concurrent run that created it, not by this run",
                 removed,
-                label,
+                _label(keeper),
                 store.describe(),
             )
         if self.if_exists == "fail":
             raise AirflowException(
-                f"A concurrent run created Dintero API client {label} on account {account_id} first and "
-                "if_exists='fail'; this run created nothing that remains."
+                f"A concurrent run created Dintero API client {_label(keeper)} on account {account_id} "
+                "first and if_exists='fail'; this run created nothing that remains."
             )
         return self._result(keeper, store, created=False, rotated=False, concurrent=True)
 
-    @staticmethod
-    def _find_existing(clients: list[ApiClient], login: str | None, name: str) -> ApiClient | None:
-        if login:
-            return next((c for c in clients if c.get("client_id") == login), None)
-        matches = [c for c in clients if c.get("name") == name]
-        if len(matches) > 1:
-            ids = ", ".join(str(c.get("client_id")) for c in matches)
-            raise AirflowException(
-                f"Several Dintero API clients are named {name!r} ({ids}); set client_id to pick one"
-            )
-        return matches[0] if matches else None
-
-    def _handle_existing(
-        self, hook: DinteroPartnerHook, account_id: str, client: ApiClient, store: _SecretStore
-    ) -> dict[str, Any]:
-        label = f"{client.get('client_id')} (id {client.get('id')})"
+    def _reuse(self, client: ApiClient, store: SecretStore, account_id: str) -> dict[str, Any]:
+        """
+        Accept an existing client whose secret is already stored; else rotate its secret when
+        ``rotate_if_secret_missing`` allows, or fail saying how to recover.
+        """
+        label = _label(client)
         if self.if_exists == "fail":
             raise AirflowException(
                 f"Dintero API client {label} already exists on account {account_id} and if_exists='fail'; "
                 "nothing was created. Use if_exists='reuse' to accept it, or choose another name/client_id."
             )
-        if store.holds_secret_for(client):
+        if store.holds_secret_of(client.get("client_id")):
             self.log.info(
                 "Dintero API client %s already exists on account %s and its secret is in %s; "
                 "nothing created, nothing rotated",
@@ -578,6 +402,11 @@ class CreateApiClientOperator(DinteroBaseOperator):
                 "secret and store it, re-run with rotate_if_secret_missing=True (the current secret "
                 "stops working), or point the task at the destination that holds it."
             )
+        return self._rotate(client, store, account_id)
+
+    def _rotate(self, client: ApiClient, store: SecretStore, account_id: str) -> dict[str, Any]:
+        """Rotate the secret of ``client`` and store the new one."""
+        label = _label(client)
         self.log.warning(
             "Secret of Dintero API client %s on account %s is not in %s; rotating it "
             "(rotate_if_secret_missing=True): the previous secret stops working",
@@ -585,7 +414,9 @@ class CreateApiClientOperator(DinteroBaseOperator):
             account_id,
             store.describe(),
         )
-        rotated: dict[str, Any] = dict(hook.rotate_api_client_secret(account_id, str(client["id"])) or {})
+        rotated: dict[str, Any] = dict(
+            self.hook.rotate_api_client_secret(account_id, str(client["id"])) or {}
+        )
         secret = rotated.pop("client_secret", None)
         if not secret:
             raise DinteroApiError(
@@ -601,19 +432,24 @@ class CreateApiClientOperator(DinteroBaseOperator):
         return self._result(merged, store, created=False, rotated=True)
 
     def _store_or_fail(
-        self, store: _SecretStore, client: ApiClient, secret: str, account_id: str, what: str
+        self, store: SecretStore, client: ApiClient, secret: str, account_id: str, what: str
     ) -> None:
+        """
+        Store the secret; when that fails, fail saying which client lost its secret and how to
+        issue a new one (the reason never shows the secret).
+        """
         try:
-            store.store(client, secret)
+            store.store(
+                ClientSecret(secret=secret, client_id=client.get("client_id"), client_uuid=client.get("id"))
+            )
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}".replace(secret, "***")
             raise AirflowException(
-                f"Dintero API client {client.get('client_id')} (id {client.get('id')}) was {what} on "
-                f"account {account_id}, but its secret could NOT be stored in {store.describe()} "
-                f"({reason}). Dintero shows a secret only once, so this one is lost and the client "
-                "cannot log in yet. To recover: fix the destination, then re-run this task with "
-                "rotate_if_secret_missing=True (it finds the client, rotates its secret and stores "
-                "the new one), or rotate by hand with "
+                f"Dintero API client {_label(client)} was {what} on account {account_id}, but its secret "
+                f"could NOT be stored in {store.describe()} ({reason}). Dintero shows a secret only once, "
+                "so this one is lost and the client cannot log in yet. To recover: fix the destination, "
+                "then re-run this task with rotate_if_secret_missing=True (it finds the client, rotates "
+                "its secret and stores the new one), or rotate by hand with "
                 f"DinteroPartnerHook({self.dintero_conn_id!r}).rotate_api_client_secret("
                 f"{account_id!r}, {client.get('id')!r}) (POST /v1/accounts/{account_id}/auth/clients/"
                 f"{client.get('id')}/rotate-secret) and store the answer's client_secret yourself."
@@ -621,18 +457,12 @@ class CreateApiClientOperator(DinteroBaseOperator):
 
     @staticmethod
     def _result(
-        client: ApiClient, store: _SecretStore, *, created: bool, rotated: bool, concurrent: bool = False
+        client: ApiClient, store: SecretStore, *, created: bool, rotated: bool, concurrent: bool = False
     ) -> dict[str, Any]:
-        public = {k: v for k, v in dict(client).items() if k != "client_secret"}
-        connection_id = None
-        if isinstance(store, _SecretsManagerStore) and store.secret_name.startswith(
-            f"{SECRETS_MANAGER_CONNECTIONS_PREFIX}/"
-        ):
-            connection_id = store.secret_name[len(SECRETS_MANAGER_CONNECTIONS_PREFIX) + 1 :]
         return {
-            "client": public,
+            "client": {k: v for k, v in dict(client).items() if k != "client_secret"},
             "secret_stored_in": store.describe(),
-            "connection_id": connection_id,
+            "connection_id": store.connection_id,
             "created": created,
             "rotated": rotated,
             "secret_stored_by_concurrent_run": concurrent,

@@ -34,22 +34,21 @@ from typing import Any, Literal
 
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroInputError,
-    DinteroNotFoundError,
-    DinteroPartnerHook,
-)
-from airflow_provider_dintero.operators._base import (
-    DinteroBaseOperator,
-    check_account_id,
-    check_mapping,
+from airflow_provider_dintero.exceptions import DinteroNotFoundError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+from airflow_provider_dintero.operators._base import DinteroBaseOperator
+from airflow_provider_dintero.validation import (
+    READ_ONLY_PROFILE_FIELDS,
     check_text,
+    validate_account_id,
+    validate_choice,
+    validate_flag,
+    validate_payment_profile,
+    validate_profile_changes,
 )
 
-#: Fields Dintero sets itself; they are not sent back in a PUT and never count as changes.
-READ_ONLY_PROFILE_FIELDS = frozenset(
-    {"created_at", "created_by", "updated_at", "updated_by", "deleted_at", "deleted_by"}
-)
+IfExists = Literal["reuse", "fail"]
+IF_EXISTS_CHOICES: tuple[IfExists, ...] = ("reuse", "fail")
 
 _MISSING = "<absent>"
 
@@ -94,15 +93,6 @@ def _writable(profile: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in profile.items() if k not in READ_ONLY_PROFILE_FIELDS}
 
 
-def _check_profile_body(value: Any) -> dict[str, Any]:
-    profile = check_mapping(value, "profile")
-    check_text(profile.get("description"), "profile.description")
-    check_mapping(profile.get("configuration"), "profile.configuration")
-    if "profile_id" in profile:
-        profile["profile_id"] = check_text(profile["profile_id"], "profile.profile_id")
-    return profile
-
-
 class CreatePaymentProfileOperator(DinteroBaseOperator):
     """
     Create a checkout payment profile, idempotently on its ``profile_id``.
@@ -142,7 +132,7 @@ class CreatePaymentProfileOperator(DinteroBaseOperator):
         *,
         account_id: str,
         profile: dict[str, Any],
-        if_exists: Literal["reuse", "fail"] = "reuse",
+        if_exists: IfExists = "reuse",
         dintero_conn_id: str = DinteroPartnerHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -157,41 +147,47 @@ class CreatePaymentProfileOperator(DinteroBaseOperator):
 
         :param context: the Airflow task context.
         """
-        account_id = check_account_id(self.account_id)
-        body = _check_profile_body(self.profile)
-        if self.if_exists not in ("reuse", "fail"):
-            raise DinteroInputError("if_exists", "'reuse' or 'fail'", self.if_exists)
-        hook = self.hook
-        hook.resolve_account_id(account_id)
+        account_id = validate_account_id(self.account_id)
+        body = validate_payment_profile(self.profile)
+        validate_choice(self.if_exists, "if_exists", IF_EXISTS_CHOICES)
+        self.hook.resolve_account_id(account_id)
         profile_id = body.get("profile_id")
-        if profile_id:
-            existing = _find_profile(hook, account_id, profile_id)
-            if existing is not None:
-                if self.if_exists == "fail":
-                    raise AirflowException(
-                        f"Payment profile {profile_id} already exists on account {account_id} and "
-                        "if_exists='fail'; nothing was created"
-                    )
-                differences = diff_fields(_writable(existing), deep_merge(_writable(existing), body))
-                if differences:
-                    self.log.warning(
-                        "Payment profile %s already exists on account %s and differs from the requested "
-                        "body in %s; left unchanged (use UpdatePaymentProfileOperator to change it)",
-                        profile_id,
-                        account_id,
-                        ", ".join(path for path, _, _ in differences),
-                    )
-                else:
-                    self.log.info(
-                        "Payment profile %s already exists on account %s; nothing created",
-                        profile_id,
-                        account_id,
-                    )
-                return existing
-        else:
+        if not profile_id:
             self.log.warning(
                 "The profile has no profile_id: Dintero picks one, and each run creates a new profile"
             )
+        existing = _find_profile(self.hook, account_id, profile_id)
+        if existing is not None:
+            return self._reuse(existing, body, account_id)
+        return self._create(body, account_id)
+
+    def _reuse(self, existing: dict[str, Any], body: dict[str, Any], account_id: str) -> dict[str, Any]:
+        """Return the existing profile, logging how it differs from ``body`` (or fail with ``"fail"``)."""
+        profile_id = existing.get("profile_id")
+        if self.if_exists == "fail":
+            raise AirflowException(
+                f"Payment profile {profile_id} already exists on account {account_id} and "
+                "if_exists='fail'; nothing was created"
+            )
+        differences = diff_fields(_writable(existing), deep_merge(_writable(existing), body))
+        if differences:
+            self.log.warning(
+                "Payment profile %s already exists on account %s and differs from the requested "
+                "body in %s; left unchanged (use UpdatePaymentProfileOperator to change it)",
+                profile_id,
+                account_id,
+                ", ".join(path for path, _, _ in differences),
+            )
+        else:
+            self.log.info(
+                "Payment profile %s already exists on account %s; nothing created", profile_id, account_id
+            )
+        return existing
+
+    def _create(self, body: dict[str, Any], account_id: str) -> dict[str, Any]:
+        """Create the profile; a duplicate Dintero refuses is the existing one (``"reuse"`` only)."""
+        hook = self.hook
+        profile_id = body.get("profile_id")
         created, new = self.create_or_existing(
             lambda: hook.create_payment_profile(account_id, body),
             # with if_exists='fail' a refused duplicate stays an error
@@ -246,7 +242,7 @@ class ListPaymentProfilesOperator(DinteroBaseOperator):
 
         :param context: the Airflow task context.
         """
-        account_id = check_account_id(self.account_id)
+        account_id = validate_account_id(self.account_id)
         profiles = self.hook.list_payment_profiles(account_id)
         self.log.info(
             "Account %s has %s payment profile(s): %s",
@@ -312,20 +308,65 @@ class UpdatePaymentProfileOperator(DinteroBaseOperator):
 
         :param context: the Airflow task context.
         """
-        account_id = check_account_id(self.account_id)
+        account_id = validate_account_id(self.account_id)
         profile_id = str(check_text(self.profile_id, "profile_id"))
-        changes = check_mapping(self.changes, "changes")
-        if not changes:
-            raise DinteroInputError("changes", "at least one field to change", changes)
-        for key in ("profile_id", *sorted(READ_ONLY_PROFILE_FIELDS)):
-            if key in changes:
-                raise DinteroInputError(f"changes.{key}", "not to be changed (Dintero sets it)", changes[key])
-        if not isinstance(self.is_dry_run, bool):
-            raise DinteroInputError("dry_run", "True or False", self.is_dry_run)
-        hook = self.hook
-        hook.resolve_account_id(account_id)
+        changes = validate_profile_changes(self.changes)
+        validate_flag(self.is_dry_run, "dry_run")
+        self.hook.resolve_account_id(account_id)
+        current = self._current(account_id, profile_id)
+        after = deep_merge(_writable(current), changes)
+        differences = diff_fields(_writable(current), after)
+        profile, updated = self._write(account_id, profile_id, current, after, differences)
+        return {
+            "profile_id": profile_id,
+            "changed_fields": [path for path, _, _ in differences],
+            "dry_run": self.is_dry_run,
+            "updated": updated,
+            "profile": profile,
+        }
+
+    def _write(
+        self,
+        account_id: str,
+        profile_id: str,
+        current: dict[str, Any],
+        after: dict[str, Any],
+        differences: list[tuple[str, Any, Any]],
+    ) -> tuple[dict[str, Any], bool]:
+        """
+        Send ``after`` unless nothing changes or on a dry run; return the profile (as written, as
+        it is, or as it would be written) and whether it was sent.
+        """
+        for path, old, new in differences:
+            self.log.info("Payment profile %s: %s: %r -> %r", profile_id, path, old, new)
+        if not differences:
+            self.log.info(
+                "Payment profile %s on account %s already has these values; nothing sent",
+                profile_id,
+                account_id,
+            )
+            return current, False
+        if self.is_dry_run:
+            self.log.info(
+                "Dry run: payment profile %s on account %s would change in %s field(s); nothing sent",
+                profile_id,
+                account_id,
+                len(differences),
+            )
+            return after, False
+        written = self.hook.update_payment_profile(account_id, profile_id, after)
+        self.log.info(
+            "Updated payment profile %s on account %s (%s field(s) changed)",
+            profile_id,
+            account_id,
+            len(differences),
+        )
+        return written, True
+
+    def _current(self, account_id: str, profile_id: str) -> dict[str, Any]:
+        """The profile as Dintero has it now; a missing one fails naming the profile and the account."""
         try:
-            current = hook.get_payment_profile(account_id, profile_id)
+            return self.hook.get_payment_profile(account_id, profile_id) or {}
         except DinteroNotFoundError as exc:
             raise DinteroNotFoundError(
                 f"Payment profile {profile_id} does not exist on account {account_id}: {exc}",
@@ -334,40 +375,3 @@ class UpdatePaymentProfileOperator(DinteroBaseOperator):
                 api_message=exc.api_message,
                 account_id=account_id,
             ) from None
-        before = _writable(current or {})
-        after = deep_merge(before, changes)
-        differences = diff_fields(before, after)
-        for path, old, new in differences:
-            self.log.info("Payment profile %s: %s: %r -> %r", profile_id, path, old, new)
-        result: dict[str, Any] = {
-            "profile_id": profile_id,
-            "changed_fields": [path for path, _, _ in differences],
-            "dry_run": self.is_dry_run,
-            "updated": False,
-            "profile": after,
-        }
-        if not differences:
-            self.log.info(
-                "Payment profile %s on account %s already has these values; nothing sent",
-                profile_id,
-                account_id,
-            )
-            result["profile"] = current
-            return result
-        if self.is_dry_run:
-            self.log.info(
-                "Dry run: payment profile %s on account %s would change in %s field(s); nothing sent",
-                profile_id,
-                account_id,
-                len(differences),
-            )
-            return result
-        result["profile"] = hook.update_payment_profile(account_id, profile_id, after)
-        result["updated"] = True
-        self.log.info(
-            "Updated payment profile %s on account %s (%s field(s) changed)",
-            profile_id,
-            account_id,
-            len(differences),
-        )
-        return result

@@ -40,12 +40,8 @@ from airflow_provider_dintero.hooks.dintero import (
     mask_secret,
     variable_api,
 )
-from airflow_provider_dintero.operators._base import (
-    DinteroBaseOperator,
-    check_account_id,
-    check_names,
-    check_text,
-)
+from airflow_provider_dintero.operators._base import DinteroBaseOperator, check_account_id
+from airflow_provider_dintero.validation import check_names, check_text
 from airflow_provider_dintero.vocabulary import webhook_event_names
 from airflow_provider_dintero.webhooks.assets import webhook_secret_variable
 

@@ -53,6 +53,13 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sent]:
     yield record
 
 
+@pytest.fixture(autouse=True)
+def _no_environment_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``extra.verify`` the hooks use the environment's CA bundle: start without one."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def _connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, conn: dict[str, Any]) -> str:
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
     return conn_id
@@ -122,8 +129,6 @@ def test_verify_extra_sets_the_session(
 def test_every_request_carries_the_verify_setting(
     emu: Any, monkeypatch: pytest.MonkeyPatch, sent: Sent, verify: str | None, env_bundle: str | None
 ) -> None:
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
     if env_bundle:  # requests lets this override a session's verify unless it is passed per request
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", env_bundle)
     extra = {} if verify is None else {"verify": verify}

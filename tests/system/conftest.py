@@ -146,7 +146,7 @@ def emulator(request: pytest.FixtureRequest) -> Iterator[Any]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(API_NAME, FILES_NAME, MEMORY_NAME).configure_cert(context)
     seed = EmulatorSeed(merchants=profile.merchants)
-    with DinteroEmulator(seed, ssl_context=context, server_names=(API_NAME, FILES_NAME)) as emu:
+    with DinteroEmulator(seed, tls=context, name=API_NAME) as emu:
         yield emu
 
 
