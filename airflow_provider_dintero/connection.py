@@ -1,6 +1,12 @@
 """
-The Dintero connection: its form (both Airflow lines) and every field read and checked before
-any request, as a mixin of the hooks in :mod:`airflow_provider_dintero.hooks.dintero`.
+The Dintero connection: its form and every field read and checked before any request, as a
+mixin of the hooks in :mod:`airflow_provider_dintero.hooks.dintero`.
+
+The form is declared once, as data (:data:`~airflow_provider_dintero.get_provider_info.CONNECTION_FIELDS`
+and ``UI_FIELD_BEHAVIOUR``). Airflow 3.2+ reads it from the provider info (``conn-fields``);
+Airflow 2.11, 3.0 and 3.1 read it from the hook class registered for the connection type, through
+``get_connection_form_widgets``/``get_ui_field_behaviour`` defined on that class itself (Airflow
+ignores inherited ones), which return :func:`connection_form_widgets` and :func:`ui_field_behaviour`.
 
 Extra fields and defaults: see :data:`airflow_provider_dintero.get_provider_info.CONNECTION_FIELDS`.
 Old names of renamed fields are still read: ``token_cache`` (now ``cache_mode``) and
@@ -9,12 +15,14 @@ Old names of renamed fields are still read: ``token_cache`` (now ``cache_mode``)
 
 from __future__ import annotations
 
+import json
+import re
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from airflow_provider_dintero.exceptions import DinteroInputError
-from airflow_provider_dintero.get_provider_info import CONNECTION_FIELDS, DEFAULTS
+from airflow_provider_dintero.get_provider_info import CONNECTION_FIELDS, DEFAULTS, UI_FIELD_BEHAVIOUR
 from airflow_provider_dintero.pipeline import Limits
 from airflow_provider_dintero.redaction import mask_secret
 from airflow_provider_dintero.transport import environment_ca_bundle, parse_proxies
@@ -35,6 +43,119 @@ DEFAULT_CHECKOUT_BASE_URL = "https://checkout.dintero.com"
 MAX_RETRIES_LIMIT = 20
 
 
+#: The widget classes Airflow 2.11's providers manager accepts (``allowed_field_classes`` in
+#: ``airflow/providers_manager.py``; 3.0 and 3.1 read hooks the same way): one widget of any other
+#: class and it drops every widget of the hook, with only a log line.
+ACCEPTED_WIDGET_CLASSES = ("StringField", "IntegerField", "BooleanField", "PasswordField")
+
+
+def _widget_class(schema: dict[str, Any]) -> str:
+    """The accepted wtforms class for one field's JSON schema (numbers are typed as text and checked)."""
+    kinds = [k for k in (schema.get("type") or ["string"]) if k != "null"]
+    kind = kinds[0] if kinds else "string"
+    if schema.get("format") == "password":
+        return "PasswordField"
+    if kind == "integer" and "enum" not in schema:
+        return "IntegerField"
+    if kind == "boolean":
+        return "BooleanField"
+    return "StringField"  # string, number, enum, object (JSON text)
+
+
+#: Fields whose form check is the hook's own validator (the others are checked from their schema).
+_FIELD_CHECKS: dict[str, Any] = {
+    "account_id": validate_account_id,
+    "checkout_base_url": validate_base_url,
+    "proxies": parse_proxies,
+}
+
+
+def _form_check(name: str, spec: dict[str, Any]) -> Any:
+    """
+    A wtforms validator that applies the hook's own check of one extra field, so the form refuses
+    on save what the hook would refuse at parse time, with the same message naming the field.
+    """
+    from wtforms.validators import ValidationError
+
+    schema, field = spec["schema"], f"extra.{name}"
+    kinds = set(schema.get("type") or ["string"]) - {"null"}
+
+    def check(form: Any, widget: Any) -> None:
+        value = widget.data
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return
+        try:
+            if "enum" in schema:
+                if str(value).strip().lower() not in {str(v) for v in schema["enum"] if v is not None}:
+                    allowed = " or ".join(repr(v) for v in schema["enum"] if v is not None)
+                    raise DinteroInputError(field, allowed, value)
+            elif kinds & {"number", "integer"}:
+                low = schema.get("exclusiveMinimum", schema.get("minimum", float("-inf")))
+                number = validate_number(
+                    value,
+                    field,
+                    minimum=low,
+                    maximum=schema.get("maximum", float("inf")),
+                    exclusive_minimum="exclusiveMinimum" in schema,
+                )
+                if "integer" in kinds and number != int(number):
+                    raise DinteroInputError(field, "a whole number", value)
+            elif "object" in kinds:
+                parsed = json.loads(value) if isinstance(value, str) else value
+                if not isinstance(parsed, dict):
+                    raise DinteroInputError(field, "a JSON object", value)
+            elif name in _FIELD_CHECKS:
+                _FIELD_CHECKS[name](str(value).strip(), field)
+            elif "pattern" in schema and not re.fullmatch(schema["pattern"], str(value).strip()):
+                raise DinteroInputError(field, spec["description"], value)
+        except json.JSONDecodeError:
+            raise ValidationError(str(DinteroInputError(field, "a JSON object", value))) from None
+        except DinteroInputError as err:
+            raise ValidationError(str(err)) from None
+
+    return check
+
+
+def connection_form_widgets() -> dict[str, Any]:
+    """
+    The extra fields of the connection form as wtforms widgets, one per entry of
+    :data:`~airflow_provider_dintero.get_provider_info.CONNECTION_FIELDS` (read by Airflow 2.11's
+    web server, and by 3.0 and 3.1, which do not read ``conn-fields``).
+
+    Only :data:`ACCEPTED_WIDGET_CLASSES` are used; empty inputs show the default as their
+    placeholder (:func:`ui_field_behaviour`) and are saved empty, so the hook's default applies;
+    every value is checked on save as the hook checks it.
+    """
+    import wtforms
+    from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+    from flask_babel import lazy_gettext
+    from wtforms.validators import Optional
+
+    widgets: dict[str, Any] = {}
+    for name, spec in CONNECTION_FIELDS.items():
+        kind = _widget_class(spec["schema"])
+        field_class = getattr(wtforms, kind)
+        options: dict[str, Any] = {
+            "description": spec["description"],
+            "validators": [Optional(), _form_check(name, spec)],
+        }
+        if kind in ("StringField", "IntegerField"):
+            options["widget"] = BS3TextFieldWidget()
+        elif kind == "PasswordField":
+            options["widget"] = BS3PasswordFieldWidget()
+        widgets[name] = field_class(lazy_gettext(spec["label"]), **options)
+    return widgets
+
+
+def ui_field_behaviour() -> dict[str, Any]:
+    """How the standard connection fields are shown: hidden, relabelled, placeholders (Airflow 2.11-3.1)."""
+    return {
+        "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+        "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+        "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+    }
+
+
 class DinteroConnectionMixin:
     """
     Reads and checks the fields of a ``dintero`` connection; each error names the field.
@@ -48,47 +169,6 @@ class DinteroConnectionMixin:
 
         @classmethod
         def get_connection(cls, conn_id: str) -> Connection: ...
-
-    # ---------------------------------------------------------------- connection form
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Return the extra fields of the connection form (Airflow 2.11's UI), with defaults and checks."""
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import FloatField, IntegerField, SelectField, StringField
-        from wtforms.validators import NumberRange, Optional, Regexp
-
-        kinds = {"integer": IntegerField, "number": FloatField, "string": StringField}
-        widgets: dict[str, Any] = {}
-        for name, spec in CONNECTION_FIELDS.items():
-            schema = spec["schema"]
-            label, common = lazy_gettext(spec["label"]), {"description": spec["description"]}
-            common["default"] = schema.get("default")
-            if "enum" in schema:
-                choices = [(v, v) for v in schema["enum"] if v is not None]
-                widgets[name] = SelectField(label, choices=choices, **common)
-                continue
-            validators: list[Any] = [Optional()]
-            if "pattern" in schema:  # checked on save
-                validators.append(Regexp(schema["pattern"], message=spec["description"]))
-            low = schema.get("minimum", schema.get("exclusiveMinimum"))
-            if low is not None or "maximum" in schema:
-                validators.append(NumberRange(min=low, max=schema.get("maximum")))
-            field_class = kinds[schema["type"][0]]
-            widgets[name] = field_class(label, widget=BS3TextFieldWidget(), validators=validators, **common)
-        return widgets
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Return how the standard connection fields are shown (Airflow 2.11's UI)."""
-        from airflow_provider_dintero.get_provider_info import UI_FIELD_BEHAVIOUR
-
-        return {
-            "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
-            "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
-            "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
-        }
 
     # ---------------------------------------------------------------- configuration
 

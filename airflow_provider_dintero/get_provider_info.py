@@ -45,11 +45,14 @@ def _field(label: str, kind: str, description: str, placeholder: Any = None, **s
     return spec
 
 
-#: The extra fields of the Dintero connection form, read by Airflow 3's UI (``conn-fields``) and
-#: turned into Airflow 2.11's widgets by the hook. No name contains a word Airflow treats as
-#: sensitive ("token", "secret", "password", ...): such fields come back from the UI as ``***``;
-#: but ``proxies`` (a proxy URL may hold a password): it has no default for the form to mask,
-#: and a ``***`` sent back on an edit is replaced by the stored value (Airflow's own merge).
+#: The extra fields of the Dintero connection form, read by Airflow 3.2+ (``conn-fields``) and
+#: turned into widgets for Airflow 2.11-3.1 by ``connection.connection_form_widgets`` (a schema's
+#: type picks the widget class: integer -> IntegerField, boolean -> BooleanField, format password
+#: -> PasswordField, anything else (string, number, enum, object) -> StringField, checked on save).
+#: No name contains a word Airflow treats as sensitive ("token", "secret", "password", ...): such
+#: fields come back from the UI as ``***``; but ``proxies`` (a proxy URL may hold a password): it
+#: has no default for the form to mask, and a ``***`` sent back on an edit is replaced by the
+#: stored value (Airflow's own merge).
 CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
     "account_id": _field(
         "Account ID",
@@ -149,8 +152,9 @@ def get_provider_info() -> dict[str, Any]:
     Describe this provider to Airflow's providers manager.
 
     The connection form is declared here (``conn-fields`` / ``ui-field-behaviour``, read by
-    Airflow 3's UI) and again on the hook (``get_connection_form_widgets`` /
-    ``get_ui_field_behaviour``, read by Airflow 2.11's UI).
+    Airflow 3.2+) and turned into the hook's ``get_connection_form_widgets`` /
+    ``get_ui_field_behaviour`` (read by Airflow 2.11, 3.0 and 3.1) by
+    :mod:`airflow_provider_dintero.connection`.
     """
     return {
         "package-name": "airflow-provider-dintero",

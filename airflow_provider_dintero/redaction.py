@@ -135,6 +135,27 @@ def _already_masked(value: str) -> bool:
     return isinstance(patterns, set) and re.escape(value) in patterns
 
 
+#: Where Airflow's ``mask_secret`` lives, newest line first (common-compat before 1.22 does not
+#: export it; this is the lookup common-compat 1.22+ does).
+_MASK_SECRET_MODULES = (
+    "airflow.providers.common.compat.sdk",
+    "airflow.sdk.log",
+    "airflow.sdk.execution_time.secrets_masker",
+    "airflow.utils.log.secrets_masker",
+)
+
+
+def _airflow_mask_secret_function() -> Any:
+    import importlib
+
+    for name in _MASK_SECRET_MODULES:
+        try:
+            return importlib.import_module(name).mask_secret
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError(f"Airflow's mask_secret was found in none of {', '.join(_MASK_SECRET_MODULES)}")
+
+
 def mask_secret(value: str | None) -> None:
     """
     Register a credential with Airflow's secrets masker, once per process.
@@ -148,8 +169,7 @@ def mask_secret(value: str | None) -> None:
     """
     if not value:
         return
-    from airflow.providers.common.compat.sdk import mask_secret as _airflow_mask_secret
-
+    _airflow_mask_secret = _airflow_mask_secret_function()
     signatures = []
     if "://" in value and "?" in value:
         signatures = [

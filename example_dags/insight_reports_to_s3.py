@@ -17,9 +17,13 @@ copy names at run time: one of them is failed with a database integrity error.)
 Configuration errors (no bucket, an unknown report configuration, a malformed merchant id)
 fail at once, without retries.
 
-Params: ``merchant_id`` (default ``T11200001``) and ``s3_bucket`` (default: the
-``DINTERO_DEMO_BUCKET`` environment variable, else ``dintero-reports``). Connections:
-``dintero_default`` (a partner API client) and ``aws_default``.
+Params: ``merchant_id`` (default ``T11200001``), ``s3_bucket`` (default: the
+``DINTERO_DEMO_BUCKET`` environment variable, else ``dintero-reports``) and ``destination`` (a
+destination URI such as ``gs://bucket/reports`` or ``abfss://container@account.dfs.core.windows.net``;
+default: the ``DINTERO_DEMO_DESTINATION`` environment variable, else ``s3://<s3_bucket>``): the
+same DAG runs on MWAA, Cloud Composer and Azure. Connections: ``dintero_default`` (a partner API
+client) and, by the destination's scheme, ``aws_default``, ``google_cloud_default`` or
+``wasb_default``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from datetime import datetime, timezone
 from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_dintero.operators.report_configurations import CreateReportConfigurationOperator
-from airflow_provider_dintero.transfers.insight_report_to_s3 import InsightReportToS3Operator
+from airflow_provider_dintero.transfers.insight_report_to_storage import InsightReportToStorageOperator
 
 #: 35 days before the run's data interval end, or before the run itself when it has none
 #: (triggered without a logical date, Airflow 3's default for manual runs: no ``ds`` then).
@@ -57,6 +61,7 @@ with DAG(
     params={
         "merchant_id": "T11200001",
         "s3_bucket": os.environ.get("DINTERO_DEMO_BUCKET", "dintero-reports"),
+        "destination": os.environ.get("DINTERO_DEMO_DESTINATION") or None,
     },
     tags=["dintero", "example"],
     doc_md=__doc__,
@@ -68,10 +73,10 @@ with DAG(
         if_exists="reuse",
     )
 
-    copy_new_reports = InsightReportToS3Operator(
+    copy_new_reports = InsightReportToStorageOperator(
         task_id="copy_new_reports",
         account_id="{{ params.merchant_id }}",
-        s3_bucket="{{ params.s3_bucket }}",
+        destination="{{ params.destination or 's3://' ~ params.s3_bucket }}",
         report_config_id="{{ ti.xcom_pull(task_ids='ensure_monthly_schedule')['id'] }}",
         since=SINCE,
     )

@@ -55,9 +55,12 @@ at most :data:`WAIT` (1 h).
 without retries; only transient errors (Dintero or S3 unreachable) are retried.
 
 Params: ``merchant_ids`` (optional list; default all of the partner's merchants), ``s3_bucket``
-(default ``$DINTERO_DEMO_BUCKET`` or ``dintero-settlements``), ``deferrable`` (default true:
-wait in the triggerer; false: reschedule mode, the same sweep in a worker). The Asset event
-names the bucket written (``s3://<s3_bucket>/dintero/settlements``), through the
+(default ``$DINTERO_DEMO_BUCKET`` or ``dintero-settlements``), ``destination`` (a destination URI
+such as ``gs://bucket`` or ``abfss://container@account.dfs.core.windows.net``, default
+``$DINTERO_DEMO_DESTINATION``; without one, ``s3://<s3_bucket>``: the connections
+``aws_default``, ``google_cloud_default`` or ``wasb_default`` are used by scheme), ``deferrable``
+(default true: wait in the triggerer; false: reschedule mode, the same sweep in a worker). The Asset event
+names the destination written (e.g. ``s3://<s3_bucket>/dintero/settlements``), through the
 ``dintero-settlements`` asset alias. Triggered without a logical date (Airflow 3's default for
 manual runs), the window is the day before the run.
 """
@@ -79,9 +82,16 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_dintero.sensors.settlements import SettlementSensor, settlement_copy_kwargs
-from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator, settlements_asset
+from airflow_provider_dintero.transfers.settlements_to_s3 import settlements_asset
+from airflow_provider_dintero.transfers.settlements_to_storage import (
+    SettlementsToStorageOperator,
+    destination_asset,
+)
 
 BUCKET = os.environ.get("DINTERO_DEMO_BUCKET", "dintero-settlements")
+#: Where the files go: a destination URI (``s3://``, ``gs://``, ``wasbs://``/``abfss://``); without
+#: one, ``s3://<s3_bucket>``. The same DAG runs on MWAA, Cloud Composer and Azure.
+DESTINATION = os.environ.get("DINTERO_DEMO_DESTINATION") or None
 DINTERO_CONN_ID = "dintero_default"
 AWS_CONN_ID = "aws_default"
 #: Seconds between two sweeps of every merchant (in the triggerer when deferrable).
@@ -198,9 +208,12 @@ def report(**context: Any) -> dict[str, dict[str, Any]]:
         log.info("Merchant %s: %s", account_id, line)
     written = sum(line.get("written", 0) for line in summary.values())
     if written:
-        bucket = context["params"]["s3_bucket"]
+        params = context["params"]
+        destination = params.get("destination") or f"s3://{params['s3_bucket']}"
         extra = {"merchants": sum(1 for v in summary.values() if v.get("written")), "written": written}
-        context["outlet_events"][AssetAlias(name=ASSET_ALIAS)].add(settlements_asset(bucket), extra=extra)
+        context["outlet_events"][AssetAlias(name=ASSET_ALIAS)].add(
+            destination_asset(destination), extra=extra
+        )
     return summary
 
 
@@ -246,7 +259,7 @@ def _task_states(context: dict[str, Any]) -> dict[tuple[str, int], str | None]:
     start_date=datetime(2026, 11, 1, tzinfo=timezone.utc),
     catchup=False,
     tags=["dintero", "settlements", "s3"],
-    params={"merchant_ids": None, "s3_bucket": BUCKET, "deferrable": True},
+    params={"merchant_ids": None, "s3_bucket": BUCKET, "destination": DESTINATION, "deferrable": True},
     doc_md=__doc__,
 )
 def dintero_settlements_to_s3() -> None:
@@ -261,10 +274,9 @@ def dintero_settlements_to_s3() -> None:
         timeout=WAIT.total_seconds(),
         dintero_conn_id=DINTERO_CONN_ID,
     )
-    copy = SettlementsToS3Operator.partial(
+    copy = SettlementsToStorageOperator.partial(
         task_id="copy_to_s3",
-        s3_bucket="{{ params.s3_bucket }}",
-        aws_conn_id=AWS_CONN_ID,
+        destination="{{ params.destination or 's3://' ~ params.s3_bucket }}",
         dintero_conn_id=DINTERO_CONN_ID,
         outlets=[],  # the bucket is a param: ``report`` emits the Asset event for it
         retries=2,

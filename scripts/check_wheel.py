@@ -46,7 +46,8 @@ HOOK_CLASS = f"{PACKAGE}.hooks.dintero.DinteroPartnerHook"
 ENTRY_POINT = f"provider_info = {PACKAGE}.get_provider_info:get_provider_info"
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_URLS = ("Source", "Documentation", "Changelog", "Issues")
-PYTHON_CLASSIFIER = "Programming Language :: Python :: 3.11"
+#: the Python versions the wheel is checked on (scripts/check_wheel.sh), each a classifier
+PYTHON_CLASSIFIERS = ("Programming Language :: Python :: 3.11", "Programming Language :: Python :: 3.12")
 SDIST_EXTRAS = ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md")
 
 # Airflow 3 ships the ``airflow`` package as apache-airflow-core and apache-airflow-task-sdk;
@@ -54,14 +55,16 @@ SDIST_EXTRAS = ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md")
 DISTRIBUTION_ALIASES = {"apache-airflow-core": "apache-airflow", "apache-airflow-task-sdk": "apache-airflow"}
 # Modules that the Airflow component loading a piece of code provides, allowed in that code only.
 # Declaring them would install one Airflow line's web stack into the other line's deployments.
-# - Airflow 2's webserver (Flask AppBuilder) calls get_connection_form_widgets, nothing else does
-#   (the pattern of every Airflow provider).
+# - Airflow 2.11's webserver (Flask AppBuilder; 3.0 and 3.1's api-server too) builds the connection
+#   form's widgets (connection.py's connection_form_widgets and the validators it makes), nothing
+#   else does (the pattern of every Airflow provider).
 # - Airflow 3's api-server (apache-airflow-core requires FastAPI) mounts the webhook receiver;
 #   webhooks/plugin.py imports it only when fastapi imports.
+_FORM_FUNCTIONS = frozenset({"connection_form_widgets", "_form_check"})
 HOST_PROVIDED_IN_FUNCTION = {
-    "flask_appbuilder": "get_connection_form_widgets",
-    "flask_babel": "get_connection_form_widgets",
-    "wtforms": "get_connection_form_widgets",
+    "flask_appbuilder": _FORM_FUNCTIONS,
+    "flask_babel": _FORM_FUNCTIONS,
+    "wtforms": _FORM_FUNCTIONS,
 }
 HOST_PROVIDED_IN_PACKAGE = {"fastapi": f"{PACKAGE}/webhooks/", "starlette": f"{PACKAGE}/webhooks/"}
 
@@ -201,8 +204,12 @@ def check_dist(dist_dir: Path) -> int:
     for label in PROJECT_URLS:
         if label not in urls:
             problems.add(f"wheel metadata has no Project-URL {label!r} (has {sorted(urls)})")
-    if PYTHON_CLASSIFIER not in (metadata.get_all("Classifier") or []):
-        problems.add(f"wheel metadata lacks the classifier {PYTHON_CLASSIFIER!r}")
+    classifiers = metadata.get_all("Classifier") or []
+    declared = {c for c in classifiers if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)}
+    if declared != set(PYTHON_CLASSIFIERS):
+        problems.add(
+            f"wheel metadata declares Pythons {sorted(declared)}, checked are {list(PYTHON_CLASSIFIERS)}"
+        )
     section = re.search(r"\[apache_airflow_provider\]\n([^\[]*)", entry_points)
     if not section or ENTRY_POINT not in section.group(1):
         problems.add(f"wheel entry_points.txt has no [apache_airflow_provider] {ENTRY_POINT!r}")
@@ -334,7 +341,7 @@ def check_declared_imports(dist: Any, files: list[Path], problems: Problems) -> 
             if top in stdlib or top == PACKAGE:
                 continue
             where = path.relative_to(root).as_posix()
-            if HOST_PROVIDED_IN_FUNCTION.get(top) in scope:
+            if HOST_PROVIDED_IN_FUNCTION.get(top, frozenset()) & set(scope):
                 continue
             if top in HOST_PROVIDED_IN_PACKAGE and where.startswith(HOST_PROVIDED_IN_PACKAGE[top]):
                 continue
@@ -420,11 +427,12 @@ def airflow_json(args: list[str], env: dict[str, str], problems: Problems) -> li
     return rows
 
 
-def check_registration(version: str, env: dict[str, str], problems: Problems) -> None:
+def check_registration(version: str, env: dict[str, str], light: bool, problems: Problems) -> None:
     """``airflow providers list`` shows the provider; the providers manager has its connection type.
 
     :param version: the installed version.
     :param env: the Airflow environment.
+    :param light: skip the CLI (``airflow providers list``), read the providers manager.
     :param problems: where problems go.
     """
     import importlib
@@ -447,8 +455,14 @@ def check_registration(version: str, env: dict[str, str], problems: Problems) ->
             importlib.import_module(module)
         except Exception as exc:
             problems.add(f"get_provider_info() names {module}, which does not import: {exc}")
-    rows = airflow_json(["providers", "list"], env, problems)
+    # the CLI (a fresh process, 10-50 s here); the light check reads the providers manager only
+    rows = [] if light else airflow_json(["providers", "list"], env, problems)
     ours = [r for r in rows if r.get("package_name") == DISTRIBUTION]
+    if light:
+        from airflow.providers_manager import ProvidersManager
+
+        listed = ProvidersManager().providers.get(DISTRIBUTION)
+        ours = [{"package_name": DISTRIBUTION, "version": listed.version}] if listed else []
     if not ours:
         names = sorted(str(r.get("package_name")) for r in rows)
         problems.add(f"`airflow providers list` does not show {DISTRIBUTION} (it shows {names})")
@@ -473,6 +487,68 @@ def check_registration(version: str, env: dict[str, str], problems: Problems) ->
             f"connection type {CONN_TYPE!r} is {hook.hook_class_name} from {hook.package_name}, "
             f"expected {HOOK_CLASS} from {DISTRIBUTION}"
         )
+    check_connection_form(env, problems)
+
+
+def served_form() -> dict[str, Any]:
+    """The Dintero connection form as this line's UI gets it (run in a fresh process: ``form``).
+
+    Airflow 3.x: what the api-server's ``/ui/connections/hook_meta`` serves (``HookMetaService``:
+    3.2+ reads ``conn-fields``; 3.0 and 3.1 call the hook class's own ``get_connection_form_widgets``
+    with wtforms mocked, and only when wtforms imports, i.e. with the FAB provider installed).
+    Airflow 2.11: the providers manager that the webserver's form reads (it drops every widget of a
+    hook when one is of an unsupported class).
+    """
+    from airflow.providers_manager import ProvidersManager
+
+    try:
+        from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+    except ImportError:  # Airflow 2.11
+        manager = ProvidersManager()
+        prefix = f"extra__{CONN_TYPE}__"
+        fields = [n.removeprefix(prefix) for n in manager.connection_form_widgets if n.startswith(prefix)]
+        labels = (manager.field_behaviours.get(CONN_TYPE) or {}).get("relabeling") or {}
+    else:
+        meta = [m for m in HookMetaService.hook_meta_data() if m.connection_type == CONN_TYPE]
+        fields = list((meta[0].extra_fields or {}) if meta else {})
+        standard = meta[0].standard_fields if meta else None
+        labels = {
+            name: getattr(standard, name).title
+            for name in ("host", "login", "password")
+            if standard is not None and getattr(standard, name) is not None
+        }
+    return {"fields": sorted(fields), "labels": labels}
+
+
+def check_connection_form(env: dict[str, str], problems: Problems) -> None:
+    """The connection form as a fresh web server process of this line serves it.
+
+    In a fresh process: a providers manager that has already loaded the hooks unmocked (as this
+    process's other checks do) makes 3.1's ``HookMetaService`` skip their widgets.
+
+    :param env: the Airflow environment.
+    :param problems: where problems go.
+    """
+    from airflow_provider_dintero.get_provider_info import CONNECTION_FIELDS, UI_FIELD_BEHAVIOUR
+
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "form"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        problems.add(f"reading the connection form failed ({proc.returncode}): {proc.stderr.strip()[-1000:]}")
+        return
+    form = json.loads(lines[-1])
+    where = "the connection form"
+    if form["fields"] != sorted(CONNECTION_FIELDS):
+        problems.add(f"{where} shows the fields {form['fields']}, expected {sorted(CONNECTION_FIELDS)}")
+    if form["labels"] != UI_FIELD_BEHAVIOUR["relabeling"]:
+        expected = UI_FIELD_BEHAVIOUR["relabeling"]
+        problems.add(f"{where} labels the standard fields {form['labels']}, expected {expected}")
 
 
 def check_emulator(env: dict[str, str], problems: Problems) -> None:
@@ -598,11 +674,12 @@ def check_lower_bounds(dist: Any, problems: Problems) -> None:
             )
 
 
-def check_installed(example_dags: Path, lower_bounds: bool) -> int:
+def check_installed(example_dags: Path, lower_bounds: bool, light: bool = False) -> int:
     """Run every check of the installed wheel.
 
     :param example_dags: the example_dags directory of the checkout.
     :param lower_bounds: also check that every requirement is installed at its lower bound.
+    :param light: read the providers manager instead of running ``airflow providers list``.
     """
     problems = Problems()
     with tempfile.TemporaryDirectory(prefix="check-wheel-") as tmp:
@@ -631,7 +708,7 @@ def check_installed(example_dags: Path, lower_bounds: bool) -> int:
             step("lower bounds", check_lower_bounds, dist)
         imported = step("declared imports", check_declared_imports, dist, files)
         modules = step("module imports", check_modules_import, dist, files)
-        step("registration", check_registration, dist.version, env)
+        step("registration", check_registration, dist.version, env, light)
         step("emulator", check_emulator, env)
         dags = step("example DAGs", check_example_dags, example_dags.resolve())
     bounds = " at its lower bounds" if lower_bounds else ""
@@ -661,14 +738,23 @@ def main(argv: list[str] | None = None) -> int:
     installed = sub.add_parser("installed", help="check the installed wheel (run in the clean virtualenv)")
     installed.add_argument("--example-dags", type=Path, required=True)
     installed.add_argument(
+        "--light",
+        action="store_true",
+        help="the providers manager instead of `airflow providers list` (for the extra lines)",
+    )
+    installed.add_argument(
         "--at-lower-bounds",
         action="store_true",
         help="every requirement must be installed at its lower bound",
     )
+    sub.add_parser("form", help="print the Dintero connection form as this line's UI gets it (JSON)")
     args = parser.parse_args(argv)
+    if args.command == "form":
+        print(json.dumps(served_form()))
+        return 0
     if args.command == "dist":
         return check_dist(args.dist_dir)
-    return check_installed(args.example_dags, args.at_lower_bounds)
+    return check_installed(args.example_dags, args.at_lower_bounds, args.light)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ from airflow_provider_dintero.connection import (
     DEFAULT_BASE_URL,
     DEFAULT_CHECKOUT_BASE_URL,
     DinteroConnectionMixin,
+    connection_form_widgets,
+    ui_field_behaviour,
 )
 from airflow_provider_dintero.exceptions import (
     DinteroApiError,
@@ -193,6 +195,17 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
     default_conn_name = "dintero_default"
     conn_type = "dintero"
     hook_name = "Dintero"
+
+    # Defined here, not inherited: Airflow 2.11-3.1 read them only from the registered hook class.
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Return the extra fields of the connection form (Airflow 2.11-3.1; 3.2+ reads ``conn-fields``)."""
+        return connection_form_widgets()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Return how the standard connection fields are shown (Airflow 2.11-3.1)."""
+        return ui_field_behaviour()
 
     def __init__(self, dintero_conn_id: str = default_conn_name) -> None:
         super().__init__()

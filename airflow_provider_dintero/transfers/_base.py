@@ -1,7 +1,8 @@
 """
-Shared plumbing of the Dintero -> S3 transfers: the S3 hook, the upload arguments every object
-gets (``encrypt``, ``acl_policy``, ``s3_extra_args`` on top of the hook's ``extra_args``), the
-record of what was written, and its OpenLineage facets. This module is private; import the
+Shared plumbing of the Dintero -> object storage transfers: the destination (S3, GCS or Azure,
+see :mod:`~airflow_provider_dintero.transfers.destinations`), the S3 upload arguments every
+object gets (``encrypt``, ``acl_policy``, ``s3_extra_args`` on top of the hook's ``extra_args``),
+the record of what was written, and its OpenLineage facets. This module is private; import the
 operators from their own modules.
 """
 
@@ -18,6 +19,8 @@ from airflow_provider_dintero.transfers._s3_stream import upload_args
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from airflow_provider_dintero.transfers.destinations._base import Destination
 
 
 def api_id(item: Any, what: str, account_id: str) -> str:
@@ -65,11 +68,13 @@ def check_owner(item: Mapping[str, Any], what: str, account_id: str) -> None:
 
 class DinteroToS3BaseOperator(DinteroBaseOperator):
     """
-    Base of the transfers that copy Dintero files into S3.
+    Base of the transfers that copy Dintero files into object storage.
 
     Subclasses assign ``aws_conn_id``, ``encrypt``, ``acl_policy``, ``s3_extra_args`` and
-    ``s3_bucket`` in ``__init__``, call :meth:`_record_output` for every object they write and
-    set ``_lineage_inputs`` to the Dintero resources they read.
+    ``s3_bucket`` in ``__init__`` (the S3 operators), or override :meth:`_destination` (the
+    operators taking a destination URI); they write through :attr:`store`, call
+    :meth:`_record_output` for every object they write and set ``_lineage_inputs`` to the
+    Dintero resources they read.
 
     :param dintero_conn_id: the Dintero connection id.
     :param kwargs: passed to :class:`~airflow_provider_dintero.operators._base.DinteroBaseOperator`.
@@ -80,6 +85,8 @@ class DinteroToS3BaseOperator(DinteroBaseOperator):
     acl_policy: str | None
     s3_extra_args: dict[str, Any] | None
     s3_bucket: str
+    #: The parameter holding the key template, for error messages.
+    _key_param: str = "s3_key"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -93,6 +100,33 @@ class DinteroToS3BaseOperator(DinteroBaseOperator):
 
         return S3Hook(aws_conn_id=self.aws_conn_id)
 
+    def _destination(self) -> Destination:
+        """The destination written (S3 operators: ``s3://<s3_bucket>`` with ``s3_hook``)."""
+        from airflow_provider_dintero.transfers.destinations._base import parse_destination
+        from airflow_provider_dintero.transfers.destinations.s3 import S3Destination
+
+        if not isinstance(self.s3_bucket, str) or not self.s3_bucket.strip():
+            from airflow_provider_dintero.hooks.dintero import DinteroInputError
+
+            raise DinteroInputError("s3_bucket", "an S3 bucket name", self.s3_bucket)
+        return S3Destination(
+            parse_destination(f"s3://{self.s3_bucket}", field="s3_bucket"),
+            self.aws_conn_id,
+            encrypt=self.encrypt,
+            acl_policy=self.acl_policy,
+            s3_extra_args=self.s3_extra_args,
+            hook=self.s3_hook,
+        )
+
+    @cached_property
+    def store(self) -> Destination:
+        """Where this task writes (built once per task run, after templates are rendered)."""
+        return self._destination()
+
+    def _key_template(self) -> str:
+        """The key template (``s3_key`` of the S3 operators)."""
+        return str(getattr(self, "s3_key", ""))
+
     def _upload_args(self) -> dict[str, Any]:
         """The checked ``ExtraArgs`` of every object (raises ``DinteroInputError`` naming the field)."""
         return upload_args(
@@ -105,14 +139,14 @@ class DinteroToS3BaseOperator(DinteroBaseOperator):
         """
         Remember one object written by this run, for lineage.
 
-        :param key: the object key in ``s3_bucket``.
+        :param key: the full object key in the destination.
         :param size: its size in bytes.
         :param sha256: hex SHA-256 of its content.
         :param content_type: its content type.
         """
         self._lineage_outputs.append(
             {
-                "bucket": self.s3_bucket,
+                "namespace": self.store.lineage_namespace,
                 "key": key,
                 "size": size,
                 "sha256": sha256,
@@ -130,8 +164,11 @@ class DinteroToS3BaseOperator(DinteroBaseOperator):
         Return the run's OpenLineage inputs (the Dintero resources read) and outputs (each object written).
 
         Inputs are named ``accounts/<account_id>/<resource>`` in the namespace
-        ``dintero://<API host>``; outputs follow the amazon provider: namespace ``s3://<bucket>``,
-        name the key, with the dataset version (the content's SHA-256), storage and output
+        ``dintero://<API host>``; outputs are named as the stores' providers and OpenLineage name
+        them: namespace ``s3://<bucket>``, ``gs://<bucket>``,
+        ``wasbs://<container>@<account>.blob.core.windows.net`` or
+        ``abfss://<container>@<account>.dfs.core.windows.net``, name the key,
+        with the dataset version (the content's SHA-256), storage and output
         statistics (bytes) facets and a ``dinteroObject`` facet with ``size``, ``sha256`` and
         ``contentType``. Needs the ``apache-airflow-providers-openlineage`` package, imported
         only here.

@@ -1,5 +1,5 @@
 """
-OpenLineage facets of the Dintero -> S3 transfers.
+OpenLineage facets of the Dintero -> object storage transfers.
 
 Imported only from ``get_openlineage_facets_on_complete``: it needs the
 ``apache-airflow-providers-openlineage`` package, which the provider does not require.
@@ -25,7 +25,7 @@ from openlineage.client.generated.dataset_version_dataset import DatasetVersionD
 class DinteroObjectDatasetFacet(DatasetFacet):
     """
     A schema-free custom dataset facet (OpenLineage's generic ``DatasetFacet`` schema): what one
-    copy wrote to S3.
+    copy wrote to object storage.
 
     :param size: the object's size in bytes.
     :param sha256: hex SHA-256 of its content (as downloaded from Dintero).
@@ -45,7 +45,8 @@ def operator_lineage(
 
     :param namespace: the Dintero namespace, e.g. ``dintero://api.dintero.com``.
     :param inputs: names of the Dintero resources read, e.g. ``accounts/T11200001/settlements``.
-    :param outputs: the objects written: ``bucket``, ``key``, ``size``, ``sha256``, ``content_type``.
+    :param outputs: the objects written: ``namespace`` (e.g. ``gs://bucket``; or ``bucket`` for
+        S3), ``key``, ``size``, ``sha256``, ``content_type``.
     """
     datasets: list[Dataset] = []
     for out in outputs:
@@ -58,7 +59,7 @@ def operator_lineage(
             facets["version"] = DatasetVersionDatasetFacet(datasetVersion=f"sha256:{out['sha256']}")
         datasets.append(
             OutputDataset(
-                namespace=f"s3://{out['bucket']}",
+                namespace=str(out.get("namespace") or f"s3://{out['bucket']}"),
                 name=str(out["key"]),
                 facets=facets,
                 outputFacets={

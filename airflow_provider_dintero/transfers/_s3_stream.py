@@ -98,9 +98,8 @@ from collections.abc import Collection, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
-from airflow.providers.common.compat.sdk import AirflowException
-
 from airflow_provider_dintero.hooks.dintero import DinteroInputError
+from airflow_provider_dintero.transfers.destinations._base import StoreCopyError
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -135,7 +134,7 @@ _SSE_C_ARGS = ("SSECustomerAlgorithm", "SSECustomerKey", "SSECustomerKeyMD5")
 _KEY_SAFE = frozenset(string.ascii_letters + string.digits + "-_.")
 
 
-class S3CopyError(AirflowException):
+class S3CopyError(StoreCopyError):
     """An upload completed but the object in S3 does not match what was read; it was deleted."""
 
 

@@ -174,20 +174,14 @@ class InsightReportToS3Operator(DinteroToS3BaseOperator):
 
     def execute(self, context: Context) -> list[str]:
         """Copy the selected reports; return their ``s3://`` URIs."""
-        from airflow_provider_dintero.transfers._s3_stream import (
-            check_unique_keys,
-            ensure_bucket,
-            object_exists,
-            s3_uri,
-        )
+        from airflow_provider_dintero.transfers._s3_stream import check_unique_keys
 
         account_id = validate_account_id(self.account_id)
-        check_key_template(self.s3_key)
+        template = self._key_template()
+        check_key_template(template, field=self._key_param)
         since, until = self._window(context)
-        extra_args = self._upload_args()
-        s3_hook = self.s3_hook
-        ensure_bucket(s3_hook, self.s3_bucket)
-        bucket = self.s3_bucket
+        store = self.store
+        store.check()
         self._lineage_inputs = [f"accounts/{account_id}/reports"]
         self._lineage_outputs = []
         config_id = self._check_report_config(account_id) if self.report_config_id else None
@@ -200,12 +194,16 @@ class InsightReportToS3Operator(DinteroToS3BaseOperator):
             if report_id not in seen_ids:
                 seen_ids.add(report_id)
                 selected.append(report)
-        keys = [report_key(self.s3_key, report, account_id) for report in selected]
+        keys = [
+            store.object_key(report_key(template, report, account_id, field=self._key_param))
+            for report in selected
+        ]
         check_unique_keys(
             (
                 (key, str(report.get("id")), f"report {report.get('id')}")
                 for key, report in zip(keys, selected, strict=True)
             ),
+            field=self._key_param,
             hint="add {report_file_name} or {report_id}",
         )
         self.log.info(
@@ -220,23 +218,23 @@ class InsightReportToS3Operator(DinteroToS3BaseOperator):
         uris: list[str] = []
         copied: list[str] = []
         for report, key in zip(selected, keys, strict=True):
-            uri = s3_uri(bucket, key)
+            uri = store.uri(key)
             uris.append(uri)
-            if not self.replace and object_exists(s3_hook, bucket, key):
+            if not self.replace and store.exists(key):
                 self.log.info("Insight report %s is already at %s; skipping it", report.get("id"), uri)
                 continue
-            self._copy(account_id, report, bucket, key, extra_args)
+            self._copy(account_id, report, key)
             copied.append(uri)
 
         self.log.info(
-            "Copied %s new insight report(s) of account %s to s3://%s; %s were already there",
+            "Copied %s new insight report(s) of account %s to %s; %s were already there",
             len(copied),
             account_id,
-            bucket,
+            store.describe(),
             len(uris) - len(copied),
         )
         if copied:
-            self._emit_asset_events(context, account_id, bucket, copied)
+            self._emit_asset_events(context, account_id, copied)
         return uris
 
     # ------------------------------------------------------------------------------ steps
@@ -291,11 +289,7 @@ class InsightReportToS3Operator(DinteroToS3BaseOperator):
             if (since is None or created >= since) and (until is None or created < until):
                 yield report
 
-    def _copy(
-        self, account_id: str, report: ReportMetadata, bucket: str, key: str, extra_args: dict[str, Any]
-    ) -> None:
-        from airflow_provider_dintero.transfers._s3_stream import stream_to_s3
-
+    def _copy(self, account_id: str, report: ReportMetadata, key: str) -> None:
         report_id = str(report.get("id"))
         url = report.get("signed_url")
         for attempt in (1, 2):
@@ -305,31 +299,27 @@ class InsightReportToS3Operator(DinteroToS3BaseOperator):
                     account_id=account_id,
                 )
             self.log.info(
-                "Copying insight report %s of account %s from %s to s3://%s/%s",
+                "Copying insight report %s of account %s from %s to %s",
                 report_id,
                 account_id,
                 redact_url(url),
-                bucket,
-                key,
+                self.store.uri(key),
             )
             try:
                 with self.hook.stream_signed_url(
                     url, account_id=account_id, description=f"insight report {report_id}"
                 ) as stream:
                     content_type = report.get("content_type") or stream.content_type
-                    size = stream_to_s3(
-                        self.s3_hook,
+                    size = self.store.put_stream(
                         stream,
-                        bucket,
                         key,
                         content_type=content_type,
                         expected_size=stream.content_length,
                         metadata={"dintero-account-id": account_id, "dintero-report-id": report_id},
-                        extra_args=extra_args,
                     )
                     self._record_output(key, size, stream.sha256, content_type)
                 self.log.info(
-                    "Copied insight report %s (%s bytes) to s3://%s/%s", report_id, size, bucket, key
+                    "Copied insight report %s (%s bytes) to %s", report_id, size, self.store.uri(key)
                 )
                 return
             except DinteroAuthError as exc:
@@ -363,21 +353,22 @@ class InsightReportToS3Operator(DinteroToS3BaseOperator):
             account_id=account_id,
         )
 
-    def _emit_asset_events(self, context: Context, account_id: str, bucket: str, copied: list[str]) -> None:
+    def _emit_asset_events(self, context: Context, account_id: str, copied: list[str]) -> None:
         from airflow.providers.common.compat.sdk import Asset
 
         outlet_events = context.get("outlet_events")
         if outlet_events is None:
             return
-        prefix = key_prefix(self.s3_key, account_id)
+        store = self.store
+        prefix = store.object_key(key_prefix(self._key_template(), account_id)).rstrip("/")
         # flat values only: Airflow 2.11 hashes the extra of alias events
         extra: dict[str, Any] = {
             "account_id": account_id,
-            "bucket": bucket,
+            "bucket": store.container,
             "prefix": prefix,
             "copied": len(copied),
         }
-        target = Asset(uri=f"s3://{bucket}/{prefix}")
+        target = Asset(uri=store.asset_uri(prefix) if prefix else f"{store.base_uri}/")
         for outlet in self.outlets or []:
             if isinstance(outlet, AssetAlias):
                 outlet_events[outlet].add(target, extra=extra)
@@ -388,20 +379,21 @@ class InsightReportToS3Operator(DinteroToS3BaseOperator):
 # ---------------------------------------------------------------------------------- helpers
 
 
-def check_key_template(template: Any) -> list[str]:
+def check_key_template(template: Any, *, field: str = "s3_key") -> list[str]:
     """
-    Check an ``s3_key`` template (fields from :data:`KEY_FIELDS` only); return the fields used.
+    Check a key template (fields from :data:`KEY_FIELDS` only); return the fields used.
 
     Raises :class:`DinteroInputError` listing the allowed fields.
 
     :param template: e.g. :data:`DEFAULT_KEY_TEMPLATE`.
+    :param field: the parameter name for error messages.
     """
     from airflow_provider_dintero.transfers._s3_stream import key_template_fields
 
-    return key_template_fields(template, KEY_FIELDS)
+    return key_template_fields(template, KEY_FIELDS, field=field)
 
 
-def report_key(template: str, report: ReportMetadata, account_id: str) -> str:
+def report_key(template: str, report: ReportMetadata, account_id: str, *, field: str = "s3_key") -> str:
     """
     Render an ``s3_key`` template for one report of ``account_id``.
 
@@ -412,12 +404,13 @@ def report_key(template: str, report: ReportMetadata, account_id: str) -> str:
     :param template: a template checked by :func:`check_key_template`.
     :param report: the report's metadata.
     :param account_id: the operator's own checked account id.
+    :param field: the parameter name for error messages.
     """
     from airflow_provider_dintero.transfers._s3_stream import key_part, render_key
 
     fields = {k: key_part(v) for k, v in key_values(report, account_id).items()}
     fields["account_id"] = account_id
-    return render_key(template, fields)
+    return render_key(template, fields, field=field)
 
 
 def key_values(report: ReportMetadata, account_id: str) -> dict[str, str]:

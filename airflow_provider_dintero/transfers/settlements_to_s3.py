@@ -43,13 +43,9 @@ from airflow_provider_dintero.settlements import parse_payment_providers, run_wi
 from airflow_provider_dintero.transfers._base import DinteroToS3BaseOperator, api_id, check_owner
 from airflow_provider_dintero.transfers._s3_stream import (
     check_unique_keys,
-    ensure_bucket,
     key_part,
     key_template_fields,
-    object_exists,
     render_key,
-    s3_uri,
-    stream_to_s3,
 )
 from airflow_provider_dintero.triggers.settlement_events import settlement_event_extra
 
@@ -328,7 +324,12 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
                 "attachments", "one of " + ", ".join(k.value for k in AttachmentKind), self.attachments
             ) from None
         providers = parse_payment_providers(self.payment_providers)
-        key_template_fields(self.s3_key, KEY_FIELDS, required=("settlement_id", "attachment_id"))
+        key_template_fields(
+            self._key_template(),
+            KEY_FIELDS,
+            field=self._key_param,
+            required=("settlement_id", "attachment_id"),
+        )
         ids = self._settlement_ids()
         if not isinstance(self.use_triggering_events, bool):
             raise DinteroInputError("use_triggering_events", "True or False", self.use_triggering_events)
@@ -339,8 +340,7 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
                 )
             ids = self._ids_from_events(context, account_id)
         window = self._window(context) if ids is None else None
-        extra_args = self._upload_args()
-        ensure_bucket(self.s3_hook, self.s3_bucket)
+        self.store.check()
         self._lineage_inputs = [f"accounts/{account_id}/settlements"]
         self._lineage_outputs = []
 
@@ -349,16 +349,16 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         written: list[str] = []
         skipped: list[str] = []
         for plan in plans:
-            w, s = self._copy_settlement(account_id, plan, kind, extra_args)
+            w, s = self._copy_settlement(account_id, plan, kind)
             written.extend(w)
             skipped.extend(s)
         self.log.info(
-            "Account %s: %s settlement(s), %s object(s) written, %s already in s3://%s",
+            "Account %s: %s settlement(s), %s object(s) written, %s already in %s",
             account_id,
             len(plans),
             len(written),
             len(skipped),
-            self.s3_bucket,
+            self.store.describe(),
         )
         result = {
             "account_id": account_id,
@@ -436,8 +436,12 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
             check_owner(settlement, f"settlement {sid}", account_id)
             if sid in plans:
                 continue
-            manifest_key = render_key(
-                self.s3_key, {**self._fields(account_id, sid, settlement, {}), **MANIFEST_FIELDS}
+            manifest_key = self.store.object_key(
+                render_key(
+                    self._key_template(),
+                    {**self._fields(account_id, sid, settlement, {}), **MANIFEST_FIELDS},
+                    field=self._key_param,
+                )
             )
             plan = plans[sid] = _Plan(settlement, sid, manifest_key)
             planned.append((manifest_key, ("manifest", sid), f"the manifest of settlement {sid}"))
@@ -447,41 +451,49 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
                 if kind is AttachmentKind.ALL or _attachment_kind(attachment) == kind.value:
                     chosen.setdefault(att_id, attachment)
             for att_id, attachment in chosen.items():
-                key = render_key(self.s3_key, self._fields(account_id, sid, settlement, attachment))
+                key = self.store.object_key(
+                    render_key(
+                        self._key_template(),
+                        self._fields(account_id, sid, settlement, attachment),
+                        field=self._key_param,
+                    )
+                )
                 plan.attachments.append((attachment, att_id, key))
                 planned.append((key, ("attachment", sid, att_id), f"attachment {att_id} of settlement {sid}"))
-        check_unique_keys(planned)
+        check_unique_keys(planned, field=self._key_param)
         return list(plans.values())
 
     def _copy_settlement(
-        self, account_id: str, plan: _Plan, kind: AttachmentKind, extra_args: dict[str, Any]
+        self, account_id: str, plan: _Plan, kind: AttachmentKind
     ) -> tuple[list[str], list[str]]:
         sid, settlement, manifest_key = plan.settlement_id, plan.settlement, plan.manifest_key
         written: list[str] = []
         skipped: list[str] = []
         entries: list[dict[str, Any]] = []
         for attachment, att_id, key in plan.attachments:
-            uri = s3_uri(self.s3_bucket, key)
+            uri = self.store.uri(key)
             entry: dict[str, Any] = {
                 "id": att_id,
                 "created_by": attachment.get("created_by"),
                 "kind": _attachment_kind(attachment),
                 "extension": attachment.get("extension"),
                 "content_type": attachment.get("content_type"),
-                "s3_uri": uri,
+                "uri": uri,
             }
-            if not self.replace and object_exists(self.s3_hook, self.s3_bucket, key):
-                self.log.info("Already in S3, skipping: %s", uri)
+            if self.store.location.scheme == "s3":
+                entry["s3_uri"] = uri  # manifest version 1's name, kept for S3
+            if not self.replace and self.store.exists(key):
+                self.log.info("Already there, skipping: %s", uri)
                 skipped.append(uri)
             else:
                 entry["size"], entry["sha256"] = self._copy_attachment(
-                    account_id, sid, att_id, attachment, key, extra_args
+                    account_id, sid, att_id, attachment, key
                 )
                 written.append(uri)
             entries.append(entry)
 
-        manifest_uri = s3_uri(self.s3_bucket, manifest_key)
-        if not written and not self.replace and object_exists(self.s3_hook, self.s3_bucket, manifest_key):
+        manifest_uri = self.store.uri(manifest_key)
+        if not written and not self.replace and self.store.exists(manifest_key):
             skipped.append(manifest_uri)
             return written, skipped
         self._fill_skipped_entries(entries, manifest_key)
@@ -495,14 +507,8 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
             "written_at": format_timestamp(timezone.utcnow(), "written_at"),
         }
         body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
-        size = stream_to_s3(
-            self.s3_hook,
-            io.BytesIO(body),
-            self.s3_bucket,
-            manifest_key,
-            content_type="application/json",
-            expected_size=len(body),
-            extra_args=extra_args,
+        size = self.store.put_stream(
+            io.BytesIO(body), manifest_key, content_type="application/json", expected_size=len(body)
         )
         self._record_output(manifest_key, size, hashlib.sha256(body).hexdigest(), "application/json")
         self.log.info("Settlement %s of account %s is complete: wrote %s", sid, account_id, manifest_uri)
@@ -516,9 +522,8 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         att_id: str,
         attachment: SettlementAttachment,
         key: str,
-        extra_args: dict[str, Any],
     ) -> tuple[int, str]:
-        uri = s3_uri(self.s3_bucket, key)
+        uri = self.store.uri(key)
         self.log.info(
             "Copying attachment %s (%s) of settlement %s, account %s, to %s",
             att_id,
@@ -530,10 +535,8 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         try:
             with self.hook.stream_settlement_attachment(account_id, settlement_id, att_id) as stream:
                 content_type = str(attachment.get("content_type") or stream.content_type)
-                size = stream_to_s3(
-                    self.s3_hook,
+                size = self.store.put_stream(
                     stream,
-                    self.s3_bucket,
                     key,
                     content_type=content_type,
                     expected_size=stream.content_length,
@@ -542,7 +545,6 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
                         "dintero-settlement-id": settlement_id,
                         "dintero-attachment-id": att_id,
                     },
-                    extra_args=extra_args,
                 )
                 self._record_output(key, size, stream.sha256, content_type)
                 return size, stream.sha256
@@ -559,22 +561,27 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         missing = [e for e in entries if "sha256" not in e]
         if not missing:
             return
+        store = self.store
         previous: dict[str, dict[str, Any]] = {}
-        client = self.s3_hook.get_conn()
-        if object_exists(self.s3_hook, self.s3_bucket, manifest_key):
-            old = json.loads(client.get_object(Bucket=self.s3_bucket, Key=manifest_key)["Body"].read())
-            previous = {a.get("s3_uri"): a for a in old.get("attachments") or [] if a.get("sha256")}
+        if store.exists(manifest_key):
+            old = json.loads(store.read_bytes(manifest_key))
+            previous = {
+                a.get("uri") or a.get("s3_uri"): a for a in old.get("attachments") or [] if a.get("sha256")
+            }
         for entry in missing:
-            known = previous.get(entry["s3_uri"])
+            known = previous.get(entry["uri"])
             if known:
                 entry["size"], entry["sha256"] = known.get("size"), known["sha256"]
                 continue
+            key = store.key_of(entry["uri"])
+            info = store.head(key)
+            if info is not None and info.sha256:  # kept as metadata by the store (Azure)
+                entry["size"], entry["sha256"] = info.size, info.sha256
+                continue
             # Copied by a run that failed before its manifest: hash the stored object (streamed).
-            key = entry["s3_uri"].split("/", 3)[3]
-            body = client.get_object(Bucket=self.s3_bucket, Key=key)["Body"]
             digest = hashlib.sha256()
             size = 0
-            while chunk := body.read(1024 * 1024):
+            for chunk in store.iter_bytes(key):
                 digest.update(chunk)
                 size += len(chunk)
             entry["size"], entry["sha256"] = size, digest.hexdigest()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_dintero.connection import ACCEPTED_WIDGET_CLASSES
 from airflow_provider_dintero.get_provider_info import CONNECTION_FIELDS
 from airflow_provider_dintero.hooks.dintero import (
     DEFAULT_BASE_URL,
@@ -63,13 +64,99 @@ def test_provider_info_declares_the_connection_form() -> None:
     assert conn_type["ui-field-behaviour"]["relabeling"]["password"] == "Client secret"
 
 
-def test_hook_declares_the_same_form_for_airflow_2() -> None:
-    behaviour = DinteroPartnerHook.get_ui_field_behaviour()
+def _accepted_widget_classes() -> set[str]:
+    """The widget classes this Airflow line's providers manager accepts, read from its own source."""
+    import inspect
+    import re
+
+    from airflow.providers_manager import ProvidersManager
+
+    found = re.search(
+        r"allowed_field_classes = \[([^\]]*)\]", inspect.getsource(ProvidersManager._import_hook)
+    )
+    assert found, "this Airflow line's providers manager no longer lists allowed_field_classes"
+    return {name.strip() for name in found.group(1).split(",")}
+
+
+def test_airflow_lists_every_field_of_the_dintero_form() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    widgets = ProvidersManager().connection_form_widgets
+    prefix = "extra__dintero__"
+
+    assert {name.removeprefix(prefix) for name in widgets if name.startswith(prefix)} == set(
+        CONNECTION_FIELDS
+    )
+
+
+def test_airflow_relabels_hides_and_fills_in_the_standard_fields() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    behaviour = ProvidersManager().field_behaviours["dintero"]
+
+    assert behaviour["hidden_fields"] == ["schema", "port"]
     assert behaviour["relabeling"] == {"host": "Base URL", "login": "Client ID", "password": "Client secret"}
-    flask_appbuilder = pytest.importorskip("flask_appbuilder")
-    assert flask_appbuilder
+    assert behaviour["placeholders"]["host"] == DEFAULT_BASE_URL
+    assert behaviour["placeholders"]["extra__dintero__timeout"] == "30"
+    assert behaviour["placeholders"]["extra__dintero__cache_mode"] == "memory"
+
+
+def test_every_widget_is_of_a_class_this_airflow_line_accepts() -> None:
+    pytest.importorskip("flask_appbuilder", reason="Airflow 3.2+ reads conn-fields and builds no widgets")
+
     widgets = DinteroPartnerHook.get_connection_form_widgets()
+
+    accepted = _accepted_widget_classes()
+    assert accepted == set(ACCEPTED_WIDGET_CLASSES)
+    assert {
+        name: w.field_class.__name__ for name, w in widgets.items() if w.field_class.__name__ not in accepted
+    } == {}
     assert set(widgets) == set(CONNECTION_FIELDS)
+
+
+def _form(values: dict[str, str]) -> Any:
+    wtforms = pytest.importorskip("wtforms", reason="Airflow 3.2+ reads conn-fields and builds no widgets")
+    from werkzeug.datastructures import MultiDict
+
+    form_class = type("DinteroForm", (wtforms.Form,), dict(DinteroPartnerHook.get_connection_form_widgets()))
+    return form_class(formdata=MultiDict(values))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("account_id", "T1120000", "extra.account_id: expected"),
+        ("checkout_base_url", "http://checkout.example.com", "extra.checkout_base_url: expected"),
+        ("timeout", "0", "extra.timeout: expected a finite number > 0"),
+        ("timeout", "soon", "extra.timeout: expected"),
+        ("max_retries", "21", "extra.max_retries: expected a finite number >= 0 and <= 20"),
+        ("cache_mode", "redis", "extra.cache_mode: expected 'memory' or 'variable'"),
+        ("refresh_margin", "-1", "extra.refresh_margin: expected"),
+        ("max_pages", "0", "extra.max_pages: expected a finite number >= 1"),
+        ("proxies", "http://127.0.0.1:3128", "extra.proxies: expected"),
+    ],
+)
+def test_the_form_refuses_on_save_what_the_hook_refuses(field: str, value: str, expected: str) -> None:
+    form = _form({"account_id": "T11200000", field: value})
+
+    assert not form.validate()
+    assert list(form.errors) == [field]
+    assert expected in form.errors[field][0]
+
+
+def test_a_form_saved_with_only_the_required_fields_works_with_every_default(
+    dintero_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    form = _form({"account_id": dintero_emulator.partner_id, "checkout_base_url": dintero_emulator.base_url})
+    assert form.validate(), form.errors
+    extra = {name: value for name, value in form.data.items() if value != ""}  # as Airflow 2.11 saves it
+    _set_conn(monkeypatch, "dintero_form", _conn(dintero_emulator, extra=extra))
+
+    hook = DinteroPartnerHook("dintero_form")
+
+    assert (hook.timeout, hook.max_retries, hook.token_cache_mode) == (30, 5, "memory")
+    assert hook.checkout_base_url == dintero_emulator.base_url
+    assert hook.test_connection()[0]
 
 
 def test_json_connection_from_environment(dintero_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:

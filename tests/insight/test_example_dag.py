@@ -35,13 +35,14 @@ def test_dag_is_daily_without_catchup_and_has_the_documented_params(
     load_example_dag: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DINTERO_DEMO_BUCKET", "demo-bucket")
+    monkeypatch.delenv("DINTERO_DEMO_DESTINATION", raising=False)
     dag = load_example_dag(DAG_FILE)
 
     assert dag.dag_id == DAG_ID
     assert dag.catchup is False
     timetable = dag.timetable
     assert (getattr(timetable, "expression", None) or timetable._expression) == "0 0 * * *"  # @daily
-    assert dict(dag.params) == {"merchant_id": MERCHANT, "s3_bucket": "demo-bucket"}
+    assert dict(dag.params) == {"merchant_id": MERCHANT, "s3_bucket": "demo-bucket", "destination": None}
     assert dag.get_task("ensure_monthly_schedule").downstream_task_ids == {"copy_new_reports"}
 
 

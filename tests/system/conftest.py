@@ -4,9 +4,12 @@ profile ``DINTERO_SYSTEM_PROFILE`` names), the Dintero emulator it talks to, hea
 the connection (created through the UI; through the REST API in the production profile) and
 every example DAG triggered through the REST API.
 
-Airflow 3.3 only: on 2.11 the whole suite is skipped (its UI and REST API are different). The
-production profile runs ``test_deployment.py`` without the browser tests and ``test_production.py``;
-the SQLite profile runs the others.
+Two Airflow lines, chosen by the Airflow installed. Airflow 3.3 (api-server, REST API v2) in
+one of two profiles (``sqlite``; ``production``, which runs ``test_deployment.py`` without the
+browser tests and ``test_production.py``, the SQLite profile the others); Airflow 2.11 (webserver,
+REST API v1, :class:`~.deployment.Deployment2`, SQLite only). On 2.11 a test module runs only if
+it says ``RUNS_ON_AIRFLOW_2 = True``; the others need Airflow 3 (asset watchers, the webhook
+receiver) and are skipped there.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import pytest
 
 from tests.conftest import AIRFLOW_V3
 
-from .deployment import ARTIFACTS, BUCKET, Deployment, active_profile, wait_until
+from .deployment import ARTIFACTS, BUCKET, Deployment, Deployment2, active_profile, wait_until
 from .proxy import ConnectProxy
 
 CHROMIUM = "/usr/bin/chromium"
@@ -50,7 +53,10 @@ SQLITE_ONLY = ("test_settlement_events.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Skip the system suite on Airflow 2.11, and each profile's tests in the other profile."""
+    """
+    On Airflow 2.11, skip the modules that need Airflow 3; on 3.3, each profile's tests in the other
+    profile.
+    """
     profile = active_profile()
     for item in items:
         path = str(item.fspath).replace(os.sep, "/")
@@ -58,7 +64,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             continue
         name = path.rsplit("/", 1)[-1]
         if not AIRFLOW_V3:
-            reason = "system suite: Airflow 3.3 only (the UI and REST API it drives are Airflow 3's)"
+            if getattr(item.module, "RUNS_ON_AIRFLOW_2", False):
+                continue
+            reason = "system suite: this module needs Airflow 3 (not RUNS_ON_AIRFLOW_2)"
         elif profile.name == "production" and (
             name in SQLITE_ONLY or {"ui_connection", "browser"} & set(getattr(item, "fixturenames", ()))
         ):
@@ -162,8 +170,14 @@ def proxy() -> Iterator[ConnectProxy | None]:
 
 @pytest.fixture(scope="session")
 def deployment(emulator: Any, proxy: ConnectProxy | None) -> Iterator[Deployment]:
-    """The profile's processes and moto, started once per session; every one stopped at the end."""
-    deploy = Deployment(
+    """
+    The processes of this line's profile and moto, started once per session; every one stopped
+    at the end.
+    """
+    if not AIRFLOW_V3 and active_profile().name != "sqlite":
+        raise pytest.UsageError("the production profile needs Airflow 3.3 (Deployment2 is SQLite only)")
+    kind = Deployment if AIRFLOW_V3 else Deployment2
+    deploy = kind(
         home=ARTIFACTS / "airflow-home", emulator_url=emulator.base_url, proxy_url=proxy and proxy.url
     )
     try:
@@ -211,17 +225,11 @@ def ui_connection(deployment: Deployment, browser: Any, emulator: Any) -> dict[s
     checkout base URL (the emulator serves both APIs); timeout, retries and the token cache stay
     at the form's defaults. Returns what the form showed and what Airflow saved.
     """
+    if not AIRFLOW_V3:
+        return _ui_connection_airflow_2(deployment, browser, emulator)
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     blocked: list[str] = []
-
-    def only_loopback(route: Any) -> None:
-        if route.request.url.startswith("http://127.0.0.1"):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_loopback)
+    page.route("**/*", _only_loopback(blocked))
     page.goto(f"{deployment.api_url}/")
     page.locator("input[name=username]").fill("admin")
     page.locator("input[name=password]").fill(deployment.admin_password)
@@ -297,6 +305,86 @@ def dintero_connection(request: pytest.FixtureRequest, deployment: Deployment, e
     return CONN_ID
 
 
+def _only_loopback(blocked: list[str]) -> Any:
+    """A playwright route handler: requests to 127.0.0.1 go on, the others are recorded and aborted."""
+
+    def route(request_route: Any) -> None:
+        if request_route.request.url.startswith("http://127.0.0.1"):
+            request_route.continue_()
+        else:
+            blocked.append(request_route.request.url)
+            request_route.abort()
+
+    return route
+
+
+#: every Dintero field of the form README's connection table lists (Airflow 2.11's element ids)
+FORM_FIELDS_2 = ("account_id", "checkout_base_url", "timeout", "max_retries", "cache_mode", "refresh_margin")
+
+
+def _ui_connection_airflow_2(deployment: Deployment, browser: Any, emulator: Any) -> dict[str, Any]:
+    """
+    Airflow 2.11's form (Flask AppBuilder): log in, add a connection, choose Dintero in the
+    connection type's list, fill only Base URL, Client ID, Client secret, Account ID and the
+    checkout base URL, press Test, then Save. Returns what the form showed, the test's answer
+    and what Airflow saved.
+    """
+    page = browser.new_page(viewport={"width": 1400, "height": 2200})
+    blocked: list[str] = []
+    page.route("**/*", _only_loopback(blocked))
+    page.goto(f"{deployment.api_url}/login/")
+    page.locator("input[name=username]").fill("admin")
+    page.locator("input[name=password]").fill(deployment.admin_password)
+    page.locator("input[type=submit], button[type=submit]").first.click()
+    page.wait_for_url(lambda url: "/login" not in url, timeout=60_000)
+    page.goto(f"{deployment.api_url}/connection/add")
+    page.locator("input[name=conn_id]").fill(CONN_ID)
+    # the list is a select2 widget over a <select>: choose in the <select>, as select2 itself does
+    page.locator("#conn_type").select_option(label="Dintero", force=True)
+    page.wait_for_function("document.getElementById('conn_type').value === 'dintero'", timeout=10_000)
+    page.locator("#extra__dintero__account_id").wait_for(state="visible", timeout=10_000)
+
+    def shown(element_id: str) -> bool:
+        return bool(page.locator(f"#{element_id}").is_visible())
+
+    def label(element_id: str) -> str:
+        return str(page.locator(f"label[for='{element_id}']").inner_text()).strip()
+
+    fields = {name: f"extra__dintero__{name}" for name in FORM_FIELDS_2}
+    form = {
+        "visible": {name: shown(element) for name, element in fields.items()},
+        "hidden": {name: not shown(name) for name in ("schema", "port")},
+        "labels": {name: label(name) for name in ("host", "login", "password")}
+        | {name: label(element) for name, element in fields.items()},
+        "placeholders": {
+            name: page.locator(f"#{element}").get_attribute("placeholder")
+            for name, element in {"host": "host", "login": "login", **fields}.items()
+        },
+    }
+    page.locator("#host").fill(emulator.base_url)
+    page.locator("#login").fill(emulator.partner_client_id)
+    page.locator("#password").fill(emulator.partner_client_secret)
+    page.locator(f"#{fields['account_id']}").fill(emulator.partner_id)
+    page.locator(f"#{fields['checkout_base_url']}").fill(emulator.base_url)
+    shots = [screenshot(page, "1-connection-form")]
+    page.locator("#test-connection").click()
+    alert = page.locator(".alert-success, .alert-error").first
+    alert.wait_for(timeout=60_000)
+    tested = str(alert.inner_text())
+    shots.append(screenshot(page, "2-connection-tested"))
+    page.locator("form#model_form button[type=submit], form#model_form input[type=submit]").first.click()
+    wait_until(lambda: _saved(deployment), 30, f"connection {CONN_ID} to be saved", interval=0.5)
+    shots.append(screenshot(page, "3-connection-saved"))
+    page.close()
+    return {
+        "form": form,
+        "tested": tested,
+        "saved": deployment.airflow("connections", "get", CONN_ID, "-o", "json", keep=False).stdout,
+        "blocked": blocked,
+        "screenshots": shots,
+    }
+
+
 def _saved(deployment: Deployment) -> bool:
     try:
         return bool(deployment.api(f"/connections/{CONN_ID}"))
@@ -315,6 +403,7 @@ def example_dags(deployment: Deployment) -> list[dict[str, Any]]:
 
 
 def _run_state(deployment: Deployment, dag_id: str, run_id: str) -> str:
+    deployment._alive()  # a dead scheduler or triggerer fails the wait at once
     return str(deployment.api(f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
 
 
@@ -346,7 +435,7 @@ def example_runs(deployment: Deployment, dintero_connection: str, emulator: Any)
     comes one poll interval (60 s) after the deferral, so that sweep finds every merchant's
     settlement (the trigger fires once, with what one sweep found).
     """
-    expected = len(list((Path(__file__).resolve().parents[2] / "example_dags").glob("*.py")))
+    expected = len(deployment.example_dag_files())
     dags = wait_until(
         lambda: (found := example_dags(deployment)) and len(found) >= expected and found,
         180,
@@ -357,13 +446,13 @@ def example_runs(deployment: Deployment, dintero_connection: str, emulator: Any)
     for dag in dags:
         dag_id = dag["dag_id"]
         deployment.api(f"/dags/{dag_id}", "PATCH", {"is_paused": False})
-        run = deployment.api(f"/dags/{dag_id}/dagRuns", "POST", {"logical_date": None})
-        runs[dag_id] = run["dag_run_id"]
+        runs[dag_id] = deployment.trigger(dag_id)
 
     settlements_run = runs[SETTLEMENTS_DAG]
     merchants = list(emulator.merchant_ids)
 
     def sensor_deferred() -> bool:
+        deployment._alive()
         sensors = task_instances(deployment, SETTLEMENTS_DAG, settlements_run, SENSOR)
         states = [ti["state"] for ti in sensors]
         if any(s in ("failed", "upstream_failed", "success", "skipped") for s in states):

@@ -1,7 +1,7 @@
 """
-The provider in a real Airflow 3.3 deployment: the connection form in headless Chromium, every
-example DAG triggered through the REST API and run by the scheduler, the LocalExecutor and the
-triggerer, and no secret in any log or process output.
+The provider in a real Airflow deployment (3.3, or 2.11: see :mod:`.conftest`): the connection
+form in headless Chromium, every example DAG triggered through the REST API and run by the
+scheduler, the executor and the triggerer, and no secret in any log or process output.
 """
 
 from __future__ import annotations
@@ -10,10 +10,19 @@ import json
 from datetime import datetime
 from typing import Any
 
-from .conftest import CONN_ID, SENSOR, SETTLEMENTS_DAG, task_instances
-from .deployment import REPO, Deployment, emulator_canaries, leaks, written_files
+import pytest
+
+from tests.conftest import AIRFLOW_V3
+
+from .conftest import CONN_ID, FORM_FIELDS_2, SENSOR, SETTLEMENTS_DAG, task_instances
+from .deployment import Deployment, emulator_canaries, leaks, written_files
+
+RUNS_ON_AIRFLOW_2 = True
+airflow_3_only = pytest.mark.skipif(not AIRFLOW_V3, reason="Airflow 3's form and REST API v2")
+airflow_2_only = pytest.mark.skipif(AIRFLOW_V3, reason="Airflow 2.11's form (Flask AppBuilder)")
 
 
+@airflow_3_only
 def test_the_connection_form_saves_its_defaults_as_shown(ui_connection: dict[str, Any]) -> None:
     saved = json.loads(ui_connection["saved"])
     saved = saved[0] if isinstance(saved, list) else saved
@@ -27,6 +36,52 @@ def test_the_connection_form_saves_its_defaults_as_shown(ui_connection: dict[str
     assert int(extra["max_retries"]) == 5
     assert ui_connection["placeholders"] == {"host": "https://api.dintero.com", "login": "API client id"}
     assert all(path.stat().st_size > 0 for path in ui_connection["screenshots"])
+
+
+@airflow_2_only
+def test_the_airflow_2_form_shows_every_dintero_field_relabelled_with_defaults(
+    ui_connection: dict[str, Any],
+) -> None:
+    form = ui_connection["form"]
+
+    assert ui_connection["blocked"] == []
+    assert form["visible"] == dict.fromkeys(FORM_FIELDS_2, True)
+    assert form["hidden"] == {"schema": True, "port": True}
+    assert form["labels"] == {
+        "host": "Base URL",
+        "login": "Client ID",
+        "password": "Client secret",
+        "account_id": "Account ID",
+        "checkout_base_url": "Checkout base URL",
+        "timeout": "Request timeout (seconds)",
+        "max_retries": "Retries on 429/5xx/connection errors",
+        "cache_mode": "Access token cache",
+        "refresh_margin": "Access token refresh margin (seconds)",
+    }
+    assert form["placeholders"] == {
+        "host": "https://api.dintero.com",
+        "login": "API client id",
+        "account_id": "T11200000",
+        "checkout_base_url": "https://checkout.dintero.com",
+        "timeout": "30",
+        "max_retries": "5",
+        "cache_mode": "memory",
+        "refresh_margin": "300",
+    }
+    assert all(path.stat().st_size > 0 for path in ui_connection["screenshots"])
+
+
+@airflow_2_only
+def test_the_airflow_2_form_tests_and_saves_only_what_was_typed(
+    ui_connection: dict[str, Any], emulator: Any
+) -> None:
+    saved = json.loads(ui_connection["saved"])
+    saved = saved[0] if isinstance(saved, list) else saved
+    extra = {key: value for key, value in saved["extra_dejson"].items() if value not in (None, "")}
+
+    assert "Connected to Dintero test partner account T11200000" in ui_connection["tested"]
+    assert extra == {"account_id": emulator.partner_id, "checkout_base_url": emulator.base_url}
+    assert (saved["host"], saved["login"]) == (emulator.base_url, emulator.partner_client_id)
 
 
 def test_the_connection_made_in_the_form_works(deployment: Deployment, ui_connection: dict[str, Any]) -> None:
@@ -62,10 +117,10 @@ def test_every_example_dag_succeeds_when_triggered_without_a_logical_date(
     deployment: Deployment, example_runs: dict[str, Any]
 ) -> None:
     assert example_runs["import_errors"] == []
-    assert len(example_runs["runs"]) == len(list((REPO / "example_dags").glob("*.py")))
+    assert len(example_runs["runs"]) == len(deployment.example_dag_files())
     for dag_id, run_id in example_runs["runs"].items():
         run = deployment.api(f"/dags/{dag_id}/dagRuns/{run_id}")
-        assert run["logical_date"] is None, dag_id
+        assert run["logical_date"] is None or not AIRFLOW_V3, dag_id
         assert run["run_type"] == "manual", dag_id
     assert example_runs["states"] == dict.fromkeys(example_runs["runs"], "success")
 
