@@ -442,10 +442,10 @@ class Tokens:
         log.info("Requesting an access token for merchant %s through partner %s", account_id, own)
         operation = f"exchange a token for merchant {account_id} through partner {own}"
         exchange = Request(
-            "POST",
-            f"{self.base_url}/v1/accounts/{own}/auth/exchange_token",
-            operation,
-            own,
+            method="POST",
+            url=f"{self.base_url}/v1/accounts/{own}/auth/exchange_token",
+            operation=operation,
+            account_id=own,
             json={"account_id": account_id},
             token_account=own,
         )
@@ -487,10 +487,10 @@ class Tokens:
     def _token_request(self, account_id: str, authorization: str, audience: str) -> Flow[tuple[str, float]]:
         operation = f"get an access token for account {account_id}"
         request = Request(
-            "POST",
-            f"{self.base_url}/v1/accounts/{account_id}/auth/token",
-            operation,
-            account_id,
+            method="POST",
+            url=f"{self.base_url}/v1/accounts/{account_id}/auth/token",
+            operation=operation,
+            account_id=account_id,
             json={"grant_type": "client_credentials", "audience": audience},
             headers={"Authorization": authorization},
         )

@@ -16,8 +16,8 @@ import email.utils
 import json as jsonlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -72,7 +72,7 @@ class Limits:
     max_pages: int = 10_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Request:
     """
     One API request as the flow describes it (no credential in it: see ``token_account``).
@@ -231,7 +231,7 @@ def iterate(flow: Flow[T], io: SyncIO) -> Generator[Any, None, T]:
             done, action = _step(flow, None)
         else:
             done, action = _step(flow, io.perform(action))
-    return action  # type: ignore[no-any-return]
+    return action
 
 
 def run(flow: Flow[T], io: SyncIO) -> T:
@@ -246,7 +246,7 @@ def run(flow: Flow[T], io: SyncIO) -> T:
         try:
             next(driver)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return stop.value
 
 
 async def arun(
@@ -268,7 +268,7 @@ async def arun(
             done, action = _step(flow, None)
         else:
             done, action = _step(flow, await perform(action))
-    return action  # type: ignore[no-any-return]
+    return action
 
 
 # ------------------------------------------------------------------------------------------
@@ -586,17 +586,14 @@ class CursorGuard:
         )
 
 
-def _with_params(request: Request, params: Mapping[str, Any]) -> Request:
-    return Request(
-        request.method,
-        request.url,
-        request.operation,
-        request.account_id,
-        query(params),
-        request.json,
-        request.token_account,
-        request.headers,
-    )
+def with_params(request: Request, params: Mapping[str, Any]) -> Request:
+    """
+    ``request`` with its query replaced by ``params`` (everything else, ``stream`` too, kept).
+
+    :param request: a request.
+    :param params: the new query, flattened by :func:`query`.
+    """
+    return replace(request, params=query(params))
 
 
 def paged_by_starting_after(
@@ -621,7 +618,7 @@ def paged_by_starting_after(
     cursor: str | None = None
     while True:
         guard.page()
-        page = _with_params(request, {**params, **({"starting_after": cursor} if cursor else {})})
+        page = with_params(request, {**params, **({"starting_after": cursor} if cursor else {})})
         body = yield from call_json(page, limits)
         items = items_of(body, page, items_key)
         yield Emit(items)
@@ -655,7 +652,7 @@ def paged_by_paging_token(
     after: str | None = None
     while True:
         guard.page()
-        page = _with_params(
+        page = with_params(
             request, {**params, "limit": limit, **({"starting_after": after} if after else {})}
         )
         items = items_of((yield from call_json(page, limits)), page)
@@ -665,34 +662,6 @@ def paged_by_paging_token(
             return
         after = str(token)
         guard.check(after)
-
-
-def paged_settlements(request: Request, limits: Limits, params: Mapping[str, Any]) -> Flow[None]:
-    """
-    List settlements page by page (``last_evaluated_key`` -> ``starting_after_id`` and
-    ``starting_after_date``); emit each page's items.
-
-    :param request: the first page's request.
-    :param limits: the connection's limits.
-    :param params: the checked settlements query.
-    """
-    from airflow_provider_dintero.settlements import settlements_cursor
-
-    by_created = any(k.startswith("item_created_at.") for k in params)
-    guard = CursorGuard(request, limits.max_pages)
-    cursor: dict[str, str] = {}
-    while True:
-        guard.page()
-        page = _with_params(request, {**params, **cursor})
-        body = yield from call_json(page, limits)
-        yield Emit(items_of(body, page))
-        marker = settlements_cursor(
-            body.get("last_evaluated_key") if isinstance(body, dict) else None, by_created
-        )
-        if marker is None:
-            return
-        guard.check(marker)
-        cursor = {"starting_after_id": marker[0], "starting_after_date": marker[1]}
 
 
 def query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -714,11 +683,11 @@ def query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def collect(flow: Flow[Any], io: SyncIO) -> Iterator[Any]:
+def collect(flow: Flow[Any], io: SyncIO) -> list[Any]:
     """
-    The items a listing flow emits, lazily (a generator: nothing is sent until iterated).
+    Every item a listing flow emits, all pages read.
 
     :param flow: a listing flow.
     :param io: performs actions.
     """
-    yield from iterate(flow, io)
+    return list(iterate(flow, io))

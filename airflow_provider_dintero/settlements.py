@@ -1,7 +1,7 @@
 """
 Settlement helpers shared by the hook, the sensor, the trigger and the transfers: the run's time
 window, payout provider filters, timestamps (one parser, one formatter, one date part), the
-settlements list query and the exact window applied to what it returns.
+settlements list query, its pager, and the exact window applied to what it returns.
 
 Dintero's 2024 payments spec types the settlements list's date filters ``format: date`` while
 the docs describe them as timestamps. The query therefore sends whole days (``YYYY-MM-DD``, a
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from airflow_provider_dintero import pipeline
 from airflow_provider_dintero.exceptions import DinteroInputError
 from airflow_provider_dintero.validation import check_limit
 from airflow_provider_dintero.vocabulary import payout_provider_names
@@ -275,3 +276,31 @@ def settlements_cursor(key: Any, by_created: bool) -> tuple[str, str] | None:
         return None
     preferred = key.get("created_at") if by_created else key.get("settled_at")
     return str(key["id"]), str(preferred or key.get("settled_at") or key.get("created_at"))
+
+
+def paged_settlements(
+    request: pipeline.Request, limits: pipeline.Limits, params: Mapping[str, Any]
+) -> pipeline.Flow[None]:
+    """
+    List settlements page by page (``last_evaluated_key`` -> ``starting_after_id`` and
+    ``starting_after_date``); emit each page's items.
+
+    :param request: the first page's request.
+    :param limits: the connection's limits.
+    :param params: the checked settlements query.
+    """
+    by_created = any(k.startswith("item_created_at.") for k in params)
+    guard = pipeline.CursorGuard(request, limits.max_pages)
+    cursor: dict[str, str] = {}
+    while True:
+        guard.page()
+        page = pipeline.with_params(request, {**params, **cursor})
+        body = yield from pipeline.call_json(page, limits)
+        yield pipeline.Emit(pipeline.items_of(body, page))
+        marker = settlements_cursor(
+            body.get("last_evaluated_key") if isinstance(body, dict) else None, by_created
+        )
+        if marker is None:
+            return
+        guard.check(marker)
+        cursor = {"starting_after_id": marker[0], "starting_after_date": marker[1]}

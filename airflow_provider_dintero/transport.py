@@ -272,9 +272,7 @@ class RequestsTransport:
             return Failure("redirects", "TooManyRedirects")
         except requests.Timeout as exc:
             return Failure("timeout", type(exc).__name__)
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            return Failure("connect", type(exc).__name__)
-        except requests.RequestException as exc:
+        except requests.RequestException as exc:  # ConnectionError, ChunkedEncodingError, ...
             return Failure("connect", type(exc).__name__)
         if request.stream and response.status_code < 400:
             return Reply(response.status_code, response.headers, None, raw=response)

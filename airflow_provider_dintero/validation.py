@@ -243,6 +243,44 @@ def validate_audience(value: Any, field: str = "audience") -> str:
     return value
 
 
+#: The documented shape of a Dintero scope: ``level:area`` or ``level:area:detail`` (``read:payout``,
+#: ``checkout:admin``, ``create:accounts:auth:refresh_token`` is known by name). ASCII only.
+SCOPE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*(?::[a-z][a-z0-9_-]*){1,2}$")
+
+#: How close (``difflib`` ratio) an unknown scope must be to a known one to be taken for its typo.
+SCOPE_TYPO_CUTOFF = 0.9
+
+
+def validate_scopes(names: list[str], known: frozenset[str], field: str = "scopes") -> list[str]:
+    """
+    Check scope names before they are sent: a known scope passes; an unknown one of the
+    documented shape passes too (Dintero documents more scopes than any list here) unless it is
+    close to a known scope and not a sub-scope of one, which is taken for a typo and refused with
+    the suggestion (``read:settlement`` -> ``read:settlements``).
+
+    :param names: the scope names (already split and de-duplicated).
+    :param known: the scopes this provider knows.
+    :param field: the parameter name for the error message.
+    """
+    import difflib
+
+    for name in names:
+        if name in known:
+            continue
+        if not SCOPE_PATTERN.fullmatch(name):
+            raise DinteroInputError(
+                field, "scopes of the form level:area or level:area:detail, such as read:settlements", name
+            )
+        if any(name.startswith(f"{scope}:") for scope in known):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=SCOPE_TYPO_CUTOFF)
+        if close:
+            raise DinteroInputError(
+                field, f"a Dintero scope; {name!r} looks like a typo of {close[0]!r}", name
+            )
+    return names
+
+
 def validate_choice(value: Any, field: str, choices: Sequence[Choice]) -> Choice:
     """
     Return ``value`` if it is one of ``choices``, else raise :class:`DinteroInputError` listing them.

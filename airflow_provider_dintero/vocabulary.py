@@ -115,8 +115,10 @@ class AttachmentKind(str, Enum):
     NORMALIZED = "normalized"
 
 
-#: Scope names Dintero documents for API client grants (docs.dintero.com/docs/clients and the
-#: endpoint pages of the operations this provider calls).
+#: Scope names Dintero documents for API client grants (docs.dintero.com/docs/clients, the
+#: endpoint pages of the operations this provider calls, the 2024 payout spec, and the partner
+#: guide's grant example ``checkout:admin``). Other names of the documented shape are sent too
+#: (:func:`~airflow_provider_dintero.validation.validate_scopes`); this list catches typos.
 KNOWN_SCOPES: frozenset[str] = frozenset(
     [
         f"{level}:{area}"
@@ -148,6 +150,10 @@ KNOWN_SCOPES: frozenset[str] = frozenset(
         "user:receipts",
         "admin:shopping",
         "write:checkout:/admin/session/profiles",
+        "checkout:admin",
+        "admin:payout",
+        "read:payout",
+        "write:payout",
     ]
 )
 

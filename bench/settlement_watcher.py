@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from airflow_provider_dintero.emulator import DinteroEmulator  # noqa: E402
 from airflow_provider_dintero.emulator.pytest_plugin import connection_json  # noqa: E402
-from airflow_provider_dintero.triggers.settlement_events import settlement_event_extra  # noqa: E402
+from airflow_provider_dintero.events import raw_extra  # noqa: E402
 from tests.system import deployment as system  # noqa: E402
 
 WORK = Path(tempfile.gettempdir()) / "dintero-watcher"
@@ -84,7 +84,7 @@ def _summary(db: Path) -> tuple[Counter[str], Counter[str], Counter[str]]:
     polled: Counter[str] = Counter()
     hooked: Counter[str] = Counter()
     for (extra,) in conn.execute("select extra from asset_event"):
-        part = settlement_event_extra(SimpleNamespace(extra=json.loads(extra))) or {}
+        part = raw_extra(SimpleNamespace(extra=json.loads(extra))) or {}
         target = hooked if part.get("source") == "webhook" else polled
         target.update(part.get("settlement_ids") or [])
     writes: Counter[str] = Counter()

@@ -4,11 +4,14 @@ Copy new settlements into S3 as soon as Dintero records them: a DAG scheduled on
 watches (Airflow 3 only).
 
 The watcher polls every merchant of the partner in one loop (at most 16 at a time) and records
-one asset event per merchant batch of new settlements, with the extra ``{"account_id",
-"settlement_ids", "providers", "source": "poll"}``; the webhook receiver records the same shape
-on the same asset (``source: "webhook"``). Each run maps the copy over the accounts its events
-name, and each mapped copy re-reads exactly the settlements its account's events name
-(``use_triggering_events=True``), refusing events of another account.
+one asset event per merchant batch of new settlements, with the settlement event of
+``airflow_provider_dintero.events`` as extra (``source: "poll"``); the webhook receiver records
+the same shape on the same asset (``source: "webhook"``; an event naming no settlement is a
+wake-up: the copy then collects what is new for that account since its last collection).
+Each run maps the copy over the accounts its events name, and each mapped copy re-reads
+exactly the settlements its account's events name (``use_triggering_events=True``), refusing
+events of another account; ids Dintero does not confirm (404) are named in its result under
+``unconfirmed`` and the others are copied.
 
 A manual run (no asset events) copies, for the merchants in the ``merchant_ids`` param, the
 settlements recorded in the run's window: the way to re-run a merchant by hand. Params:
@@ -18,7 +21,8 @@ Environment: ``DINTERO_PARTNER_ID`` (default ``T11200000``, the emulator's partn
 ``DINTERO_DEMO_BUCKET`` (default ``dintero-settlements``), ``DINTERO_POLL_INTERVAL`` (seconds,
 default 30).
 
-**Airflow 2.11** has no asset watchers: this file then defines no DAG (DAG parsing is not broken);
+**Airflow 2.11** has no asset watchers, and **Airflow 3.0 to 3.2** no asset state store for the
+watcher's watermark: this file then defines no DAG (DAG parsing is not broken);
 use ``example_dags/settlements_to_s3.py``, whose sensor waits for the merchants' settlements on
 a schedule.
 """
@@ -30,20 +34,18 @@ import os
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_dintero.triggers.settlement_events import EVENT_TRIGGERS
+from airflow_provider_dintero.triggers.settlement_events import EVENT_TRIGGERS, WATERMARK_STORE
 
 PARTNER_ID = os.environ.get("DINTERO_PARTNER_ID", "T11200000")
 BUCKET = os.environ.get("DINTERO_DEMO_BUCKET", "dintero-settlements")
 POLL_INTERVAL = float(os.environ.get("DINTERO_POLL_INTERVAL", "30"))
 
-if EVENT_TRIGGERS:
+if EVENT_TRIGGERS and WATERMARK_STORE:  # Airflow 3.3: the watcher keeps its watermark there
     from airflow.sdk import DAG, Asset, AssetWatcher, task
 
+    from airflow_provider_dintero.events import event_accounts
     from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
-    from airflow_provider_dintero.triggers.settlement_events import (
-        DinteroSettlementEventTrigger,
-        event_accounts,
-    )
+    from airflow_provider_dintero.triggers.settlement_events import DinteroSettlementEventTrigger
     from airflow_provider_dintero.webhooks import settlement_events_asset
 
     _asset = settlement_events_asset(PARTNER_ID)
@@ -71,7 +73,7 @@ if EVENT_TRIGGERS:
         @task
         def accounts(triggering_asset_events: Any = None, params: dict[str, Any] | None = None) -> list[str]:
             """The accounts this run's asset events name (one mapped copy each), else the param's."""
-            from airflow_provider_dintero.hooks.dintero import validate_account_id
+            from airflow_provider_dintero.validation import validate_account_id
 
             named = event_accounts(triggering_asset_events)
             return named or [validate_account_id(m) for m in (params or {}).get("merchant_ids") or []]

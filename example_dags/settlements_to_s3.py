@@ -1,36 +1,47 @@
 """
 Collect every merchant's new settlement reports into S3: one sensor for all of the partner's
-merchants, then one mapped copy per merchant that has something new.
+merchants, then one mapped copy per **batch** of merchants that have something new.
 
 ``list_merchants`` takes the ``merchant_ids`` param, or lists the partner's (active) merchants:
 the merchants this run answers for. ``wait_for_settlements`` is **one** sensor for all of them
 (:class:`SettlementSensor` with ``all_merchants=True``, or ``account_ids=<merchant_ids>``): each
-sweep polls every merchant, 16 at a time, for settlements recorded since the run's window began,
-and the sensor succeeds as soon as **one** sweep finds something for **at least one** merchant.
-It returns one item per merchant found in that sweep (``{"account_id", "since",
-"settlement_ids", "settlements"}``); ``copy_to_s3`` is mapped over those items
-(``wait.output.map(settlement_copy_kwargs)``) and streams exactly those settlements into S3 with
-a manifest per settlement.
+sweep polls every merchant, 16 at a time, each with its own deadline, for settlements recorded
+since the run's window began, and the sensor succeeds as soon as **one** sweep finds something
+for **at least one** merchant. It returns the merchants found in that sweep grouped into
+batches of at most :data:`BATCH_SIZE` (``[{account id: [settlement ids]}, ...]``: ids only,
+small in XCom); ``copy_to_s3`` is mapped over the batches
+(``.expand(merchants=wait.output)``), and each mapped task copies its batch's merchants
+:data:`COPY_CONCURRENCY` at a time, each on its own, with a manifest per settlement.
+
+**Why batches.** Airflow refuses to map a task over more than ``[core] max_map_length`` items
+(1,024 by default): one copy task per merchant stops at 1,024 merchants with new settlements.
+Batches of 100 keep a 10,000-merchant partner at 100 mapped tasks, with no change to the
+user's config, and each batch still runs in parallel with the others (up to ``parallelism``).
+What still limits it: 102,400 merchants with new settlements in one sweep (1,024 batches of
+100; raise :data:`BATCH_SIZE`); a batch retries as a whole (its merchants already copied are
+skipped by HEAD requests, nothing is downloaded again); and the copy's throughput, bound by the
+workers' slots times :data:`COPY_CONCURRENCY` streams.
 
 **Some merchants, not all.** Merchants without new settlements in that sweep are left out of
-the sensor's result: they get no copy task and the report says "nothing new". The sensor does
-not wait for the others: it fires once, with what that sweep found. A settlement recorded after
-that sweep (for any merchant) has a ``created_at`` after this run's interval ended, so it is
-inside the next run's window (which starts at its interval start minus the one-hour
-``lookback``) and is collected by the next run; nothing falls between two runs. Overlapping
-windows are harmless: copies are idempotent.
+the sensor's result: they get no copy and the report says "nothing new" (they were read). The
+sensor does not wait for the others: it fires once, with what that sweep found. A settlement
+recorded after that sweep (for any merchant) has a ``created_at`` after this run's interval
+ended, so it is inside the next run's window (which starts at its interval start minus the
+one-hour ``lookback``) and is collected by the next run; nothing falls between two runs.
+Overlapping windows are harmless: copies are idempotent.
 
 **Outcome.** ``report`` runs once the copies are done, whatever happened, and returns (and logs)
-per merchant: ``copied`` (settlements, objects written and skipped), ``nothing new``, or
-``failed`` with the step (``wait_for_settlements`` or ``copy_to_s3``) and its state. It emits
-the Asset event when anything was written. ``all_collected`` then fails the run naming the
-merchants that were not collected; the other merchants' copies ran all the same. A wait that
-ends (:data:`WAIT`) with nothing new for anyone is *skipped*, not failed, and the run succeeds.
-The sensor is one task for every merchant: if it fails (Dintero unreachable after retries, or
-an explicit ``merchant_ids`` list naming a merchant the partner may not read, which fails the
-sweep naming that merchant), no merchant is collected by this run and the report says so for
-each. Partner-wide (the default), a merchant the partner may not read is skipped with a warning
-in the sensor's log and the others are collected.
+per merchant exactly one of: ``copied`` (settlements, objects written and skipped, and any ids
+Dintero did not confirm), ``nothing new`` (read, nothing to copy), ``could not be read``
+(403/404: the reason names the grant that is missing), or ``failed`` with the step
+(``wait_for_settlements`` or ``copy_to_s3``) and its state or error. It emits the Asset event
+when anything was written. ``all_collected`` then fails the run naming the merchants that could
+not be read or failed; every other merchant was copied all the same. A wait that ends
+(:data:`WAIT`) with nothing new for anyone is *skipped*, not failed, and the run succeeds. A
+merchant the partner may not read, or whose listing fails, is named by the sensor (XCom
+``not_collected``) and delays no other; only a sensor that fails outright (the merchants cannot
+be listed, or no merchant at all can be read) leaves every merchant "failed" at
+``wait_for_settlements``.
 
 **Reaction time.** The sensor is deferrable by default: it checks once in the worker, then waits
 in the triggerer as one :class:`PartnerSettlementTrigger`, which sweeps every
@@ -58,8 +69,7 @@ Params: ``merchant_ids`` (optional list; default all of the partner's merchants)
 (default ``$DINTERO_DEMO_BUCKET`` or ``dintero-settlements``), ``destination`` (a destination URI
 such as ``gs://bucket`` or ``abfss://container@account.dfs.core.windows.net``, default
 ``$DINTERO_DEMO_DESTINATION``; without one, ``s3://<s3_bucket>``: the connections
-``aws_default``, ``google_cloud_default`` or ``wasb_default`` are used by scheme), ``deferrable``
-(default true: wait in the triggerer; false: reschedule mode, the same sweep in a worker). The Asset event
+``aws_default``, ``google_cloud_default`` or ``wasb_default`` are used by scheme). The Asset event
 names the destination written (e.g. ``s3://<s3_bucket>/dintero/settlements``), through the
 ``dintero-settlements`` asset alias. Triggered without a logical date (Airflow 3's default for
 manual runs), the window is the day before the run.
@@ -81,8 +91,8 @@ from airflow.providers.common.compat.sdk import (
     task,
 )
 
-from airflow_provider_dintero.sensors.settlements import SettlementSensor, settlement_copy_kwargs
-from airflow_provider_dintero.transfers.settlements_to_s3 import settlements_asset
+from airflow_provider_dintero.sensors.settlements import NOT_COLLECTED, SettlementSensor
+from airflow_provider_dintero.transfers.settlements_to_s3 import MERCHANTS_XCOM, settlements_asset
 from airflow_provider_dintero.transfers.settlements_to_storage import (
     SettlementsToStorageOperator,
     destination_asset,
@@ -102,6 +112,10 @@ WAIT = timedelta(hours=1)
 ASSET_ALIAS = "dintero-settlements"
 #: Merchants named in the failure message of ``all_collected`` (the report has them all).
 NAMED = 20
+#: Merchants per mapped copy task (see "Why batches").
+BATCH_SIZE = 100
+#: Merchants of one batch copied at the same time.
+COPY_CONCURRENCY = 4
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +165,7 @@ class WaitForNewSettlements(SettlementSensor):
 def list_merchants(params: dict[str, Any] | None = None) -> list[str]:
     """The merchants this run answers for: the ``merchant_ids`` param, or the partner's active ones."""
     from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
-    from airflow_provider_dintero.triggers.poller import check_account_ids, listed_account_ids
+    from airflow_provider_dintero.poller import check_account_ids, listed_account_ids
 
     chosen = (params or {}).get("merchant_ids")
     if chosen:
@@ -171,7 +185,9 @@ def list_merchants(params: dict[str, Any] | None = None) -> list[str]:
 )
 def report(**context: Any) -> dict[str, dict[str, Any]]:
     """
-    Per merchant: copied (counts), nothing new, or the step that failed and its state.
+    Per merchant, exactly one of: copied (counts), nothing new (read, nothing to copy), could
+    not be read (403/404: the grant is missing; the reason names it), or failed (the step and
+    its state or error).
 
     Emits one Asset event for ``s3://<s3_bucket>/dintero/settlements`` when anything was written.
     """
@@ -182,24 +198,29 @@ def report(**context: Any) -> dict[str, dict[str, Any]]:
     roster = list(ti.xcom_pull(task_ids="list_merchants") or [])
     wait = states.get(("wait_for_settlements", -1))
     found = (ti.xcom_pull(task_ids="wait_for_settlements") or []) if wait == "success" else []
+    not_read = (
+        (ti.xcom_pull(task_ids="wait_for_settlements", key=NOT_COLLECTED) or {}) if wait == "success" else {}
+    )
     summary: dict[str, dict[str, Any]] = {}
-    for index, item in enumerate(found):  # the copy's map index is the item's place in the list
-        account_id = item["account_id"]
+    for index, batch in enumerate(found):  # the copy's map index is the batch's place in the list
         copy = states.get(("copy_to_s3", index))
-        if copy == "success":
-            r = ti.xcom_pull(task_ids="copy_to_s3", map_indexes=index)
-            summary[account_id] = {
-                "status": "copied",
-                "settlements": len(r["settlement_ids"]),
-                "written": len(r["written"]),
-                "skipped": len(r["skipped"]),
-            }
+        lines = ti.xcom_pull(task_ids="copy_to_s3", map_indexes=index, key=MERCHANTS_XCOM) or {}
+        for account_id in batch:
+            line = lines.get(account_id)
+            summary[account_id] = line or {"status": "failed", "step": "copy_to_s3", "state": copy}
+    for account_id, line in not_read.items():  # the sweep that fired could not read these
+        if line.get("status") == "could not be read":
+            summary[account_id] = {"status": "could not be read", "reason": line.get("reason")}
         else:
-            summary[account_id] = {"status": "failed", "step": "copy_to_s3", "state": copy}
+            summary[account_id] = {
+                "status": "failed",
+                "step": "wait_for_settlements",
+                "error": line.get("reason"),
+            }
     for account_id in roster:
         if account_id in summary:
             continue
-        if wait in ("success", "skipped"):  # not in the sweep that fired, or nothing within the wait
+        if wait in ("success", "skipped"):  # read in the sweep that fired, or nothing within the wait
             summary[account_id] = {"status": "nothing new"}
         else:
             summary[account_id] = {"status": "failed", "step": "wait_for_settlements", "state": wait}
@@ -219,10 +240,13 @@ def report(**context: Any) -> dict[str, dict[str, Any]]:
 
 @task
 def all_collected(summary: dict[str, dict[str, Any]]) -> None:
-    """Fail the run, naming them, when any merchant's wait or copy failed."""
-    failed = {m: v for m, v in summary.items() if v.get("status") == "failed"}
+    """Fail the run, naming them, when any merchant could not be read or its wait or copy failed."""
+    failed = {m: v for m, v in summary.items() if v.get("status") in ("failed", "could not be read")}
     if failed:
-        names = ", ".join(f"{m} ({v['step']}: {v['state']})" for m, v in list(failed.items())[:NAMED])
+        names = ", ".join(
+            f"{m} ({v['status']}: {v.get('step') or v.get('reason')})"
+            for m, v in list(failed.items())[:NAMED]
+        )
         more = f" and {len(failed) - NAMED} more" if len(failed) > NAMED else ""
         raise AirflowFailException(
             f"{len(failed)} of {len(summary)} merchant(s) were not collected: {names}{more}; "
@@ -259,7 +283,7 @@ def _task_states(context: dict[str, Any]) -> dict[tuple[str, int], str | None]:
     start_date=datetime(2026, 11, 1, tzinfo=timezone.utc),
     catchup=False,
     tags=["dintero", "settlements", "s3"],
-    params={"merchant_ids": None, "s3_bucket": BUCKET, "destination": DESTINATION, "deferrable": True},
+    params={"merchant_ids": None, "s3_bucket": BUCKET, "destination": DESTINATION},
     doc_md=__doc__,
 )
 def dintero_settlements_to_s3() -> None:
@@ -268,7 +292,8 @@ def dintero_settlements_to_s3() -> None:
     wait = WaitForNewSettlements(
         task_id="wait_for_settlements",
         all_merchants=True,  # or the merchant_ids param, chosen when the task runs
-        deferrable="{{ params.deferrable }}",
+        batch_size=BATCH_SIZE,
+        deferrable=True,  # waits in the triggerer; False: reschedule mode, the same sweep in a worker
         mode="reschedule",
         poll_interval=POLL_INTERVAL,
         timeout=WAIT.total_seconds(),
@@ -278,10 +303,11 @@ def dintero_settlements_to_s3() -> None:
         task_id="copy_to_s3",
         destination="{{ params.destination or 's3://' ~ params.s3_bucket }}",
         dintero_conn_id=DINTERO_CONN_ID,
+        max_concurrency=COPY_CONCURRENCY,
         outlets=[],  # the bucket is a param: ``report`` emits the Asset event for it
         retries=2,
         retry_delay=timedelta(minutes=2),
-    ).expand_kwargs(wait.output.map(settlement_copy_kwargs))
+    ).expand(merchants=wait.output)  # one mapped task per batch of BATCH_SIZE merchants
     summary = report()
     merchants >> wait
     [merchants, wait, copy] >> summary  # type: ignore[operator]

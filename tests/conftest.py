@@ -175,7 +175,7 @@ def load_example_dag() -> Callable[[str], Any]:
 @pytest.fixture(autouse=True)
 def _fresh_token_cache() -> Iterator[None]:
     """Every test starts with an empty process token cache."""
-    from airflow_provider_dintero.hooks.dintero import TOKEN_CACHE
+    from airflow_provider_dintero.auth import TOKEN_CACHE
 
     TOKEN_CACHE.clear()
     yield

@@ -57,6 +57,18 @@ class EmulatorSettings:
     :param rate_limits: automatic 429 rules.
     :param webhook_timeout: timeout of outbound webhook deliveries, seconds.
     :param ping_on_subscription_create: send a ``ping`` delivery when a subscription is created.
+    :param webhook_payload_shape: [I] where a ``settlement_add`` delivery carries the settlement:
+        ``settlement`` (an object, the guess), ``settlements`` (a list), ``data`` (an object),
+        ``ids`` (``settlement_ids`` only) or ``other`` (a key no receiver knows: ``payout``).
+        A ``ping`` is always Dintero's documented body, the bare subscription object.
+    :param subscription_secret_form: [I] the form of ``config.secret`` a create accepts:
+        ``value`` (``{"type": "HMAC-SHA1", "value": ...}``), ``secret`` (``{"type", "secret"}``)
+        or ``string`` (a bare string, as GitHub's hooks take it).
+    :param subscription_secret_mismatch: [I] what a create does with another form: ``refuse``
+        (400 naming ``config.secret``) or ``drop`` (create the subscription unsigned, its answer
+        without ``config.secret``).
+    :param subscription_list_status: [I] ``200`` serves the subscription list; ``404`` or
+        ``405`` answer as if Dintero had no list endpoint.
     :param strict_dates: [I] date-typed settlement filters: ``off`` accepts dates and timestamps;
         ``spec`` answers 400 to anything but ``YYYY-MM-DD`` in ``created_at.gte/.lte`` (typed
         ``format: date`` in the 2024 payments spec); ``all`` also in ``item_created_at.gte/.lte``.
@@ -87,6 +99,10 @@ class EmulatorSettings:
     rate_limits: list[RateLimitRule] = field(default_factory=list)
     webhook_timeout: float = 5.0
     ping_on_subscription_create: bool = True
+    webhook_payload_shape: str = "settlement"
+    subscription_secret_form: str = "value"
+    subscription_secret_mismatch: str = "refuse"
+    subscription_list_status: int = 200
     strict_dates: str = "off"
     list_envelopes: dict[str, str] = field(default_factory=dict)
     duplicate_status: int = 400
@@ -146,6 +162,10 @@ _SETTING_CHOICES: dict[str, tuple[Any, ...]] = {
     "strict_dates": ("off", "spec", "all"),
     "duplicate_status": (400, 409),
     "exchange_audience_status": (400, 403),
+    "webhook_payload_shape": ("settlement", "settlements", "data", "ids", "other"),
+    "subscription_secret_form": ("value", "secret", "string"),
+    "subscription_secret_mismatch": ("refuse", "drop"),
+    "subscription_list_status": (200, 404, 405),
 }
 
 #: The list endpoints and their documented wrapper key (``None``: a bare array).
@@ -223,7 +243,7 @@ class QueryPairs(list[tuple[str, str]]):
             return any(key == item for key, _ in self)
         return super().__contains__(item)
 
-    @overload  # type: ignore[override]
+    @overload
     def __getitem__(self, index: SupportsIndex) -> tuple[str, str]: ...
     @overload
     def __getitem__(self, index: slice) -> list[tuple[str, str]]: ...

@@ -4,18 +4,9 @@ Hooks for Dintero's Partner API: :class:`DinteroPartnerHook` (sync, ``requests``
 
 The hook reads the connection, gets access tokens through :mod:`airflow_provider_dintero.auth`
 (the connection's own account by client credentials, a partner's merchants through the exchange
-token flow) and exposes one method per API operation. Requests, retries, errors and paging are
-the I/O-free pipeline's (:mod:`airflow_provider_dintero.pipeline`); the vocabulary, errors, tokens,
-transports and checks live in their own modules and are re-exported here for existing imports.
-
-Example::
-
-    from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
-
-    hook = DinteroPartnerHook(dintero_conn_id="dintero_default")
-    for merchant in hook.list_merchants():
-        for settlement in hook.list_settlements(merchant["account_id"], item_created_at_gte="2026-11-01"):
-            print(settlement["id"], settlement["provider"])
+token flow) and exposes one method per API operation, each resource's path and words coming from
+:mod:`airflow_provider_dintero.resources`. Requests, retries, errors and paging are the I/O-free
+pipeline's (:mod:`airflow_provider_dintero.pipeline`).
 """
 
 from __future__ import annotations
@@ -27,24 +18,15 @@ import posixpath
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 from urllib.parse import urlsplit
 
 import requests
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_dintero import pipeline
-from airflow_provider_dintero.auth import (
-    TOKEN_CACHE,
-    SharedTokenStore,
-    TokenCache,
-    Tokens,
-    basic_authorization,
-    variable_api,
-)
+from airflow_provider_dintero.auth import SharedTokenStore, Tokens, basic_authorization
 from airflow_provider_dintero.connection import (
-    DEFAULT_BASE_URL,
-    DEFAULT_CHECKOUT_BASE_URL,
     DinteroConnectionMixin,
     connection_form_widgets,
     ui_field_behaviour,
@@ -54,13 +36,32 @@ from airflow_provider_dintero.exceptions import (
     DinteroAuthError,
     DinteroInputError,
     DinteroNotFoundError,
-    DinteroStreamError,
 )
-from airflow_provider_dintero.pipeline import Request, parse_retry_after
+from airflow_provider_dintero.pipeline import Request
 from airflow_provider_dintero.redaction import guard_logger, mask_secret, redact_url
-from airflow_provider_dintero.settlements import SettlementWindow, format_timestamp, settlement_query
+from airflow_provider_dintero.resources import (
+    ACCOUNT_SETTINGS,
+    API_CLIENTS,
+    CLIENT_GRANTS,
+    CREATE,
+    DELETE,
+    FETCH,
+    INSIGHT_CONFIGS,
+    LIST,
+    MERCHANTS,
+    PAYMENT_PROFILES,
+    READ,
+    REPLACE,
+    REPORT_METADATA,
+    SETTLEMENT_REPORT_CONFIGS,
+    SETTLEMENTS,
+    WEBHOOK_SUBSCRIPTIONS,
+    ItemT,
+    Resource,
+    Verb,
+)
+from airflow_provider_dintero.settlements import SettlementWindow, paged_settlements, settlement_query
 from airflow_provider_dintero.transport import (
-    USER_AGENT,
     DownloadStream,
     HttpxTransport,
     RequestsTransport,
@@ -68,69 +69,20 @@ from airflow_provider_dintero.transport import (
     shared_async_client,
 )
 from airflow_provider_dintero.validation import (
-    ACCOUNT_ID_PATTERN,
     check_download_url,
     check_limit,
     is_loopback_host,
-    is_partner_account,
     path_segment,
     validate_account_id,
-    validate_base_url,
 )
 from airflow_provider_dintero.vocabulary import (
-    KNOWN_SCOPES,
-    WEBHOOK_EVENTS,
-    AccessToken,
     Account,
     ApiClient,
-    AttachmentKind,
     ClientGrant,
-    PayoutProvider,
     ReportMetadata,
     Settlement,
-    SettlementAttachment,
     WebhookSubscription,
 )
-
-#: The hooks, and the names this module has always offered (now defined in their own modules).
-__all__ = [
-    "ACCOUNT_ID_PATTERN",
-    "DEFAULT_BASE_URL",
-    "DEFAULT_CHECKOUT_BASE_URL",
-    "KNOWN_SCOPES",
-    "TOKEN_CACHE",
-    "USER_AGENT",
-    "WEBHOOK_EVENTS",
-    "AccessToken",
-    "Account",
-    "ApiClient",
-    "AttachmentKind",
-    "ClientGrant",
-    "DinteroApiError",
-    "DinteroAsyncHook",
-    "DinteroAuthError",
-    "DinteroInputError",
-    "DinteroNotFoundError",
-    "DinteroPartnerHook",
-    "DinteroStreamError",
-    "DownloadStream",
-    "PayoutProvider",
-    "ReportMetadata",
-    "Settlement",
-    "SettlementAttachment",
-    "TokenCache",
-    "WebhookSubscription",
-    "format_timestamp",
-    "is_loopback_host",
-    "is_partner_account",
-    "mask_secret",
-    "parse_retry_after",
-    "redact_url",
-    "settlement_query",
-    "validate_account_id",
-    "validate_base_url",
-    "variable_api",
-]
 
 log = guard_logger(__name__)
 
@@ -163,10 +115,6 @@ def _log_rejected(action: pipeline.DropToken) -> None:
         "Dintero rejected the cached token for account %s; minting a new one, retrying once",
         action.account_id,
     )
-
-
-def _id(value: Any, field: str) -> str:
-    return path_segment(value, field)
 
 
 class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
@@ -234,52 +182,81 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
     def _request(
         self,
+        *,
         method: str,
         account_id: str,
         path: str,
         operation: str,
-        *,
         base: Literal["api", "checkout"] = "api",
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         stream: bool = False,
     ) -> Request:
         """
-        Build an authenticated request for ``account_id``; ``path`` (its ids already made path
-        segments) must be below ``/v1/accounts/<account_id>/`` on the API host.
+        The one request helper: a request carrying ``account_id``'s token. ``path`` (absolute, its
+        ids already path segments) must be below ``/v1/accounts/<account_id>/`` on the API host.
         """
         _ = self._connection_checked
         url = f"{self.checkout_base_url if base == 'checkout' else self.base_url}{path}"
         own = urlsplit(f"{self.base_url}/v1/accounts/{account_id}/").path
         resolved = posixpath.normpath(urlsplit(url).path)  # %2F is not a separator
-        if base == "api" and not f"{resolved}/".startswith(own):  # the token stays with its account
+        if base == "api" and not f"{resolved}/".startswith(own):
             raise DinteroInputError("path", f"a path of account {account_id}", redact_url(url))
         return Request(
-            method, url, operation, account_id, pipeline.query(params or {}), json, account_id, stream=stream
+            method=method,
+            url=url,
+            operation=operation,
+            account_id=account_id,
+            params=pipeline.query(params or {}),
+            json=json,
+            token_account=account_id,
+            stream=stream,
+        )
+
+    def _on(
+        self, verb: Verb, resource: Resource[Any], account_id: str, item_id: Any = None, **kwargs: Any
+    ) -> Request:
+        path = resource.item(account_id, item_id) if verb.on_item else resource.collection(account_id)
+        operation = verb.operation(resource, item_id)
+        return self._request(
+            method=verb.method,
+            account_id=account_id,
+            path=path,
+            operation=operation,
+            base=resource.base,
+            **kwargs,
         )
 
     def _run(self, flow: pipeline.Flow[R]) -> R:
         return pipeline.run(flow, self)
 
-    def _json(self, method: str, account_id: str, path: str, operation: str, **kwargs: Any) -> Any:
-        return self._run(
-            pipeline.call_json(self._request(method, account_id, path, operation, **kwargs), self.limits)
-        )
-
-    def _object(self, method: str, account_id: str, path: str, operation: str, **kwargs: Any) -> Any:
-        request = self._request(method, account_id, path, operation, **kwargs)
+    def _answer(self, request: Request) -> dict[str, Any]:
         return pipeline.object_of(self._run(pipeline.call_json(request, self.limits)), request)
 
-    def _deleted(self, account_id: str, path: str, operation: str) -> Any:
-        request = self._request("DELETE", account_id, path, operation)
-        body = self._run(pipeline.call_json(request, self.limits))
-        return None if body is None else pipeline.object_of(body, request)
+    def _one(
+        self,
+        verb: Verb,
+        resource: Resource[ItemT],
+        account_id: str,
+        item_id: Any = None,
+        *,
+        body: Mapping[str, Any] | None = None,
+    ) -> ItemT:
+        """Send ``verb`` to the resource (with ``body``) and return the object Dintero answers."""
+        json = None if body is None else dict(body)
+        return cast("ItemT", self._answer(self._on(verb, resource, account_id, item_id, json=json)))
 
-    def _list(
-        self, account_id: str, path: str, operation: str, *, key: str = "items", **kwargs: Any
-    ) -> list[Any]:
-        request = self._request("GET", account_id, path, operation, **kwargs)
-        return pipeline.items_of(self._run(pipeline.call_json(request, self.limits)), request, key)
+    def _all(self, resource: Resource[ItemT], account_id: str, **params: Any) -> list[ItemT]:
+        """List a resource whose answer is one page (a bare array or its wrapper key)."""
+        request = self._on(LIST, resource, account_id, params=params)
+        body = self._run(pipeline.call_json(request, self.limits))
+        return cast("list[ItemT]", pipeline.items_of(body, request, resource.key))
+
+    def _deleted(self, resource: Resource[ItemT], account_id: str, item_id: Any) -> ItemT | None:
+        """Delete an item; return what Dintero answers (``None`` for an empty answer)."""
+        request = self._on(DELETE, resource, account_id, item_id)
+        body = self._run(pipeline.call_json(request, self.limits))
+        return None if body is None else cast("ItemT", pipeline.object_of(body, request))
 
     def perform(self, action: pipeline.Action) -> Any:
         """
@@ -374,26 +351,23 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
     # ---------------------------------------------------------------- accounts
 
-    def list_merchants(self, *, limit: int = 100, **filters: Any) -> Iterator[Account]:
+    def list_merchants(self, *, limit: int = 100, **filters: Any) -> list[Account]:
         """
-        Iterate over the partner's merchant accounts (all pages).
+        Return the partner's merchant accounts (all pages).
 
         :param limit: page size, 1 to 100.
         :param filters: documented filters passed through, e.g. ``country="NO"``.
         """
         limit = check_limit(limit, 100)
-        request = self._merchants_request()
-        return pipeline.collect(pipeline.paged_by_paging_token(request, self.limits, filters, limit), self)
+        flow = pipeline.paged_by_paging_token(self._merchants_request(), self.limits, filters, limit)
+        return cast("list[Account]", pipeline.collect(flow, self))
 
     def _merchants_request(self) -> Request:
         if not self.is_partner:
             raise DinteroInputError(
                 "extra.account_id", "a partner account id ending in 00000", self.account_id
             )
-        partner = self.account_id
-        return self._request(
-            "GET", partner, f"/v1/accounts/{partner}/management/accounts", "list the partner's merchants"
-        )
+        return self._on(LIST, MERCHANTS, self.account_id)
 
     @for_account
     def get_account(self, account_id: str) -> Account:
@@ -402,9 +376,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
         :param account_id: the merchant, or ``None`` for the connection's own account.
         """
-        return self._object(
-            "GET", account_id, f"/v1/accounts/{account_id}/management/settings", "read the account details"
-        )  # type: ignore[no-any-return]
+        return self._one(FETCH, ACCOUNT_SETTINGS, account_id)
 
     # ---------------------------------------------------------------- settlements
 
@@ -421,9 +393,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         payment_providers: Sequence[str] | None = None,
         payout_destination_id: str | None = None,
         search: str | None = None,
-    ) -> Iterator[Settlement]:
+    ) -> list[Settlement]:
         """
-        Iterate over an account's settlements, newest first, across all pages.
+        Return an account's settlements, newest first (all pages).
 
         The date filters go to Dintero as whole days (``YYYY-MM-DD``, the form its spec types
         them) and the exact window is applied here on each settlement's own timestamps
@@ -441,10 +413,8 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         """
         filters = {k: v for k, v in locals().items() if k not in ("self", "account_id")}
         params, window = settlement_query(**filters), SettlementWindow.of(**filters)
-        request = self._request(
-            "GET", account_id, f"/v1/accounts/{account_id}/settlements", "list settlements"
-        )
-        return window.select(pipeline.collect(pipeline.paged_settlements(request, self.limits, params), self))
+        flow = paged_settlements(self._on(LIST, SETTLEMENTS, account_id), self.limits, params)
+        return list(window.select(pipeline.collect(flow, self)))
 
     @for_account
     def get_settlement(self, account_id: str, settlement_id: str) -> Settlement:
@@ -479,10 +449,13 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param attachment_id: the attachment's id.
         """
         aid = self.resolve_account_id(account_id)
-        sid, att = _id(settlement_id, "settlement_id"), _id(attachment_id, "attachment_id")
-        path = f"/v1/accounts/{aid}/settlements/{sid}/attachments/{att}"
+        attachment = path_segment(attachment_id, "attachment_id")
+        path = f"{SETTLEMENTS.item(aid, settlement_id)}/attachments/{attachment}"
         what = f"attachment {attachment_id} of settlement {settlement_id}"
-        with self._download(self._request("GET", aid, path, f"download {what}", stream=True), what) as stream:
+        request = self._request(
+            method="GET", account_id=aid, path=path, operation=f"download {what}", stream=True
+        )
+        with self._download(request, what) as stream:
             yield stream
 
     @contextlib.contextmanager
@@ -499,9 +472,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
     # ---------------------------------------------------------------- reports
 
     @for_account
-    def list_report_metadata(self, account_id: str, *, limit: int = 100) -> Iterator[ReportMetadata]:
+    def list_report_metadata(self, account_id: str, *, limit: int = 100) -> list[ReportMetadata]:
         """
-        Iterate over the generated insight reports of an account (all pages).
+        Return the generated insight reports of an account (all pages).
 
         Each item's ``signed_url`` signature is registered with the secrets masker as it arrives.
 
@@ -509,14 +482,12 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param limit: page size, 1 to 100.
         """
         params = {"limit": check_limit(limit, 100)}
-        request = self._request(
-            "GET", account_id, f"/v1/accounts/{account_id}/reports/metadata", "list report metadata"
-        )
-        for report in pipeline.collect(
-            pipeline.paged_by_starting_after(request, self.limits, params, items_key="reports"), self
-        ):
+        request = self._on(LIST, REPORT_METADATA, account_id)
+        flow = pipeline.paged_by_starting_after(request, self.limits, params, items_key=REPORT_METADATA.key)
+        reports = cast("list[ReportMetadata]", pipeline.collect(flow, self))
+        for report in reports:
             mask_secret(report.get("signed_url"))
-            yield report
+        return reports
 
     @contextlib.contextmanager
     def stream_signed_url(
@@ -536,7 +507,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         mask_secret(url)
         _ = self._connection_checked
         check_download_url(str(url), "signed_url", internal_ok=self._internal_hosts_ok)
-        request = Request("GET", url, f"download {description}", account_id, stream=True)
+        request = Request(
+            method="GET", url=url, operation=f"download {description}", account_id=account_id, stream=True
+        )
         with self._download(request, description) as stream:
             yield stream
 
@@ -547,12 +520,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
         :param account_id: the merchant, or ``None`` for the connection's own account.
         """
-        return self._list(
-            account_id,
-            f"/v1/accounts/{account_id}/insight/reports/configuration",
-            "list insight report configurations",
-            key="configurations",
-        )
+        return self._all(INSIGHT_CONFIGS, account_id)
 
     @for_account
     def get_report_configuration(self, account_id: str, config_id: str) -> dict[str, Any]:
@@ -562,8 +530,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param config_id: the configuration's id.
         """
-        path = f"/v1/accounts/{account_id}/insight/reports/configuration/{_id(config_id, 'config_id')}"
-        return self._object("GET", account_id, path, f"read insight report configuration {config_id}")  # type: ignore[no-any-return]
+        return self._one(READ, INSIGHT_CONFIGS, account_id, config_id)
 
     @for_account
     def create_report_configuration(self, account_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -573,11 +540,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param body: the configuration.
         """
-        path, operation = (
-            f"/v1/accounts/{account_id}/insight/reports/configuration",
-            "create an insight report configuration",
-        )
-        return self._object("POST", account_id, path, operation, json=dict(body))  # type: ignore[no-any-return]
+        return self._one(CREATE, INSIGHT_CONFIGS, account_id, body=body)
 
     @for_account
     def update_report_configuration(
@@ -590,9 +553,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param config_id: the configuration's id.
         :param body: the full configuration.
         """
-        path = f"/v1/accounts/{account_id}/insight/reports/configuration/{_id(config_id, 'config_id')}"
-        operation = f"update insight report configuration {config_id}"
-        return self._object("PUT", account_id, path, operation, json=dict(body))  # type: ignore[no-any-return]
+        return self._one(REPLACE, INSIGHT_CONFIGS, account_id, config_id, body=body)
 
     @for_account
     def delete_report_configuration(self, account_id: str, config_id: str) -> dict[str, Any] | None:
@@ -602,24 +563,20 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param config_id: the configuration's id.
         """
-        path = f"/v1/accounts/{account_id}/insight/reports/configuration/{_id(config_id, 'config_id')}"
-        return self._deleted(account_id, path, f"delete insight report configuration {config_id}")  # type: ignore[no-any-return]
+        return self._deleted(INSIGHT_CONFIGS, account_id, config_id)
 
     @for_account
     def list_settlement_report_configurations(
         self, account_id: str, *, limit: int = 100
-    ) -> Iterator[dict[str, Any]]:
+    ) -> list[dict[str, Any]]:
         """
-        Iterate over the settlement report (email delivery) configurations of an account.
+        List the settlement report (email delivery) configurations of an account (all pages).
 
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param limit: page size, 1 to 1000.
         """
         params = {"limit": check_limit(limit, 1000)}
-        operation = "list settlement report configurations"
-        request = self._request(
-            "GET", account_id, f"/v1/accounts/{account_id}/settlements/reports/configuration", operation
-        )
+        request = self._on(LIST, SETTLEMENT_REPORT_CONFIGS, account_id)
         return pipeline.collect(pipeline.paged_by_starting_after(request, self.limits, params), self)
 
     @for_account
@@ -632,11 +589,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param body: the configuration.
         """
-        path, operation = (
-            f"/v1/accounts/{account_id}/settlements/reports/configuration",
-            "create a settlement report configuration",
-        )
-        return self._object("POST", account_id, path, operation, json=dict(body))  # type: ignore[no-any-return]
+        return self._one(CREATE, SETTLEMENT_REPORT_CONFIGS, account_id, body=body)
 
     @for_account
     def update_settlement_report_configuration(
@@ -649,9 +602,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param config_id: the configuration's id.
         :param body: the full configuration.
         """
-        path = f"/v1/accounts/{account_id}/settlements/reports/configuration/{_id(config_id, 'config_id')}"
-        operation = f"update settlement report configuration {config_id}"
-        return self._object("PUT", account_id, path, operation, json=dict(body))  # type: ignore[no-any-return]
+        return self._one(REPLACE, SETTLEMENT_REPORT_CONFIGS, account_id, config_id, body=body)
 
     @for_account
     def delete_settlement_report_configuration(
@@ -663,8 +614,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param config_id: the configuration's id.
         """
-        path = f"/v1/accounts/{account_id}/settlements/reports/configuration/{_id(config_id, 'config_id')}"
-        return self._deleted(account_id, path, f"delete settlement report configuration {config_id}")  # type: ignore[no-any-return]
+        return self._deleted(SETTLEMENT_REPORT_CONFIGS, account_id, config_id)
 
     # ---------------------------------------------------------------- API clients and grants
 
@@ -675,9 +625,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
         :param account_id: the merchant, or ``None`` for the connection's own account.
         """
-        return self._list(
-            account_id, f"/v1/accounts/{account_id}/auth/clients", "list API clients", key="clients"
-        )
+        return self._all(API_CLIENTS, account_id)
 
     @for_account
     def get_api_client(self, account_id: str, client_uuid: str) -> ApiClient:
@@ -687,8 +635,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param client_uuid: the client's UUID ``id`` (not its ``client_id``).
         """
-        path = f"/v1/accounts/{account_id}/auth/clients/{_id(client_uuid, 'client_uuid')}"
-        return self._object("GET", account_id, path, f"read API client {client_uuid}")  # type: ignore[no-any-return]
+        return self._one(READ, API_CLIENTS, account_id, client_uuid)
 
     @for_account
     def create_api_client(
@@ -715,11 +662,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         }
         if callbacks is not None:
             body["callbacks"] = list(callbacks)
-        created = self._object(
-            "POST", account_id, f"/v1/accounts/{account_id}/auth/clients", "create an API client", json=body
-        )
+        created = self._one(CREATE, API_CLIENTS, account_id, body=body)
         mask_secret(created.get("client_secret"))
-        return created  # type: ignore[no-any-return]
+        return created
 
     @for_account
     def rotate_api_client_secret(self, account_id: str, client_uuid: str) -> ApiClient:
@@ -730,11 +675,14 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param client_uuid: the client's UUID ``id``.
         """
-        path = f"/v1/accounts/{account_id}/auth/clients/{_id(client_uuid, 'client_uuid')}/rotate-secret"
-        body = self._object("POST", account_id, path, f"rotate the secret of API client {client_uuid}")
+        path = f"{API_CLIENTS.item(account_id, client_uuid)}/rotate-secret"
+        operation = f"rotate the secret of API client {client_uuid}"
+        body = self._answer(
+            self._request(method="POST", account_id=account_id, path=path, operation=operation)
+        )
         client = body.get("client", body)
         mask_secret(client.get("client_secret") if isinstance(client, dict) else None)
-        return client if isinstance(client, dict) else {}  # type: ignore[return-value]
+        return cast("ApiClient", client if isinstance(client, dict) else {})
 
     @for_account
     def delete_api_client(self, account_id: str, client_uuid: str) -> ApiClient | None:
@@ -744,8 +692,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param client_uuid: the client's UUID ``id``.
         """
-        path = f"/v1/accounts/{account_id}/auth/clients/{_id(client_uuid, 'client_uuid')}"
-        return self._deleted(account_id, path, f"delete API client {client_uuid}")  # type: ignore[no-any-return]
+        return self._deleted(API_CLIENTS, account_id, client_uuid)
 
     @for_account
     def list_client_grants(
@@ -759,13 +706,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param audience: only grants on this audience.
         """
         params = {k: v for k, v in {"client_id": client_uuid, "audience": audience}.items() if v}
-        return self._list(
-            account_id,
-            f"/v1/accounts/{account_id}/auth/client-grants",
-            "list client grants",
-            key="grants",
-            params=params,
-        )
+        return self._all(CLIENT_GRANTS, account_id, **params)
 
     @for_account
     def create_client_grant(
@@ -787,13 +728,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param grant_type: ``any``, ``client_credentials``, ``authorization_code`` or ``password``.
         """
         body = {"client_id": client_uuid, "audience": audience, "scope": list(scope), "type": grant_type}
-        return self._object(
-            "POST",
-            account_id,
-            f"/v1/accounts/{account_id}/auth/client-grants",
-            "create a client grant",
-            json=body,
-        )  # type: ignore[no-any-return]
+        return self._one(CREATE, CLIENT_GRANTS, account_id, body=body)
 
     @for_account
     def delete_client_grant(self, account_id: str, grant_id: str) -> ClientGrant | None:
@@ -803,8 +738,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param grant_id: the grant's id.
         """
-        path = f"/v1/accounts/{account_id}/auth/client-grants/{_id(grant_id, 'grant_id')}"
-        return self._deleted(account_id, path, f"delete client grant {grant_id}")  # type: ignore[no-any-return]
+        return self._deleted(CLIENT_GRANTS, account_id, grant_id)
 
     # ---------------------------------------------------------------- payment profiles
 
@@ -817,11 +751,9 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
         :param account_id: the merchant, or ``None`` for the connection's own account.
         """
-        request = self._request(
-            "GET", account_id, "/v1/admin/session/profiles", "list payment profiles", base="checkout"
-        )
+        request = self._on(LIST, PAYMENT_PROFILES, account_id)
         flow = pipeline.paged_by_paging_token(request, self.limits, {}, 100, cursor_field="profile_id")
-        return list(pipeline.collect(flow, self))
+        return pipeline.collect(flow, self)
 
     @for_account
     def get_payment_profile(self, account_id: str, profile_id: str) -> dict[str, Any]:
@@ -831,8 +763,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param profile_id: the profile's id.
         """
-        path = f"/v1/admin/session/profiles/{_id(profile_id, 'profile_id')}"
-        return self._object("GET", account_id, path, f"read payment profile {profile_id}", base="checkout")  # type: ignore[no-any-return]
+        return self._one(READ, PAYMENT_PROFILES, account_id, profile_id)
 
     @for_account
     def create_payment_profile(self, account_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -842,10 +773,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param body: the profile.
         """
-        operation = "create a payment profile"
-        return self._object(
-            "POST", account_id, "/v1/admin/session/profiles", operation, base="checkout", json=dict(body)
-        )  # type: ignore[no-any-return]
+        return self._one(CREATE, PAYMENT_PROFILES, account_id, body=body)
 
     @for_account
     def update_payment_profile(
@@ -858,11 +786,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param profile_id: the profile's id.
         :param body: the full profile.
         """
-        path, operation = (
-            f"/v1/admin/session/profiles/{_id(profile_id, 'profile_id')}",
-            f"update payment profile {profile_id}",
-        )
-        return self._object("PUT", account_id, path, operation, base="checkout", json=dict(body))  # type: ignore[no-any-return]
+        return self._one(REPLACE, PAYMENT_PROFILES, account_id, profile_id, body=body)
 
     # ---------------------------------------------------------------- webhooks
 
@@ -873,12 +797,17 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
 
         :param account_id: the merchant, or ``None`` for the connection's own account.
         """
-        return self._list(
-            account_id,
-            f"/v1/accounts/{account_id}/hooks/subscriptions",
-            "list webhook subscriptions",
-            key="subscriptions",
-        )
+        return self._all(WEBHOOK_SUBSCRIPTIONS, account_id)
+
+    @for_account
+    def get_webhook_subscription(self, account_id: str, subscription_id: str) -> WebhookSubscription:
+        """
+        Read one webhook subscription (its secret's value is never returned).
+
+        :param account_id: the merchant, or ``None`` for the connection's own account.
+        :param subscription_id: the subscription's id.
+        """
+        return self._one(READ, WEBHOOK_SUBSCRIPTIONS, account_id, subscription_id)
 
     @for_account
     def create_webhook_subscription(self, account_id: str, body: Mapping[str, Any]) -> WebhookSubscription:
@@ -888,10 +817,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param body: the subscription.
         """
-        operation = "create a webhook subscription"
-        return self._object(
-            "POST", account_id, f"/v1/accounts/{account_id}/hooks/subscriptions", operation, json=dict(body)
-        )  # type: ignore[no-any-return]
+        return self._one(CREATE, WEBHOOK_SUBSCRIPTIONS, account_id, body=body)
 
     @for_account
     def delete_webhook_subscription(
@@ -903,8 +829,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         :param account_id: the merchant, or ``None`` for the connection's own account.
         :param subscription_id: the subscription's id.
         """
-        path = f"/v1/accounts/{account_id}/hooks/subscriptions/{_id(subscription_id, 'subscription_id')}"
-        return self._deleted(account_id, path, f"delete webhook subscription {subscription_id}")  # type: ignore[no-any-return]
+        return self._deleted(WEBHOOK_SUBSCRIPTIONS, account_id, subscription_id)
 
 
 class DinteroAsyncHook(DinteroPartnerHook):
@@ -927,7 +852,7 @@ class DinteroAsyncHook(DinteroPartnerHook):
         request, params = await asyncio.to_thread(self._settlements_request, account_id, filters)
         window = SettlementWindow.of(**filters)
         found: list[Settlement] = []
-        flow = pipeline.paged_settlements(request, self.limits, params)
+        flow = paged_settlements(request, self.limits, params)
         await pipeline.arun(flow, self.aperform, lambda page: found.extend(window.select(page)))
         return found
 
@@ -947,10 +872,8 @@ class DinteroAsyncHook(DinteroPartnerHook):
     def _settlements_request(
         self, account_id: str | None, filters: dict[str, Any]
     ) -> tuple[Request, dict[str, Any]]:
-        aid = self.resolve_account_id(account_id)
-        return self._request(
-            "GET", aid, f"/v1/accounts/{aid}/settlements", "list settlements"
-        ), settlement_query(**filters)
+        request = self._on(LIST, SETTLEMENTS, self.resolve_account_id(account_id))
+        return request, settlement_query(**filters)
 
     async def _atokens(self) -> Tokens:
         """:attr:`_tokens`, the connection read in a worker thread the first time."""

@@ -17,10 +17,6 @@ from airflow.providers.common.compat.sdk import BaseOperator
 from airflow_provider_dintero.exceptions import DinteroApiError, DinteroNotFoundError
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.settlements import parse_timestamp
-from airflow_provider_dintero.validation import validate_account_id
-
-#: The one account id check (ASCII digits, nothing stripped), under the operators' historical name.
-check_account_id = validate_account_id
 
 #: A Dintero resource as the hook returns it (a ``TypedDict`` such as ``ClientGrant``).
 Resource = TypeVar("Resource", bound=Mapping[str, object])

@@ -37,7 +37,7 @@ class GetAccountOperator(DinteroBaseOperator):
         # XCom: {"account_id": "T11200001", "company": {...}, "applicant": {"signup_reference": ...}}
     """
 
-    template_fields: Sequence[str] = ("account_id", "dintero_conn_id")
+    template_fields: Sequence[str] = ("account_id",)
 
     def __init__(
         self,

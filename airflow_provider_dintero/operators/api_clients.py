@@ -31,11 +31,10 @@ from typing import Any, Literal
 
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError, DinteroNotFoundError
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroNotFoundError
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators._base import (
     DinteroBaseOperator,
-    check_account_id,
     existing_after_refusal,
 )
 from airflow_provider_dintero.redaction import mask_secret
@@ -48,6 +47,7 @@ from airflow_provider_dintero.validation import (
     validate_callbacks,
     validate_choice,
     validate_flag,
+    validate_scopes,
 )
 from airflow_provider_dintero.vocabulary import KNOWN_SCOPES, ApiClient, ClientGrant
 
@@ -164,7 +164,6 @@ class CreateApiClientOperator(DinteroBaseOperator):
         "callbacks",
         "secret_variable_key",
         "secrets_manager_secret_name",
-        "dintero_conn_id",
     )
 
     def __init__(
@@ -480,8 +479,11 @@ class GrantOperator(DinteroBaseOperator):
     creating, the task lists again: when concurrent runs created the same grant, every run
     keeps the oldest covering grant (by ``created_at``, then ``id``) and a run whose own grant
     is not that one deletes it and returns the oldest, so exactly one remains. Scope
-    names are checked against :data:`~airflow_provider_dintero.hooks.dintero.KNOWN_SCOPES`
-    before any request.
+    names are checked before any request
+    (:func:`~airflow_provider_dintero.validation.validate_scopes`): a known scope
+    (:data:`~airflow_provider_dintero.vocabulary.KNOWN_SCOPES`) or any other of the documented
+    shape (``level:area``, ``level:area:detail``) is sent; one close to a known scope is refused
+    as its typo, with the suggestion.
 
     :param account_id: the account holding the client (merchant or own account). Templated.
     :param client_id: the client's ``client_id`` or UUID ``id``. Templated.
@@ -504,7 +506,7 @@ class GrantOperator(DinteroBaseOperator):
         )
     """
 
-    template_fields: Sequence[str] = ("account_id", "client_id", "scopes", "audience", "dintero_conn_id")
+    template_fields: Sequence[str] = ("account_id", "client_id", "scopes", "audience")
 
     def __init__(
         self,
@@ -530,81 +532,118 @@ class GrantOperator(DinteroBaseOperator):
 
         :param context: the Airflow task context.
         """
-        account_id = check_account_id(self.account_id)
+        account_id, wanted = self._checked()
+        client = self._client(account_id, wanted)
+        found = next((g for g in self._grants(account_id, wanted) if wanted.covered_by(g)), None)
+        if found is not None:
+            self.log.info(
+                "API client %s already has a grant (%s) of %s on %s; nothing created",
+                client.get("client_id"),
+                found.get("id"),
+                ", ".join(wanted.scopes),
+                wanted.audience,
+            )
+            return found
+        return self._create(account_id, client, wanted)
+
+    def _checked(self) -> tuple[str, _WantedGrant]:
+        """Every argument checked before any request (the audience defaults to the account's)."""
+        account_id = validate_account_id(self.account_id)
         client_ref = str(check_text(self.client_id, "client_id"))
-        scopes = check_names(self.scopes, "scopes", KNOWN_SCOPES, "Dintero scopes")
-        if self.grant_type not in GRANT_TYPES:
-            raise DinteroInputError("grant_type", f"one of {', '.join(GRANT_TYPES)}", self.grant_type)
+        scopes = validate_scopes(check_names(self.scopes, "scopes", None, "Dintero scopes"), KNOWN_SCOPES)
+        grant_type = validate_choice(self.grant_type, "grant_type", GRANT_TYPES)
         audience = check_text(self.audience, "audience", required=False)
         if audience is not None:
             validate_audience(audience, "audience")  # ASCII digits only (never \d)
-        hook = self.hook
-        hook.resolve_account_id(account_id)
-        audience = audience or hook.audience(account_id)
+        self.hook.resolve_account_id(account_id)
+        audience = audience or self.hook.audience(account_id)
+        return account_id, _WantedGrant(client_ref, audience, grant_type, tuple(scopes))
 
-        clients = hook.list_api_clients(account_id)
-        client = next((c for c in clients if c.get("id") == client_ref), None) or next(
-            (c for c in clients if c.get("client_id") == client_ref), None
+    def _client(self, account_id: str, wanted: _WantedGrant) -> ApiClient:
+        """The client named by ``client_id`` or UUID ``id``; its UUID is noted on ``wanted``."""
+        clients = self.hook.list_api_clients(account_id)
+        client = next((c for c in clients if c.get("id") == wanted.client_ref), None) or next(
+            (c for c in clients if c.get("client_id") == wanted.client_ref), None
         )
         if client is None:
             raise DinteroNotFoundError(
-                f"No API client with client_id or id {client_ref!r} on account {account_id}; "
+                f"No API client with client_id or id {wanted.client_ref!r} on account {account_id}; "
                 "create it first (CreateApiClientOperator)",
                 status=404,
                 account_id=account_id,
             )
-        client_uuid = str(client["id"])
-        wanted = set(scopes)
+        wanted.client_uuid = str(client["id"])
+        return client
 
-        def covers(grant: ClientGrant) -> bool:
-            same_client = grant.get("client_id") == client_uuid
-            same_audience = str(grant.get("audience", "")).rstrip("/") == audience.rstrip("/")
-            type_ok = grant.get("type", "any") in ("any", self.grant_type)
-            return same_client and same_audience and type_ok and wanted <= set(grant.get("scope") or [])
+    def _grants(self, account_id: str, wanted: _WantedGrant) -> list[ClientGrant]:
+        return self.hook.list_client_grants(
+            account_id, client_uuid=wanted.client_uuid, audience=wanted.audience
+        )
 
-        def relist() -> list[ClientGrant]:
-            return hook.list_client_grants(account_id, client_uuid=client_uuid, audience=audience)
-
-        for grant in relist():
-            if covers(grant):
-                self.log.info(
-                    "API client %s already has a grant (%s) of %s on %s; nothing created",
-                    client.get("client_id"),
-                    grant.get("id"),
-                    ", ".join(scopes),
-                    audience,
-                )
-                return grant
+    def _create(self, account_id: str, client: ApiClient, wanted: _WantedGrant) -> ClientGrant:
+        """Create the grant; converge with concurrent runs on the oldest covering grant."""
+        what = f"a grant of {', '.join(wanted.scopes)} to API client {client.get('client_id')}"
         created, new = self.create_or_existing(
-            lambda: hook.create_client_grant(
+            lambda: self.hook.create_client_grant(
                 account_id,
-                client_uuid=client_uuid,
-                audience=audience,
-                scope=scopes,
-                grant_type=self.grant_type,
+                client_uuid=wanted.client_uuid,
+                audience=wanted.audience,
+                scope=list(wanted.scopes),
+                grant_type=wanted.grant_type,
             ),
-            lambda: next((g for g in relist() if covers(g)), None),
-            what=f"a grant of {', '.join(scopes)} to API client {client.get('client_id')}",
+            lambda: next((g for g in self._grants(account_id, wanted) if wanted.covered_by(g)), None),
+            what=what,
             account_id=account_id,
         )
         if not new:
             return created
         grant = self.reconcile_created(
             created,
-            relist=relist,
-            matches=covers,
-            delete=lambda grant_id: hook.delete_client_grant(account_id, grant_id),
-            what=f"client grant of {', '.join(scopes)} to API client {client.get('client_id')}",
+            relist=lambda: self._grants(account_id, wanted),
+            matches=wanted.covered_by,
+            delete=lambda grant_id: self.hook.delete_client_grant(account_id, grant_id),
+            what=f"client {what[2:]}",
             account_id=account_id,
         )
-        if grant is not created:
-            return grant
-        self.log.info(
-            "Granted %s on %s to API client %s (id %s): grant %s",
-            ", ".join(scopes),
-            audience,
-            client.get("client_id"),
-            client_uuid,
-            (grant or {}).get("id"),
-        )
+        if grant is created:
+            self.log.info(
+                "Granted %s on %s to API client %s (id %s): grant %s",
+                ", ".join(wanted.scopes),
+                wanted.audience,
+                client.get("client_id"),
+                wanted.client_uuid,
+                (grant or {}).get("id"),
+            )
         return grant
+
+
+@dataclass
+class _WantedGrant:
+    """
+    The grant a :class:`GrantOperator` run wants.
+
+    :param client_ref: the client's ``client_id`` or UUID as given.
+    :param audience: the audience URL.
+    :param grant_type: the grant's type.
+    :param scopes: the scopes.
+    :param client_uuid: the client's UUID once looked up.
+    """
+
+    client_ref: str
+    audience: str
+    grant_type: str
+    scopes: tuple[str, ...]
+    client_uuid: str = ""
+
+    def covered_by(self, grant: ClientGrant) -> bool:
+        """
+        Whether ``grant`` already gives the client every wanted scope on the audience.
+
+        :param grant: a listed grant.
+        """
+        return (
+            grant.get("client_id") == self.client_uuid
+            and str(grant.get("audience", "")).rstrip("/") == self.audience.rstrip("/")
+            and grant.get("type", "any") in ("any", self.grant_type)
+            and set(self.scopes) <= set(grant.get("scope") or [])
+        )

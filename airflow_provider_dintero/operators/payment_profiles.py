@@ -124,7 +124,7 @@ class CreatePaymentProfileOperator(DinteroBaseOperator):
         )
     """
 
-    template_fields: Sequence[str] = ("account_id", "profile", "dintero_conn_id")
+    template_fields: Sequence[str] = ("account_id", "profile")
     template_fields_renderers = {"profile": "json"}
 
     def __init__(
@@ -224,7 +224,7 @@ class ListPaymentProfilesOperator(DinteroBaseOperator):
         ListPaymentProfilesOperator(task_id="profiles", account_id="{{ params.merchant_id }}")
     """
 
-    template_fields: Sequence[str] = ("account_id", "dintero_conn_id")
+    template_fields: Sequence[str] = ("account_id",)
 
     def __init__(
         self,
@@ -282,7 +282,7 @@ class UpdatePaymentProfileOperator(DinteroBaseOperator):
         )
     """
 
-    template_fields: Sequence[str] = ("account_id", "profile_id", "changes", "dintero_conn_id")
+    template_fields: Sequence[str] = ("account_id", "profile_id", "changes")
     template_fields_renderers = {"changes": "json"}
 
     def __init__(

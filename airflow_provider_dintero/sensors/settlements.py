@@ -42,33 +42,26 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook, DinteroPartnerHook
-from airflow_provider_dintero.settlements import (
-    format_timestamp,
-)
-from airflow_provider_dintero.settlements import (
-    parse_payment_providers as parse_payment_providers,
-)
-from airflow_provider_dintero.settlements import (
-    run_window as run_window,
-)
-from airflow_provider_dintero.triggers.poller import (
+from airflow_provider_dintero.poller import (
     DEFAULT_MAX_CONCURRENCY,
     SettlementPoller,
+    access_error_message,
     check_account_ids,
     check_concurrency,
-    sweep_blocking,
-)
-from airflow_provider_dintero.triggers.settlements import (
-    PartnerSettlementTrigger,
-    SettlementTrigger,
-    access_error_message,
     settlement_summary,
+    sweep_blocking,
+    sweep_error,
     sweep_payload,
 )
+from airflow_provider_dintero.settlements import format_timestamp, parse_payment_providers, run_window
+from airflow_provider_dintero.triggers.settlements import PartnerSettlementTrigger, SettlementTrigger
 from airflow_provider_dintero.validation import validate_account_id
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+#: The XCom key under which a many-merchant sensor names the merchants it could not read.
+NOT_COLLECTED = "not_collected"
 
 
 def _as_bool(value: Any, field: str) -> bool:
@@ -77,6 +70,21 @@ def _as_bool(value: Any, field: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise DinteroInputError(field, "true or false", value)
+
+
+#: The most merchants one batch may hold (a mapped copy task handles one batch).
+MAX_BATCH_SIZE = 10_000
+
+
+def check_batch_size(value: Any) -> int:
+    """
+    Return ``value`` as a batch size (1 to :data:`MAX_BATCH_SIZE`); raise otherwise.
+
+    :param value: the configured batch size.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH_SIZE:
+        raise DinteroInputError("batch_size", f"a whole number from 1 to {MAX_BATCH_SIZE}", value)
+    return value
 
 
 def settlement_copy_kwargs(result: dict[str, Any]) -> dict[str, Any]:
@@ -110,11 +118,16 @@ class SettlementSensor(BaseSensorOperator):
 
     **Many merchants.** With ``account_ids=[...]`` or ``all_merchants=True`` (instead of
     ``account_id``) one sensor watches many merchants in one sweep, at most ``max_concurrency``
-    at a time (partner-wide: every merchant the partner connection lists, again at each sweep;
-    a merchant it may not read is skipped with a warning, while an explicit list fails on it).
-    It succeeds when **at least one** merchant has new settlements and returns a list with one
-    item, shaped as above, for **every merchant found in that sweep** (merchants without new
-    settlements are left out). Map the copy over it:
+    at a time (partner-wide: every merchant the partner connection lists, again at each sweep).
+    Each merchant is polled on its own, with its own deadline: one that cannot be read
+    (403/404) or fails is named with its reason and delays no other. It succeeds when **at
+    least one** merchant has new settlements and returns a list with one item, shaped as
+    above, for **every merchant found in that sweep** (merchants without new settlements are
+    left out); the merchants not read in that sweep are pushed under the XCom key
+    ``not_collected`` (``{account id: {"status": "could not be read" | "failed", "reason"}}``).
+    While nothing is found it keeps waiting, except that an explicit list naming a merchant the
+    connection may not read fails at once, as does a sweep in which no merchant could be read.
+    Map the copy over it:
     ``SettlementsToS3Operator.partial(...).expand_kwargs(wait.output.map(settlement_copy_kwargs))``.
     Deferred, the sweep runs in the triggerer as one
     :class:`~airflow_provider_dintero.triggers.settlements.PartnerSettlementTrigger` whatever the
@@ -130,18 +143,23 @@ class SettlementSensor(BaseSensorOperator):
     :param account_ids: many merchants instead of one. Templated.
     :param all_merchants: every merchant of the connection's partner instead of one.
     :param max_concurrency: merchants polled at the same time in a many-merchant sweep.
+    :param batch_size: many merchants only: return the merchants found grouped into batches of
+        at most this many, each ``{account id: [settlement ids]}`` (ids only, small in XCom),
+        to map ``SettlementsToS3Operator.partial(...).expand(merchants=wait.output)`` over:
+        one mapped task per batch, so the number of mapped tasks stays under Airflow's
+        ``[core] max_map_length`` (1,024) at 10,000 merchants and more.
     :param payment_providers: only settlements from these payout providers (API or product
         names, e.g. ``["vipps", "Walley"]``); ``None`` for all. Templated.
     :param since: date or ISO-8601 timestamp; settlements created on or after it count.
         Templated. Default: see above.
     :param lookback: overlap subtracted from the default ``since``.
-    :param deferrable: wait in the triggerer instead of a worker slot. Templated (``"True"`` /
-        ``"False"`` strings are accepted).
+    :param deferrable: wait in the triggerer instead of a worker slot (not templated: Airflow
+        decides how the task waits from the operator as written).
     :param poll_interval: seconds between two checks (also the default ``poke_interval``).
     :param dintero_conn_id: the Dintero connection id.
     """
 
-    template_fields: Sequence[str] = ("account_id", "account_ids", "payment_providers", "since", "deferrable")
+    template_fields: Sequence[str] = ("account_id", "account_ids", "payment_providers", "since")
     ui_color = "#e8f4fd"
 
     def __init__(
@@ -151,10 +169,11 @@ class SettlementSensor(BaseSensorOperator):
         account_ids: Sequence[str] | None = None,
         all_merchants: bool = False,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        batch_size: int | None = None,
         payment_providers: Sequence[str] | str | None = None,
         since: str | datetime | None = None,
         lookback: timedelta = timedelta(hours=1),
-        deferrable: bool | str = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 60.0,
         dintero_conn_id: str = DinteroPartnerHook.default_conn_name,
         **kwargs: Any,
@@ -165,6 +184,7 @@ class SettlementSensor(BaseSensorOperator):
         self.account_ids = account_ids
         self.all_merchants = all_merchants
         self.max_concurrency = max_concurrency
+        self.batch_size = batch_size
         self.payment_providers = payment_providers
         self.since = since
         self.lookback = lookback
@@ -212,6 +232,8 @@ class SettlementSensor(BaseSensorOperator):
         if given[0] == "account_id":
             return False, None
         check_concurrency(self.max_concurrency)
+        if self.batch_size is not None:
+            check_batch_size(self.batch_size)
         return True, check_account_ids(self.account_ids) if given[0] == "account_ids" else None
 
     def _validate(self, context: Context) -> tuple[str, str, list[str] | None]:
@@ -254,7 +276,9 @@ class SettlementSensor(BaseSensorOperator):
         many, account_ids = self._many()
         if many:
             since = self.resolve_since(context)
-            results = self._sweep(account_ids, since, parse_payment_providers(self.payment_providers))
+            results = self._sweep(
+                account_ids, since, parse_payment_providers(self.payment_providers), context
+            )
             return PokeReturnValue(is_done=bool(results), xcom_value=results or None)
         account_id, since, providers = self._validate(context)
         found = self._find(account_id, since, providers)
@@ -265,7 +289,7 @@ class SettlementSensor(BaseSensorOperator):
             return super().execute(context)
         since = self.resolve_since(context)
         providers = parse_payment_providers(self.payment_providers)
-        found = self._sweep(account_ids, since, providers)
+        found = self._sweep(account_ids, since, providers, context)
         if found:
             return found
         self._defer(
@@ -302,7 +326,7 @@ class SettlementSensor(BaseSensorOperator):
                 f"The settlement trigger for account {self.account_id or 'the merchants'} sent no event"
             )
         if event.get("status") == "success" and "merchants" in event:
-            return self._many_result(event)
+            return self._many_result(event, context)
         if event.get("status") == "success":
             settlements = event.get("settlements") or []
             self.log.info(
@@ -339,7 +363,7 @@ class SettlementSensor(BaseSensorOperator):
         return self._result(account_id, since, [settlement_summary(s) for s in items])
 
     def _sweep(
-        self, account_ids: list[str] | None, since: str, providers: list[str] | None
+        self, account_ids: list[str] | None, since: str, providers: list[str] | None, context: Context
     ) -> list[dict[str, Any]]:
         poller = SettlementPoller(
             self.hook_async(),
@@ -354,15 +378,51 @@ class SettlementSensor(BaseSensorOperator):
                 raise AirflowFailException(access_error_message(str(exc.account_id), exc)) from exc
             raise
         if not sweep.found:
-            self.log.info("No settlements created since %s for any of %s merchant(s)", since, sweep.checked)
+            error = sweep_error(sweep, partner_wide=account_ids is None)
+            if isinstance(error, DinteroApiError) and error.status in (403, 404):
+                raise AirflowFailException(access_error_message(str(error.account_id), error)) from error
+            if error is not None:
+                raise error
+            self.log.info(
+                "No settlements created since %s for any of %s merchant(s) read (%s could not be read, "
+                "%s failed)",
+                since,
+                sweep.read,
+                len(sweep.skipped),
+                len(sweep.failed),
+            )
             return []
-        return self._many_result(sweep_payload(sweep, since))
+        return self._many_result(sweep_payload(sweep, since), context)
 
     def hook_async(self) -> DinteroAsyncHook:
         """The async hook a many-merchant sweep runs with (the same connection)."""
         return DinteroAsyncHook(dintero_conn_id=self.dintero_conn_id)
 
-    def _many_result(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def _many_result(self, event: dict[str, Any], context: Context) -> list[dict[str, Any]]:
+        """
+        One item per merchant found; merchants not read are pushed under the XCom key
+        :data:`NOT_COLLECTED` (``{account id: {"status": "could not be read" | "failed",
+        "reason": ...}}``) and logged, so that a report can name them.
+        """
+        not_collected = {
+            **{
+                aid: {"status": "could not be read", "reason": str(why)}
+                for aid, why in (event.get("unreadable") or {}).items()
+            },
+            **{
+                aid: {"status": "failed", "reason": str(why)}
+                for aid, why in (event.get("failed") or {}).items()
+            },
+        }
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key=NOT_COLLECTED, value=not_collected)
+        for aid, line in list(not_collected.items())[:20]:
+            self.log.warning("Merchant %s %s: %s", aid, line["status"], line["reason"])
+        if len(not_collected) > 20:
+            self.log.warning(
+                "... and %s more merchant(s) not read (XCom %r)", len(not_collected) - 20, NOT_COLLECTED
+            )
         since = str(event.get("since"))
         results: list[dict[str, Any]] = []
         for merchant in event.get("merchants") or []:
@@ -375,7 +435,13 @@ class SettlementSensor(BaseSensorOperator):
             since,
             ", ".join(r["account_id"] for r in results[:20]) + (" ..." if len(results) > 20 else ""),
         )
-        return results
+        if self.batch_size is None:
+            return results
+        size = check_batch_size(self.batch_size)
+        return [
+            {r["account_id"]: r["settlement_ids"] for r in results[i : i + size]}
+            for i in range(0, len(results), size)
+        ]
 
     @staticmethod
     def _result(account_id: str, since: str, settlements: list[dict[str, Any]]) -> dict[str, Any]:

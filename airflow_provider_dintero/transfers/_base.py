@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_dintero.hooks.dintero import DinteroApiError
+from airflow_provider_dintero.exceptions import DinteroApiError
 from airflow_provider_dintero.operators._base import DinteroBaseOperator
 from airflow_provider_dintero.transfers._s3_stream import upload_args
 
@@ -106,7 +106,7 @@ class DinteroToS3BaseOperator(DinteroBaseOperator):
         from airflow_provider_dintero.transfers.destinations.s3 import S3Destination
 
         if not isinstance(self.s3_bucket, str) or not self.s3_bucket.strip():
-            from airflow_provider_dintero.hooks.dintero import DinteroInputError
+            from airflow_provider_dintero.exceptions import DinteroInputError
 
             raise DinteroInputError("s3_bucket", "an S3 bucket name", self.s3_bucket)
         return S3Destination(

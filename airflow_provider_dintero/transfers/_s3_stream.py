@@ -1,5 +1,8 @@
 """
-Streaming copies into S3, shared by the settlement and insight report transfers.
+Streaming copies into S3, shared by the settlement and insight report transfers: upload
+arguments, a transfer config bounded for a non-seekable stream, the streaming upload itself
+(memory flat in the file's size, no object left behind by a broken download), and safe,
+injective object keys from templates and values taken from API answers.
 
 Everything here goes through the amazon provider's :class:`~airflow.providers.amazon.aws.hooks.s3.S3Hook`:
 its transfer config (``transfer_config_args`` of the hook or of the aws connection's
@@ -7,86 +10,6 @@ its transfer config (``transfer_config_args`` of the hook or of the aws connecti
 its client (``get_conn()``) and its hook lineage (each object written is reported to Airflow's
 hook lineage collector, as the hook's own uploads are). boto3 is only imported when called.
 
-Public API (used by :mod:`~airflow_provider_dintero.transfers.settlements_to_s3` and
-:mod:`~airflow_provider_dintero.transfers.insight_report_to_s3`):
-
-``upload_args(s3_hook, *, encrypt=False, acl_policy=None, s3_extra_args=None) -> dict``
-    The ``ExtraArgs`` for every object of a copy: the hook's ``extra_args``, then
-    ``s3_extra_args`` (e.g. ``{"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "..."}``),
-    ``encrypt`` (SSE-S3, ``AES256``) and ``acl_policy`` (a canned ACL), as the amazon transfers
-    take them. Checked before any request: :class:`DinteroInputError` names the field.
-
-``streaming_config(s3_hook, *, chunk_size=None, max_concurrency=None) -> TransferConfig``
-    The hook's transfer config, bounded for a non-seekable stream: values the connection left
-    at boto3's defaults get the streaming defaults (:data:`DEFAULT_MAX_CONCURRENCY` parts in
-    flight), and the parts buffered are always ``max_concurrency + 1``, so memory stays flat.
-
-``stream_to_s3(s3_hook, source, bucket, key, *, content_type, expected_size=None, metadata=None,
-extra_args=None, chunk_size=None, max_concurrency=None) -> int``
-    Upload a readable, non-seekable file-like (a
-    :class:`~airflow_provider_dintero.hooks.dintero.DownloadStream`) to ``s3://bucket/key`` and
-    return the number of bytes written. First aborts the open multipart uploads of that exact
-    key (a killed earlier copy leaves one behind). Files larger than the part size go up as a
-    multipart upload, so memory stays flat in the file's size (about
-    ``chunk_size x (max_concurrency + 1)``). A multipart upload only becomes an object when it
-    completes: when ``source.read()`` raises (for example
-    :class:`~airflow_provider_dintero.hooks.dintero.DinteroStreamError` on a broken download)
-    boto3 aborts the upload and the exception propagates unchanged, leaving no object behind.
-    After the upload the object's size is checked against the bytes read and ``expected_size``;
-    on a mismatch the object is deleted and :class:`S3CopyError` is raised.
-
-``abort_open_uploads(s3_hook, bucket, key) -> int``
-    Abort every open multipart upload of exactly ``key``; return how many. Best effort: when
-    the connection may not list or abort multipart uploads (403), it logs a warning and returns.
-
-``object_exists(s3_hook, bucket, key) -> bool``
-    ``HEAD`` the object (``S3Hook.check_for_key``): ``True`` if it exists, ``False`` on 404.
-
-``ensure_bucket(s3_hook, bucket, *, field="s3_bucket") -> None``
-    Raise :class:`~airflow_provider_dintero.hooks.dintero.DinteroInputError` naming the bucket
-    and the AWS connection when the bucket does not exist or cannot be reached. Call it before
-    the first download.
-
-``key_part(value, *, reserved=()) -> str``
-    Make one value taken from an API answer safe for a key, injectively: ASCII letters, digits,
-    ``-_.`` and non-ASCII letters and digits stay; everything else (``/``, ``%``, control
-    characters, spaces, ...) is percent-encoded as UTF-8; ``.``, ``..`` and the ``reserved``
-    words get their first character encoded. Two different values never give one part.
-
-``check_unique_keys(planned, *, field="s3_key") -> None``
-    ``planned`` is ``(key, identity, description)`` triples: raise
-    :class:`DinteroInputError` when two different identities would share a key.
-
-``key_template_fields(template, allowed, *, field="s3_key", required=()) -> list[str]``
-    Check a :meth:`str.format` key template: every field must be a plain name from ``allowed``
-    (no positional ``{}``, no ``{a.b}`` or ``{a[0]}``), and every name in ``required`` must be
-    used. Raise :class:`~airflow_provider_dintero.hooks.dintero.DinteroInputError` listing the
-    allowed fields otherwise. Returns the fields used.
-
-``render_key(template, fields, *, field="s3_key") -> str``
-    Render a checked template with ``fields``; the result must be a non-empty key not starting
-    with ``/``.
-
-``s3_uri(bucket, key) -> str``
-    ``s3://bucket/key``.
-
-Example::
-
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    from airflow_provider_dintero.transfers._s3_stream import (
-        object_exists, render_key, stream_to_s3, upload_args,
-    )
-
-    s3 = S3Hook(aws_conn_id="aws_default")
-    extra = upload_args(s3, s3_extra_args={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id})
-    key = render_key("reports/{account_id}/{report_id}.{extension}", fields)
-    if not object_exists(s3, "my-bucket", key):
-        with dintero_hook.stream_signed_url(url, account_id=aid, description="report") as stream:
-            size = stream_to_s3(
-                s3, stream, "my-bucket", key, content_type=stream.content_type,
-                expected_size=stream.content_length, extra_args=extra,
-            )
 """
 
 from __future__ import annotations
@@ -98,7 +21,7 @@ from collections.abc import Collection, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
-from airflow_provider_dintero.hooks.dintero import DinteroInputError
+from airflow_provider_dintero.exceptions import DinteroInputError
 from airflow_provider_dintero.transfers.destinations._base import StoreCopyError
 
 if TYPE_CHECKING:
@@ -112,8 +35,6 @@ MIN_CHUNK_SIZE = 5 * 1024 * 1024
 #: Parts uploaded in parallel unless the aws connection's ``transfer_config_args`` says otherwise;
 #: memory is about ``multipart_chunksize x (max_concurrency + 1)``.
 DEFAULT_MAX_CONCURRENCY = 2
-#: Kept for callers of the previous API: boto3's default part size, which the hook's config keeps.
-DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 
 #: The canned ACLs S3 accepts for ``acl_policy``.
 CANNED_ACLS = (

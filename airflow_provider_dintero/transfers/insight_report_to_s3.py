@@ -22,19 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AssetAlias
 
-from airflow_provider_dintero.hooks.dintero import (
+from airflow_provider_dintero.exceptions import (
     DinteroApiError,
     DinteroAuthError,
     DinteroInputError,
     DinteroNotFoundError,
-    ReportMetadata,
-    format_timestamp,
-    redact_url,
-    validate_account_id,
 )
+from airflow_provider_dintero.redaction import redact_url
 from airflow_provider_dintero.settlements import date_part as _date_part
+from airflow_provider_dintero.settlements import format_timestamp
 from airflow_provider_dintero.settlements import parse_timestamp as _parse_time
 from airflow_provider_dintero.transfers._base import DinteroToS3BaseOperator, api_id, check_owner
+from airflow_provider_dintero.validation import validate_account_id
+from airflow_provider_dintero.vocabulary import ReportMetadata
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context

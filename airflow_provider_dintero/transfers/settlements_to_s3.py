@@ -22,32 +22,34 @@ import hashlib
 import io
 import json
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import Asset, timezone
+from airflow.providers.common.compat.sdk import AirflowException, Asset, timezone
 
-from airflow_provider_dintero.hooks.dintero import (
-    AttachmentKind,
-    DinteroInputError,
-    DinteroPartnerHook,
-    DinteroStreamError,
-    Settlement,
-    SettlementAttachment,
-    format_timestamp,
-    validate_account_id,
-)
+from airflow_provider_dintero.events import iter_events, parse_extra, raw_extra, triggering_events
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError, DinteroStreamError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+from airflow_provider_dintero.poller import access_error_message, check_concurrency
+from airflow_provider_dintero.redaction import redact_text
 from airflow_provider_dintero.settlements import date_part as _date_part
-from airflow_provider_dintero.settlements import parse_payment_providers, run_window
-from airflow_provider_dintero.transfers._base import DinteroToS3BaseOperator, api_id, check_owner
+from airflow_provider_dintero.settlements import (
+    format_timestamp,
+    parse_payment_providers,
+    parse_timestamp,
+    run_window,
+)
+from airflow_provider_dintero.transfers._base import DinteroToS3BaseOperator, api_id
 from airflow_provider_dintero.transfers._s3_stream import (
     check_unique_keys,
     key_part,
     key_template_fields,
     render_key,
 )
-from airflow_provider_dintero.triggers.settlement_events import settlement_event_extra
+from airflow_provider_dintero.validation import validate_account_id
+from airflow_provider_dintero.vocabulary import AttachmentKind, Settlement, SettlementAttachment
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -83,6 +85,17 @@ MANIFEST_FIELDS: dict[str, str] = {
 }
 MANIFEST_VERSION = 1
 
+#: Merchants of a batch copied at the same time by default.
+DEFAULT_BATCH_CONCURRENCY = 4
+#: The XCom key of a batch's per-merchant lines.
+MERCHANTS_XCOM = "merchants"
+
+#: A wake-up (a settlement event naming no id) with no earlier wake-up collection of the account
+#: recorded copies the settlements recorded this long before it.
+WAKE_UP_LOOKBACK = timedelta(days=1)
+#: A wake-up re-lists this far behind the last wake-up collection (settlements recorded late).
+WAKE_UP_OVERLAP = timedelta(hours=1)
+
 
 def settlements_asset(bucket: str, s3_key: str = DEFAULT_KEY_TEMPLATE) -> Asset:
     """
@@ -100,6 +113,14 @@ def settlements_asset(bucket: str, s3_key: str = DEFAULT_KEY_TEMPLATE) -> Asset:
 
 def _attachment_kind(attachment: SettlementAttachment) -> str:
     return "normalized" if attachment.get("created_by") == "dintero" else "source"
+
+
+@dataclass
+class _EventSelection:
+    """What a run's triggering events ask of one account."""
+
+    ids: list[str] = field(default_factory=list)
+    wake_up: bool = False
 
 
 @dataclass
@@ -128,7 +149,7 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
     (``created_at``, the ``item_created_at`` filter) on or after ``since``; and by default those
     recorded within the run's data interval ``[start, end]`` (when it is empty or missing, the
     day ending at its end, the logical date or now: see
-    :func:`~airflow_provider_dintero.sensors.settlements.run_window`).
+    :func:`~airflow_provider_dintero.settlements.run_window`).
 
     **Keys.** Every attachment goes to ``s3_key`` rendered with :data:`KEY_FIELDS`
     (``settled_date`` and ``created_date`` are ``YYYY-MM-DD`` in UTC, ``kind`` is ``source`` or
@@ -161,8 +182,25 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
     Before each upload, multipart uploads of that key left open by an earlier killed copy are
     aborted. The bucket is checked before anything is downloaded.
 
+    **Ids Dintero does not confirm** (404 when read by id, or a settlement that Dintero's answer
+    gives to another account) are logged and named in the result's ``unconfirmed``
+    (``{id: reason}``); every confirmed settlement is still copied and the task succeeds. This is
+    the same in the by-id, by-event and by-window forms.
+
+    **Wake-ups.** A triggering event that names no settlement (``events.SettlementEvent.is_wake_up``:
+    a verified webhook whose body could not be read) makes the copy collect what is new for its
+    account since its last wake-up collection (less :data:`WAKE_UP_OVERLAP`; the first time,
+    :data:`WAKE_UP_LOOKBACK`), recorded in S3 at ``<key prefix>/_collections/account=<id>.json``.
+
+    **Batches** (``merchants=``): every merchant of the batch is copied on its own; each ends in
+    exactly one of ``copied`` (counts), ``could not be read`` (403/404, the reason names the
+    grant) or ``failed`` (the step and error); the per-merchant lines are pushed under the XCom
+    key :data:`MERCHANTS_XCOM` and returned as ``{"merchants": {...}}``; the task fails after
+    the whole batch when any merchant was not copied.
+
     **Return value** (XCom): ``{"account_id", "settlement_ids": [...], "written": [s3 URIs],
-    "skipped": [s3 URIs]}``; manifests are included in ``written``/``skipped``.
+    "skipped": [s3 URIs], "unconfirmed": {id: reason}}``; manifests are included in
+    ``written``/``skipped``.
 
     **Lineage.** When ``outlets`` is not given and ``s3_bucket`` is not templated, the outlet is
     :func:`settlements_asset` of the bucket. Each Asset outlet gets the run's counts as event
@@ -172,6 +210,10 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
     written (``s3://<bucket>`` / key, with its size and SHA-256).
 
     :param account_id: the merchant (or the connection's own account). Templated.
+    :param merchants: a batch instead of one account: ``{account id: [settlement ids]}`` (one
+        item of ``SettlementSensor(batch_size=...)``'s result), copied ``max_concurrency``
+        merchants at a time. Templated.
+    :param max_concurrency: merchants of a batch copied at the same time (threads).
     :param s3_bucket: the destination bucket. Templated.
     :param s3_key: the key template (:meth:`str.format` fields from :data:`KEY_FIELDS`). Templated.
     :param settlement_ids: copy exactly these settlements: a list of ids, or the sensor's XCom
@@ -194,6 +236,7 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
 
     template_fields: Sequence[str] = (
         "account_id",
+        "merchants",
         "s3_bucket",
         "s3_key",
         "settlement_ids",
@@ -207,7 +250,9 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
     def __init__(
         self,
         *,
-        account_id: str,
+        account_id: str | None = None,
+        merchants: Mapping[str, Sequence[str]] | None = None,
+        max_concurrency: int = DEFAULT_BATCH_CONCURRENCY,
         s3_bucket: str,
         s3_key: str = DEFAULT_KEY_TEMPLATE,
         settlement_ids: Sequence[str] | Mapping[str, Any] | str | None = None,
@@ -228,6 +273,8 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
             kwargs["outlets"] = [settlements_asset(s3_bucket, s3_key)]
         super().__init__(dintero_conn_id=dintero_conn_id, **kwargs)
         self.account_id = account_id
+        self.merchants = merchants
+        self.max_concurrency = max_concurrency
         self.s3_bucket = s3_bucket
         self.s3_key = s3_key
         self.settlement_ids = settlement_ids
@@ -262,49 +309,86 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
             raise DinteroInputError("settlement_ids", "a list of settlement ids", self.settlement_ids)
         return list(dict.fromkeys(value))
 
-    def _ids_from_events(self, context: Context, account_id: str) -> list[str] | None:
+    def _from_events(self, context: Context, account_id: str) -> _EventSelection | None:
         """
-        The settlement ids named by the run's triggering asset events for ``account_id``.
-
-        ``None`` when no triggering event carries ``settlement_ids`` (a manual run).
+        What the run's triggering settlement events ask of ``account_id``: the ids they name,
+        and whether any is a wake-up (names no id). ``None`` when no triggering event is a
+        settlement event (a manual run). Events of other accounts are refused (logged).
         """
-        by_asset: Any = context.get("triggering_asset_events")
-        if by_asset is None:
-            by_asset = context.get("triggering_dataset_events")  # Airflow 2.11
-        named: list[str] = []
-        found = False
-        by_asset = by_asset or {}
-        for asset in list(by_asset):  # keys first: Airflow 3's accessor resolves keys lazily
-            for event in by_asset[asset] or []:
-                extra = settlement_event_extra(event)  # the webhook's extra or a watcher's payload
-                if extra is None:
-                    continue
-                found = True
-                ids = extra.get("settlement_ids")
-                if not isinstance(ids, list) or not all(isinstance(i, str) and i.strip() for i in ids):
+        selection: _EventSelection | None = None
+        for event in iter_events(triggering_events(context)):
+            if raw_extra(event) is None:
+                continue
+            selection = selection or _EventSelection()
+            try:
+                parsed = parse_extra(event)
+            except DinteroInputError as exc:
+                if exc.field != "extra.account_id":
                     raise DinteroInputError(
                         "triggering_asset_events",
                         "events whose extra has settlement_ids as a list of ids",
-                        ids,
-                    )
-                owner = extra.get("account_id")
-                if owner != account_id:
-                    self.log.warning(
-                        "Refusing an asset event for account %s: this task copies account %s "
-                        "(%s settlement id(s) not copied)",
-                        str(owner)[:40],
-                        account_id,
-                        len(ids),
-                    )
-                    continue
-                named.extend(ids)
-        if not found:
+                        exc,
+                    ) from None
+                self.log.warning("Ignoring an asset event naming no valid account (%s)", exc)
+                continue
+            assert parsed is not None
+            if parsed.account_id != account_id:
+                self.log.warning(
+                    "Refusing an asset event for account %s: this task copies account %s "
+                    "(%s settlement id(s) not copied)",
+                    parsed.account_id,
+                    account_id,
+                    len(parsed.settlement_ids),
+                )
+                continue
+            if parsed.is_wake_up:
+                selection.wake_up = True
+            selection.ids.extend(parsed.settlement_ids)
+        if selection is None:
             self.log.info("No triggering asset event names settlements; selecting them as without events")
             return None
+        selection.ids = list(dict.fromkeys(selection.ids))
         self.log.info(
-            "Triggering asset events name %s settlement(s) of account %s", len(set(named)), account_id
+            "Triggering asset events name %s settlement(s) of account %s%s",
+            len(selection.ids),
+            account_id,
+            " and wake it up: copying what is new since its last collection" if selection.wake_up else "",
         )
-        return list(dict.fromkeys(named))
+        return selection
+
+    def _marker_key(self, account_id: str) -> str:
+        """Where the account's last wake-up collection is recorded (beside its settlements)."""
+        prefix = self._key_template().split("{", 1)[0].rsplit("/", 1)[0].strip("/")
+        return f"{prefix + '/' if prefix else ''}_collections/account={account_id}.json"
+
+    def _wake_up_window(self, account_id: str) -> tuple[str, str | None]:
+        """
+        A wake-up's window: from the last wake-up collection less :data:`WAKE_UP_OVERLAP`, or
+        :data:`WAKE_UP_LOOKBACK` ago, to now.
+        """
+        now = timezone.utcnow()
+        start = now - WAKE_UP_LOOKBACK
+        key = self._marker_key(account_id)
+        if self.store.exists(key):
+            body = self.store.read_bytes(key)
+            try:
+                through = parse_timestamp(json.loads(body).get("collected_through"))
+            except (ValueError, AttributeError):
+                through = None
+            if through is not None:
+                start = min(through, now) - WAKE_UP_OVERLAP
+        return format_timestamp(start, "since"), None
+
+    def _mark_collected(self, account_id: str, through: datetime) -> None:
+        body = json.dumps(
+            {"account_id": account_id, "collected_through": format_timestamp(through, "collected_through")}
+        ).encode()
+        self.store.put_stream(
+            io.BytesIO(body),
+            self._marker_key(account_id),
+            content_type="application/json",
+            expected_size=len(body),
+        )
 
     def _window(self, context: Context) -> tuple[str, str | None]:
         if self.since not in (None, ""):
@@ -314,15 +398,20 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
 
     # ------------------------------------------------------------------ run
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        """Validate, check the bucket, then copy settlement by settlement."""
-        account_id = validate_account_id(self.account_id)
+    def _kind(self) -> AttachmentKind:
         try:
-            kind = AttachmentKind(str(self.attachments).strip().lower())
+            return AttachmentKind(str(self.attachments).strip().lower())
         except ValueError:
             raise DinteroInputError(
                 "attachments", "one of " + ", ".join(k.value for k in AttachmentKind), self.attachments
             ) from None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Validate, check the bucket, then copy settlement by settlement (or merchant by merchant)."""
+        if self.merchants is not None:
+            return self._execute_batch(context)
+        account_id = validate_account_id(self.account_id)
+        kind = self._kind()
         providers = parse_payment_providers(self.payment_providers)
         key_template_fields(
             self._key_template(),
@@ -333,25 +422,50 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         ids = self._settlement_ids()
         if not isinstance(self.use_triggering_events, bool):
             raise DinteroInputError("use_triggering_events", "True or False", self.use_triggering_events)
+        wake_up = False
         if self.use_triggering_events:
             if ids is not None:
                 raise DinteroInputError(
                     "settlement_ids", "None when use_triggering_events=True (the events name the settlements)"
                 )
-            ids = self._ids_from_events(context, account_id)
+            selection = self._from_events(context, account_id)
+            if selection is not None:
+                ids, wake_up = selection.ids, selection.wake_up
         window = self._window(context) if ids is None else None
         self.store.check()
         self._lineage_inputs = [f"accounts/{account_id}/settlements"]
         self._lineage_outputs = []
 
-        settlements = self._settlements(account_id, ids, window, providers)
-        plans = self._plan(account_id, settlements, kind)
+        result = self._copy_account(account_id, ids, window, wake_up, kind, providers)
+        self._emit_asset_extra(context, result)
+        return result
+
+    def _copy_account(
+        self,
+        account_id: str,
+        ids: list[str] | None,
+        window: tuple[str, str | None] | None,
+        wake_up: bool,
+        kind: AttachmentKind,
+        providers: list[str] | None,
+    ) -> dict[str, Any]:
+        """Copy one account's selected settlements; return its result (see the class docstring)."""
+        started = timezone.utcnow()
+        unconfirmed: dict[str, str] = {}
+        settlements = self._settlements(account_id, ids, window, providers, unconfirmed)
+        if wake_up:
+            settlements += self._settlements(
+                account_id, None, self._wake_up_window(account_id), providers, unconfirmed
+            )
+        plans = self._plan(account_id, settlements, kind, unconfirmed)
         written: list[str] = []
         skipped: list[str] = []
         for plan in plans:
             w, s = self._copy_settlement(account_id, plan, kind)
             written.extend(w)
             skipped.extend(s)
+        if wake_up:
+            self._mark_collected(account_id, started)
         self.log.info(
             "Account %s: %s settlement(s), %s object(s) written, %s already in %s",
             account_id,
@@ -360,14 +474,95 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
             len(skipped),
             self.store.describe(),
         )
+        if unconfirmed:
+            self.log.warning(
+                "Account %s: %s settlement id(s) not confirmed by Dintero, not copied: %s",
+                account_id,
+                len(unconfirmed),
+                "; ".join(f"{sid} ({why})" for sid, why in list(unconfirmed.items())[:20]),
+            )
         result = {
             "account_id": account_id,
             "settlement_ids": [plan.settlement_id for plan in plans],
             "written": written,
             "skipped": skipped,
+            "unconfirmed": unconfirmed,
         }
-        self._emit_asset_extra(context, result)
         return result
+
+    def _merchants(self) -> dict[str, list[str]]:
+        value: Any = self.merchants
+        if not isinstance(value, Mapping) or not value:
+            raise DinteroInputError("merchants", "a non-empty mapping of account id to settlement ids", value)
+        batch: dict[str, list[str]] = {}
+        for aid, ids in value.items():
+            validate_account_id(aid, "merchants")
+            if not isinstance(ids, list | tuple) or not all(isinstance(i, str) and i for i in ids):
+                raise DinteroInputError(f"merchants[{aid}]", "a list of settlement ids", ids)
+            batch[aid] = list(dict.fromkeys(ids))
+        return batch
+
+    def _execute_batch(self, context: Context) -> dict[str, Any]:
+        """Copy a batch of merchants by id, ``max_concurrency`` at a time, each on its own."""
+        if self.account_id not in (None, "") or self.settlement_ids is not None or self.use_triggering_events:
+            raise DinteroInputError(
+                "merchants", "not together with account_id, settlement_ids or use_triggering_events"
+            )
+        batch = self._merchants()
+        workers = check_concurrency(self.max_concurrency)
+        kind = self._kind()
+        providers = parse_payment_providers(self.payment_providers)
+        key_template_fields(
+            self._key_template(),
+            KEY_FIELDS,
+            field=self._key_param,
+            required=("settlement_id", "attachment_id"),
+        )
+        self.store.check()
+        self._lineage_inputs = [f"accounts/{aid}/settlements" for aid in batch]
+        self._lineage_outputs = []
+
+        def one(aid: str) -> dict[str, Any]:
+            try:
+                r = self._copy_account(aid, batch[aid], None, False, kind, providers)
+            except DinteroApiError as exc:
+                if exc.status in (403, 404):
+                    return {"status": "could not be read", "reason": access_error_message(aid, exc)}
+                return {"status": "failed", "step": "copy_to_s3", "error": redact_text(exc)}
+            except Exception as exc:  # S3 or anything else: this merchant only
+                return {
+                    "status": "failed",
+                    "step": "copy_to_s3",
+                    "error": redact_text(f"{type(exc).__name__}: {exc}"),
+                }
+            line: dict[str, Any] = {
+                "status": "copied",
+                "settlements": len(r["settlement_ids"]),
+                "written": len(r["written"]),
+                "skipped": len(r["skipped"]),
+            }
+            if r["unconfirmed"]:
+                line["unconfirmed"] = r["unconfirmed"]
+            return line
+
+        with ThreadPoolExecutor(
+            max_workers=min(workers, len(batch)), thread_name_prefix="dintero-copy"
+        ) as pool:
+            lines = dict(zip(batch, pool.map(one, batch), strict=True))
+        ti = context.get("ti")
+        if ti is not None:  # kept even when the task fails below: the report reads it
+            ti.xcom_push(key=MERCHANTS_XCOM, value=lines)
+        not_copied = {aid: line for aid, line in lines.items() if line["status"] != "copied"}
+        for aid, line in not_copied.items():
+            self.log.error("Merchant %s %s: %s", aid, line["status"], line.get("reason") or line.get("error"))
+        if not_copied:
+            raise AirflowException(
+                f"{len(not_copied)} of {len(batch)} merchant(s) of this batch were not copied ("
+                + ", ".join(list(not_copied)[:20])
+                + (" ..." if len(not_copied) > 20 else "")
+                + "); the others were"
+            )
+        return {"merchants": lines}
 
     def _settlements(
         self,
@@ -375,10 +570,21 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         ids: list[str] | None,
         window: tuple[str, str | None] | None,
         providers: list[str] | None,
+        unconfirmed: dict[str, str],
     ) -> list[Settlement]:
         if ids is not None:
             self.log.info("Copying %s settlement(s) of account %s by id", len(ids), account_id)
-            found = [self.hook.get_settlement(account_id, sid) for sid in ids]
+            found: list[Settlement] = []
+            for sid in ids:
+                try:
+                    found.append(self.hook.get_settlement(account_id, sid))
+                except DinteroApiError as exc:
+                    if exc.status != 404:
+                        raise
+                    self.log.warning(
+                        "Settlement %s of account %s: Dintero does not know it (404)", sid, account_id
+                    )
+                    unconfirmed[sid] = "not found (404)"
             if providers:
                 found = [s for s in found if s.get("provider") in providers]
             return found
@@ -422,18 +628,34 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         )
         return safe
 
-    def _plan(self, account_id: str, settlements: list[Settlement], kind: AttachmentKind) -> list[_Plan]:
+    def _plan(
+        self,
+        account_id: str,
+        settlements: list[Settlement],
+        kind: AttachmentKind,
+        unconfirmed: dict[str, str],
+    ) -> list[_Plan]:
         """
         Decide every key before anything is written; fail on answers that cannot be copied safely.
 
-        A settlement of another account, a settlement or attachment without an id, or two
-        objects on one key raise here, so nothing of the run is written.
+        A settlement that Dintero's answer gives to another account is left out and recorded in
+        ``unconfirmed``; a settlement or attachment without an id, or two objects on one key,
+        raise here, so nothing of the run is written.
         """
         plans: dict[str, _Plan] = {}
         planned: list[tuple[str, tuple[str, ...], str]] = []
         for settlement in settlements:
             sid = api_id(settlement, "settlement", account_id)
-            check_owner(settlement, f"settlement {sid}", account_id)
+            owner = settlement.get("account_id")
+            if owner not in (None, "") and str(owner) != account_id:
+                self.log.warning(
+                    "Settlement %s: Dintero's answer gives it to account %s, not %s; not copied",
+                    sid,
+                    str(owner)[:40],
+                    account_id,
+                )
+                unconfirmed[sid] = "belongs to another account"
+                continue
             if sid in plans:
                 continue
             manifest_key = self.store.object_key(

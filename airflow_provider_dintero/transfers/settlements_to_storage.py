@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset
 
-from airflow_provider_dintero.hooks.dintero import AttachmentKind, DinteroPartnerHook
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.transfers.settlements_to_s3 import DEFAULT_KEY_TEMPLATE, SettlementsToS3Operator
+from airflow_provider_dintero.vocabulary import AttachmentKind
 
 if TYPE_CHECKING:
     from airflow_provider_dintero.transfers.destinations._base import Destination
@@ -115,7 +116,7 @@ class SettlementsToStorageOperator(SettlementsToS3Operator):
     def __init__(
         self,
         *,
-        account_id: str,
+        account_id: str | None = None,
         destination: str,
         key: str = DEFAULT_KEY_TEMPLATE,
         destination_conn_id: str | None = None,

@@ -2,7 +2,7 @@
 An Airflow 3 asset watcher for new Dintero settlements: :class:`DinteroSettlementEventTrigger`.
 
 It polls every merchant of a partner (or a given list) through the partner-wide poller
-(:mod:`airflow_provider_dintero.triggers.poller`) and yields **one event per merchant batch** of
+(:mod:`airflow_provider_dintero.poller`) and yields **one event per merchant batch** of
 new settlements. The triggerer records each event on the watched asset, so a DAG scheduled on
 :func:`~airflow_provider_dintero.webhooks.settlement_events_asset` runs; its copy step re-reads
 the settlements by id (``SettlementsToS3Operator(use_triggering_events=True)``).
@@ -25,64 +25,86 @@ Example::
     )
 
 **Event payload** (the asset event's extra holds it under ``payload``, with ``from_trigger``):
-``{"account_id": <merchant>, "settlement_ids": [...], "providers": [...], "source": "poll"}``:
-ids and provider names only, never a credential; the same keys as the webhook receiver's extra.
+the settlement event of :mod:`airflow_provider_dintero.events` with ``"source": "poll"``: ids
+and provider names only, never a credential; the same shape as the webhook receiver's extra.
 
-**Watermark.** Per merchant, the creation time of its newest reported settlement plus the ids
-seen at exactly that time (``created_at`` has no tie-breaker), kept in the watched asset's
-state store (Airflow 3.3's ``asset_state_store`` table, keys ``since`` and
-``watermark:<account id>``), so a triggerer restart resumes where the last stored watermark
-left off. The first start stores ``since`` (default: the start time); a merchant without a
-watermark is read from there.
+**The watermark contract.** Per merchant, the watched asset's state store (Airflow 3.3's
+``asset_state_store`` table, key ``watermark:<account id>``; ``since`` holds the first start)
+keeps a *floor* and the ids reported at or after it. Each sweep lists the merchant's
+settlements recorded (``created_at``) on or after the floor, reports those whose id was not
+reported yet, and then moves the floor to ``newest reported created_at - lookback``. Hence:
 
-**Never lost, never repeated.** In the triggerer the trigger runs in the shared-stream **ack
-mode** (``shared_stream_key`` + ``create_shared_stream_producer``): a merchant's watermark is
-advanced only after Airflow confirms that the event was stored in the metadata DB. An event not
-confirmed (the triggerer stopped or crashed first, or the ack timed out) leaves the watermark
-where it was, and the settlements are reported again by the next sweep or after the restart:
-nothing is lost. What remains is the instant between Airflow's confirmation and the watermark
-write: a crash exactly there reports that batch once more, and the copy step, which skips objects
-already in S3, makes that harmless. Outside the triggerer (``run()``), the watermark is advanced
-when the consumer asks for the next event.
+* **Exactly once within the lookback.** A settlement is reported once however it appears,
+  provided that when Dintero first lists it, its ``created_at`` is no more than ``lookback``
+  (default 1 h) older than the newest settlement already reported for that merchant (ingested
+  late, replicated late, clocks apart). An older one is outside the contract and not reported.
+* **Bounded.** The ids kept are those within the lookback, at most :data:`MAX_SEEN` per
+  merchant (the oldest are dropped first), in memory and in the store.
+* **Clock skew at the first start.** Without ``since``, the first start begins
+  :data:`FIRST_START_SKEW` (5 min) before the triggerer's clock, so a settlement stamped by a
+  Dintero clock up to that much behind is still reported.
+* **Restart.** Every merchant's floor and ids are read back from the store before it is
+  polled, in every mode (partner-wide included): a restart lists from the stored floor, not from
+  the first start.
+* **Ack mode.** In the triggerer the trigger runs in the shared-stream ack mode
+  (``shared_stream_key`` + ``create_shared_stream_producer``): a merchant's watermark is stored
+  only after Airflow confirms that its event was recorded in the metadata DB, and ``advance()``
+  never moves a merchant past an event that was not recorded: at the first such event it stops
+  for that merchant, forgets everything reported since the stored watermark (later events of
+  the merchant still in flight are ignored when confirmed), and the next sweep reports them
+  again. A crash between Airflow's confirmation and the watermark write reports that batch
+  once more; the copy, which skips objects already in S3, makes that harmless. Outside the
+  triggerer (``run()``), the watermark is stored when the consumer asks for the next event.
 
-**Seen live on Airflow 3.3.2** (``bench/settlement_watcher.py``, ``tests/system``): files in S3
-about 30 s after the addition at a 30 s poll interval, 13 s for one added while the triggerer
-was stopped; each settlement reported once across the restart and each file written once. Two
-Airflow behaviours to know: the triggerer starts a watcher only for a DAG that was unpaused when
-its file was parsed (unpausing later takes effect at the next parse); and an event recorded
-while the scheduler is creating the run for the previous one (36 ms apart, live) is consumed by
-the *next* run, so its merchant's copy waits for the next event. The daily sensor DAG, or the
-webhook, bounds that wait.
+**One bad merchant harms only itself.** Each merchant's listing has its own deadline
+(``merchant_timeout``); the healthy merchants' events are yielded in the same sweep; a merchant
+that fails (or may not be read: 403/404) is retried with exponential back-off (from the poll
+interval up to 30 min), logged once when it starts failing, when its reason changes and when it
+recovers. Nothing synchronous on the event loop grows with the number of merchants beyond a
+few milliseconds: the sweep runs through a fixed pool of workers and the results are processed
+with a yield to the loop every few milliseconds.
+
+**Two Airflow behaviours to know:** the triggerer starts a watcher only for a DAG that was
+unpaused when its file was parsed (unpausing later takes effect at the next parse); and an event
+recorded while the scheduler is creating the run for the previous one is consumed by the *next*
+run, so its merchant's copy waits for the next event. The daily sensor DAG, or the webhook,
+bounds that wait.
 
 **Errors.** Every event becomes an asset event, so errors are logged, never yielded: a sweep
-that fails (after the hook's retries) is retried at the next interval; a merchant the partner
-may not read is skipped with a warning (an explicit list keeps retrying it, logged).
+whose merchant list fails (after the hook's retries) is retried at the next interval; a
+merchant's error is handled as above.
 
-**Airflow 2.11** has no event triggers: this module imports, and creating the trigger raises
-``RuntimeError`` naming the alternative (the settlement sensor DAG).
+**Airflow 2.11** has no event triggers, and **Airflow 3.0 to 3.2** have no asset state store to
+keep the watermark in: this module imports, and creating the trigger raises ``RuntimeError``
+naming the alternative (the settlement sensor DAG, or Airflow 3.3).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
+from airflow_provider_dintero.events import poll_extra
+from airflow_provider_dintero.exceptions import DinteroApiError
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook
-from airflow_provider_dintero.redaction import redact_text
-from airflow_provider_dintero.settlements import format_timestamp, parse_timestamp
-from airflow_provider_dintero.transport import hold_async_clients
-from airflow_provider_dintero.triggers.poller import (
+from airflow_provider_dintero.poller import (
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MERCHANT_TIMEOUT,
+    MerchantHealth,
     SettlementPoller,
     check_account_ids,
     check_concurrency,
 )
+from airflow_provider_dintero.redaction import redact_text
+from airflow_provider_dintero.settlements import format_timestamp, parse_timestamp
+from airflow_provider_dintero.transport import hold_async_clients
 from airflow_provider_dintero.validation import validate_account_id
 from airflow_provider_dintero.vocabulary import Settlement
 
@@ -95,6 +117,14 @@ except ImportError:  # Airflow 2.11
 
     EVENT_TRIGGERS = False
 
+try:  # Airflow 3.3: the asset state store, where the watermark lives
+    from airflow.sdk.execution_time.context import AssetStateStoreAccessor
+
+    WATERMARK_STORE = True
+except ImportError:  # older lines: no durable watermark, so no watcher (see AIRFLOW_3_3_ONLY)
+    AssetStateStoreAccessor = None  # type: ignore[assignment,misc]
+    WATERMARK_STORE = False
+
 try:  # Airflow 3.3: shared streams in ack mode
     from airflow.triggers.shared_stream import AdvanceItem, SharedStreamProducer
 except ImportError:  # older lines: run() only
@@ -103,10 +133,25 @@ except ImportError:  # older lines: run() only
 
 log = logging.getLogger(__name__)
 
+#: How far behind a merchant's newest reported settlement each sweep lists again, by default.
+DEFAULT_LOOKBACK = 3600.0
+#: Without ``since``, the first start begins this long before the triggerer's clock.
+FIRST_START_SKEW = timedelta(minutes=5)
+#: The most reported ids kept per merchant (memory and state store).
+MAX_SEEN = 2000
+#: Results processed between two yields to the event loop at most this long (seconds).
+SLICE = 0.005
+
 AIRFLOW_3_ONLY = (
     "DinteroSettlementEventTrigger needs Airflow 3 (asset watchers and event triggers). On "
     "Airflow 2.11 wait with SettlementSensor(all_merchants=True) in a scheduled DAG instead "
     "(example_dags/settlements_to_s3.py)."
+)
+AIRFLOW_3_3_ONLY = (
+    "DinteroSettlementEventTrigger keeps its watermark in the asset state store of Airflow 3.3 "
+    "(AssetStateStoreAccessor), which this Airflow does not have: without it a restart would "
+    "lose or repeat settlements. Use Airflow 3.3 or later, or wait with "
+    "SettlementSensor(all_merchants=True) in a scheduled DAG (example_dags/settlements_to_s3.py)."
 )
 
 
@@ -120,120 +165,103 @@ def asset_name(account_id: str) -> str:
     return f"dintero_settlements_{validate_account_id(account_id)}"
 
 
-@dataclass(frozen=True)
+def _instant(value: Any) -> datetime | None:
+    """
+    A plain aware UTC datetime (not pendulum's, whose arithmetic may drop the zone). Dintero's
+    ISO-8601 form takes the fast path (``datetime.fromisoformat``, about 50 times faster than a
+    general parse: a sweep reads every listed settlement's ``created_at``); anything else goes
+    through :func:`~airflow_provider_dintero.settlements.parse_timestamp`.
+    """
+    if isinstance(value, str) and len(value) > 10:
+        try:
+            fast = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            aware = fast if fast.tzinfo else fast.replace(tzinfo=timezone.utc)
+            return aware.astimezone(timezone.utc)
+    p = parse_timestamp(value)
+    if p is None:
+        return None
+    return datetime(p.year, p.month, p.day, p.hour, p.minute, p.second, p.microsecond, tzinfo=timezone.utc)
+
+
+@dataclass
 class Watermark:
     """
-    How far a merchant's settlements were reported.
+    How far a merchant's settlements were reported (see the module's watermark contract).
 
-    :param created_at: creation time of the newest reported settlement (Dintero's form).
-    :param ids: ids of the reported settlements created at exactly ``created_at``.
+    :param floor: list from here (Dintero's form): the newest reported ``created_at`` less the
+        lookback, or the first start's ``since``.
+    :param seen: ids reported with ``created_at`` at or after ``floor``, with their ``created_at``.
     """
 
-    created_at: str
-    ids: frozenset[str] = frozenset()
+    floor: str
+    seen: dict[str, datetime] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """The stored form."""
-        return {"created_at": self.created_at, "ids": sorted(self.ids)}
+        """The stored form: ``{"floor", "seen": {id: created_at}}``."""
+        return {
+            "floor": self.floor,
+            "seen": {sid: format_timestamp(at, "created_at") for sid, at in self.seen.items()},
+        }
 
     @classmethod
     def from_json(cls, value: Any) -> Watermark | None:
         """
-        Read a stored watermark; ``None`` when absent or unreadable.
+        Read a stored watermark; ``None`` when absent or unreadable. The earlier form
+        ``{"created_at", "ids"}`` reads as a floor at ``created_at`` with those ids seen there.
 
         :param value: the stored value.
         """
-        if not isinstance(value, dict) or parse_timestamp(value.get("created_at")) is None:
+        if not isinstance(value, dict):
             return None
-        ids = value.get("ids")
-        return cls(str(value["created_at"]), frozenset(i for i in ids or [] if isinstance(i, str)))
+        if "floor" not in value and _instant(value.get("created_at")) is not None:
+            at = _instant(value["created_at"])
+            assert at is not None
+            ids = [i for i in value.get("ids") or [] if isinstance(i, str)]
+            return cls(str(value["created_at"]), dict.fromkeys(ids, at))
+        if _instant(value.get("floor")) is None:
+            return None
+        seen: dict[str, datetime] = {}
+        raw = value.get("seen")
+        for sid, created in raw.items() if isinstance(raw, Mapping) else []:
+            at = _instant(created)
+            if isinstance(sid, str) and at is not None:
+                seen[sid] = at
+        return cls(str(value["floor"]), seen)
 
-    def split(self, settlements: Sequence[Settlement]) -> tuple[list[Settlement], Watermark]:
+    def split(
+        self, settlements: Sequence[Settlement], lookback: timedelta = timedelta(seconds=DEFAULT_LOOKBACK)
+    ) -> tuple[list[Settlement], Watermark]:
         """
-        The settlements not yet reported, and the watermark after reporting them.
+        The settlements not yet reported, and the watermark after reporting them. Linear in
+        the settlements and the ids seen.
 
-        :param settlements: what the list returned since ``created_at``.
+        :param settlements: what the list returned since ``floor``.
+        :param lookback: how far behind the newest reported settlement the next list begins.
         """
-        mark = parse_timestamp(self.created_at)
-        assert mark is not None
-        newest, ids = mark, set(self.ids)
+        floor = _instant(self.floor)
+        assert floor is not None
+        seen = dict(self.seen)
         fresh: list[Settlement] = []
+        newest = max(seen.values(), default=floor)
         for item in settlements:
-            sid, created = item.get("id"), parse_timestamp(item.get("created_at"))
+            sid, created = item.get("id"), _instant(item.get("created_at"))
             if not isinstance(sid, str) or not sid or created is None:
                 log.warning("Ignoring a settlement without a readable id or created_at: %r", str(sid)[:60])
                 continue
-            if created < mark or (created == mark and sid in self.ids) or any(sid == f["id"] for f in fresh):
+            if created < floor or sid in seen:  # older than the contract, or reported already
                 continue
             fresh.append(item)
-            if created > newest:
-                newest, ids = created, {sid}
-            elif created == newest:
-                ids.add(sid)
-        return fresh, Watermark(format_timestamp(newest, "created_at"), frozenset(ids))
-
-
-def event_payload(account_id: str, settlements: Sequence[Settlement]) -> dict[str, Any]:
-    """
-    The event of one merchant batch: ids and provider names only.
-
-    :param account_id: the merchant.
-    :param settlements: its new settlements.
-    """
-    providers: list[str] = []
-    for s in settlements:
-        provider = s.get("provider")
-        if isinstance(provider, str) and provider and provider not in providers:
-            providers.append(provider)
-    return {
-        "account_id": account_id,
-        "settlement_ids": [str(s["id"]) for s in settlements],
-        "providers": providers,
-        "source": "poll",
-    }
-
-
-def settlement_event_extra(event: Any) -> Mapping[str, Any] | None:
-    """
-    The settlement part of an asset event's extra, whichever wrote it: the webhook receiver
-    (the extra itself) or this watcher (Airflow stores the trigger's payload under ``payload``,
-    beside ``from_trigger``). ``None`` when the event names no settlements.
-
-    :param event: an asset event (anything with an ``extra``).
-    """
-    extra = getattr(event, "extra", None)
-    if isinstance(extra, Mapping) and extra.get("from_trigger") and isinstance(extra.get("payload"), Mapping):
-        extra = extra["payload"]
-    if not isinstance(extra, Mapping) or "settlement_ids" not in extra:
-        return None
-    return extra
-
-
-def event_accounts(triggering_asset_events: Any) -> list[str]:
-    """
-    The accounts named by a run's triggering asset events, in order of first appearance: what
-    the copy maps over (``SettlementsToS3Operator.partial(..., use_triggering_events=True)
-    .expand(account_id=...)``). Ids that are not account ids are left out (and logged).
-
-    :param triggering_asset_events: the context's ``triggering_asset_events`` (Airflow 3) or
-        ``triggering_dataset_events`` (2.11).
-    """
-    accounts: list[str] = []
-    for asset in list(triggering_asset_events or {}):  # keys first: Airflow 3 resolves lazily
-        for event in triggering_asset_events[asset] or []:
-            extra = settlement_event_extra(event)
-            if extra is None:
-                continue
-            try:
-                aid = validate_account_id(extra.get("account_id"))
-            except DinteroInputError:
-                log.warning(
-                    "Ignoring an asset event naming no valid account: %r", str(extra.get("account_id"))[:40]
-                )
-                continue
-            if aid not in accounts:
-                accounts.append(aid)
-    return accounts
+            seen[sid] = created
+            newest = max(newest, created)
+        new_floor = max(floor, newest - lookback)
+        kept = {sid: at for sid, at in seen.items() if at >= new_floor}
+        if len(kept) > MAX_SEEN:  # the newest MAX_SEEN; the floor rises to the oldest kept
+            kept = dict(sorted(kept.items(), key=lambda kv: kv[1])[-MAX_SEEN:])
+            new_floor = max(new_floor, min(kept.values()))
+        return fresh, Watermark(format_timestamp(new_floor, "floor"), kept)
 
 
 def state_store(account_id: str) -> Any:
@@ -242,12 +270,12 @@ def state_store(account_id: str) -> Any:
 
     :param account_id: the partner whose asset is watched.
     """
-    from airflow.sdk.execution_time.context import AssetStateStoreAccessor
-
+    if AssetStateStoreAccessor is None:
+        raise RuntimeError(AIRFLOW_3_3_ONLY)
     return AssetStateStoreAccessor(name=asset_name(account_id))
 
 
-class SettlementEventProducer(SharedStreamProducer):  # type: ignore[misc,valid-type]
+class SettlementEventProducer(SharedStreamProducer):
     """
     The poll loop behind :class:`DinteroSettlementEventTrigger`: sweeps, yields one raw event per
     merchant batch, and stores a merchant's watermark once its event is confirmed persisted.
@@ -262,24 +290,38 @@ class SettlementEventProducer(SharedStreamProducer):  # type: ignore[misc,valid-
         self.dintero_conn_id = str(kwargs.get("dintero_conn_id") or DinteroAsyncHook.default_conn_name)
         self.poll_interval = float(kwargs.get("poll_interval", 60.0))
         self.max_concurrency = check_concurrency(kwargs.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
+        self.merchant_timeout = float(kwargs.get("merchant_timeout") or DEFAULT_MERCHANT_TIMEOUT)
+        self.lookback = timedelta(seconds=float(kwargs.get("lookback") or DEFAULT_LOOKBACK))
         self.initial_since = kwargs.get("since")
         self.store = state_store(self.account_id)
         self.since = ""
         self.stored: dict[str, Watermark] = {}
         self.current: dict[str, Watermark] = {}
+        #: per merchant, bumped at each rollback: confirmations of older events are ignored
+        self.generation: dict[str, int] = {}
+        self.health = MerchantHealth(self.poll_interval, logger=log)
 
-    async def _load(self, aid: str) -> Watermark:
-        if aid not in self.stored:
-            mark = Watermark.from_json(await self.store.aget(f"watermark:{aid}"))
-            self.stored[aid] = mark or Watermark(self.since)
-        return self.current.setdefault(aid, self.stored[aid])
+    async def _load_all(self, merchants: Sequence[str]) -> None:
+        """Read the stored watermark of every merchant not read yet (restart, new merchants)."""
+        missing = iter([aid for aid in merchants if aid not in self.stored])
+
+        async def worker() -> None:
+            for aid in missing:
+                mark = Watermark.from_json(await self.store.aget(f"watermark:{aid}"))
+                self.stored[aid] = mark or Watermark(self.since)
+
+        await asyncio.gather(*(worker() for _ in range(self.max_concurrency)))
+
+    def _mark(self, aid: str) -> Watermark:
+        return self.current.get(aid) or self.stored.setdefault(aid, Watermark(self.since))
 
     async def _start(self) -> None:
         since = await self.store.aget("since")
         if parse_timestamp(since) is None:
             from airflow.providers.common.compat.sdk import timezone
 
-            since = format_timestamp(self.initial_since or timezone.utcnow(), "since")
+            start = self.initial_since or timezone.utcnow() - FIRST_START_SKEW
+            since = format_timestamp(start, "since")
             await self.store.aset("since", since)
         self.since = str(since)
         log.info("Watching Dintero settlements of %s created since %s", self._who(), self.since)
@@ -287,71 +329,94 @@ class SettlementEventProducer(SharedStreamProducer):  # type: ignore[misc,valid-
     def _who(self) -> str:
         return f"{len(self.account_ids)} merchant(s)" if self.account_ids else f"partner {self.account_id}"
 
-    async def open_stream(self) -> AsyncIterator[tuple[dict[str, Any], tuple[str, dict[str, Any]]]]:  # type: ignore[override]
-        """Sweep forever; yield ``(event payload, (merchant, new watermark))`` per new batch."""
+    async def open_stream(self) -> AsyncIterator[tuple[dict[str, Any], tuple[str, dict[str, Any], int]]]:
+        """Sweep forever; yield ``(event payload, (merchant, new watermark, generation))`` per new batch."""
         await self._start()
         poller = SettlementPoller(
             DinteroAsyncHook(dintero_conn_id=self.dintero_conn_id),
             account_ids=self.account_ids,
             payment_providers=self.payment_providers,
             max_concurrency=self.max_concurrency,
+            merchant_timeout=self.merchant_timeout,
         )
         async with hold_async_clients():
             while True:
-                merchants = await self._sweep(poller)
-                for aid, settlements in merchants:
-                    fresh, mark = (await self._load(aid)).split(settlements)
-                    if fresh:
-                        self.current[aid] = mark
-                        yield event_payload(aid, fresh), (aid, mark.to_json())
+                found = await self._sweep(poller)
+                slice_start = time.perf_counter()
+                for aid, (extra, mark) in found:
+                    if time.perf_counter() - slice_start > SLICE:
+                        await asyncio.sleep(0)  # let the other triggers of this loop run
+                        slice_start = time.perf_counter()
+                    if self._mark(aid) is not mark[0]:
+                        continue  # rolled back (or stored) during the sweep: the next sweep decides
+                    self.current[aid] = mark[1]
+                    yield extra, (aid, mark[1].to_json(), self.generation.get(aid, 0))
                 await asyncio.sleep(self.poll_interval)
 
-    async def _sweep(self, poller: SettlementPoller) -> list[tuple[str, list[Settlement]]]:
-        for aid in poller.account_ids or []:
-            await self._load(aid)
+    def _fresh(self, aid: str, settlements: list[Settlement]) -> tuple[dict[str, Any], Any] | None:
+        """
+        Reduce one merchant's listing, as soon as it arrives, to its event and new watermark
+        (``None`` when nothing is new): the listing itself is not kept.
+        """
+        before = self._mark(aid)
+        fresh, mark = before.split(settlements, self.lookback)
+        if not fresh:
+            return None
+        return poll_extra(aid, fresh), (before, mark)
+
+    async def _sweep(self, poller: SettlementPoller) -> list[tuple[str, Any]]:
         try:
-            sweep = await poller.sweep(
-                lambda aid: (self.current.get(aid) or Watermark(self.since)).created_at
-            )
+            merchants = await poller.merchants()
+            await self._load_all(merchants)
+            now = time.monotonic()
+            due = [aid for aid in merchants if self.health.due(aid, now)]
+            sweep = await poller.sweep(lambda aid: self._mark(aid).floor, due, self._fresh)
         except DinteroApiError as exc:
             log.warning(
-                "Polling the settlements of %s failed; trying again in %s s: %s",
+                "Listing the merchants of %s failed; trying again in %s s: %s",
                 self._who(),
                 self.poll_interval,
                 redact_text(exc),
             )
             return []
+        self.health.update(due, sweep, time.monotonic())
         return list(sweep.found.items())
 
     def get_advance_lane(self, broker_payload: Any) -> Hashable:
         """
         One lane per merchant: a merchant's watermarks are stored in order.
 
-        :param broker_payload: ``(merchant, watermark)``.
+        :param broker_payload: ``(merchant, watermark, generation)``.
         """
         return str(broker_payload[0])
 
     async def advance(self, batch: Sequence[AdvanceItem]) -> None:
         """
-        Store the watermark of every merchant batch whose event was persisted; forget the
-        others, so that the next sweep reports them again.
+        Store the watermark of each merchant batch whose event was persisted, in order; at the
+        first event that was not, stop for that merchant and forget what was reported since its
+        stored watermark, so that the next sweep reports it again.
 
         :param batch: resolved events of one merchant, in order.
         """
         for item in batch:
-            aid, mark = item.broker_payload
-            if item.outcome.is_clean:
-                await self.commit(aid, mark)
-            else:
+            aid, mark, generation = item.broker_payload
+            if generation != self.generation.get(aid, 0):
+                continue  # reported before a rollback: its settlements are being reported again
+            if not item.outcome.is_clean:
                 self.rollback(aid)
+                return
+            await self.commit(aid, mark, generation)
 
-    async def commit(self, aid: str, mark: dict[str, Any]) -> None:
+    async def commit(self, aid: str, mark: dict[str, Any], generation: int = 0) -> None:
         """
         Store ``aid``'s watermark (its event is safely recorded).
 
         :param aid: the merchant.
         :param mark: the watermark after the batch.
+        :param generation: the merchant's generation when the event was yielded.
         """
+        if generation != self.generation.get(aid, 0):
+            return
         await self.store.aset(f"watermark:{aid}", mark)
         stored = Watermark.from_json(mark)
         if stored is not None:
@@ -365,6 +430,7 @@ class SettlementEventProducer(SharedStreamProducer):  # type: ignore[misc,valid-
         """
         log.warning("An event for merchant %s was not recorded; its settlements will be reported again", aid)
         self.current.pop(aid, None)
+        self.generation[aid] = self.generation.get(aid, 0) + 1
 
 
 class DinteroSettlementEventTrigger(_EventTriggerBase):
@@ -381,8 +447,11 @@ class DinteroSettlementEventTrigger(_EventTriggerBase):
     :param poll_interval: seconds between two sweeps.
     :param max_concurrency: merchants polled at the same time (in a triggerer, all triggers of
         one event loop share at most ``transport.MAX_IN_FLIGHT`` requests in flight).
-    :param since: where the very first start begins (ISO-8601; default: that start's time). Only
-        read while the asset's state store has no ``since``.
+    :param since: where the very first start begins (ISO-8601; default: that start's time less
+        :data:`FIRST_START_SKEW`). Only read while the asset's state store has no ``since``.
+    :param lookback: seconds behind a merchant's newest reported settlement that each sweep lists
+        again (the watermark contract's window for settlements that Dintero lists late).
+    :param merchant_timeout: seconds one merchant's listing may take within a sweep.
     """
 
     def __init__(
@@ -394,10 +463,16 @@ class DinteroSettlementEventTrigger(_EventTriggerBase):
         poll_interval: float = 60.0,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         since: str | None = None,
+        lookback: float = DEFAULT_LOOKBACK,
+        merchant_timeout: float = DEFAULT_MERCHANT_TIMEOUT,
     ) -> None:
         if not EVENT_TRIGGERS:
             raise RuntimeError(AIRFLOW_3_ONLY)
+        if not WATERMARK_STORE:
+            raise RuntimeError(AIRFLOW_3_3_ONLY)
         super().__init__()
+        self.lookback = float(lookback)
+        self.merchant_timeout = float(merchant_timeout)
         self.account_id = account_id
         self.account_ids = list(account_ids) if account_ids is not None else None
         self.payment_providers = list(payment_providers) if payment_providers else None
@@ -418,6 +493,8 @@ class DinteroSettlementEventTrigger(_EventTriggerBase):
                 "poll_interval": self.poll_interval,
                 "max_concurrency": self.max_concurrency,
                 "since": self.since,
+                "lookback": self.lookback,
+                "merchant_timeout": self.merchant_timeout,
             },
         )
 

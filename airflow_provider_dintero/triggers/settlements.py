@@ -2,7 +2,7 @@
 Triggers that wait, in the triggerer, for new Dintero settlements: of one account
 (:class:`SettlementTrigger`) or of many merchants of a partner in one poll loop
 (:class:`PartnerSettlementTrigger`). Both poll through
-:mod:`airflow_provider_dintero.triggers.poller`.
+:mod:`airflow_provider_dintero.poller`.
 
 Example::
 
@@ -20,68 +20,30 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook
+from airflow_provider_dintero.poller import (
+    DEFAULT_MAX_CONCURRENCY,
+    MerchantHealth,
+    SettlementPoller,
+    access_error_message,
+    poll_account,
+    settlement_summary,
+    sweep_error,
+    sweep_payload,
+)
 from airflow_provider_dintero.redaction import redact_text
 from airflow_provider_dintero.transport import hold_async_clients
-from airflow_provider_dintero.triggers.poller import (
-    DEFAULT_MAX_CONCURRENCY,
-    SettlementPoller,
-    poll_account,
-)
 from airflow_provider_dintero.vocabulary import Settlement
 
 #: A waiting trigger logs its first poll and then every this-many polls, not each one.
 QUIET_POLLS = 10
-
-
-def settlement_summary(settlement: Mapping[str, Any]) -> dict[str, Any]:
-    """
-    Return the small, JSON-serialisable part of a settlement that sensors push to XCom.
-
-    :param settlement: a settlement as the list endpoint returns it.
-    """
-    return {
-        "id": settlement.get("id"),
-        "provider": settlement.get("provider"),
-        "created_at": settlement.get("created_at"),
-        "settled_at": settlement.get("settled_at"),
-        "attachments": [
-            {
-                "id": a.get("id"),
-                "created_by": a.get("created_by"),
-                "extension": a.get("extension"),
-                "content_type": a.get("content_type"),
-            }
-            for a in settlement.get("attachments") or []
-        ],
-    }
-
-
-def access_error_message(account_id: str, exc: DinteroApiError) -> str:
-    """
-    Explain a 403 or 404 on the settlements list: which account and which grant is missing.
-
-    :param account_id: the account whose settlements were listed.
-    :param exc: the error raised by the hook.
-    """
-    if exc.status == 403:
-        return (
-            f"Dintero refused to list the settlements of account {account_id} (403): the API client "
-            f"needs a grant on audience .../v1/accounts/{account_id} with the read:settlements "
-            f"(or admin:settlements) scope, and a partner connection needs the merchant's access "
-            f"through the exchange token. Dintero said: {exc}"
-        )
-    return (
-        f"Account {account_id} was not found or is not visible to this connection (404): check the "
-        f"account id and that the merchant is connected to the partner, with a grant carrying "
-        f"read:settlements. Dintero said: {exc}"
-    )
 
 
 def error_payload(exc: DinteroApiError | DinteroInputError, account_id: str | None) -> dict[str, Any]:
@@ -220,10 +182,16 @@ class PartnerSettlementTrigger(BaseTrigger):
     settlements list request per page each. Tokens: the partner's, then one exchange and one
     merchant token per merchant, each reused for its lifetime. A partner-wide sweep skips (and
     logs) a merchant the connection may not read (403/404); an explicit list fails on it.
+    Each merchant's listing has its own deadline (``merchant_timeout``): a merchant that fails
+    or is slow is reported by id with its reason and delays no other merchant's result; one
+    log line per merchant per change of state.
 
     Events: ``{"status": "success", "since", "checked": <merchants polled>, "merchants":
-    [{"account_id", "settlements": [summary, ...]}, ...], "skipped": [account ids]}``, or
-    ``{"status": "error", "account_id", "status_code", "message"}`` after the hook's retries.
+    [{"account_id", "settlements": [summary, ...]}, ...], "skipped": [account ids],
+    "unreadable": {account id: reason}, "failed": {account id: reason}}`` as soon as one
+    merchant has settlements, or ``{"status": "error", "account_id", "status_code", "message"}``
+    when the merchants cannot be listed, when an explicit list names a merchant the connection
+    may not read, or when no merchant at all could be read.
 
     :param since: ISO-8601 timestamp; settlements created on or after it count.
     :param account_ids: the merchants; ``None`` for every merchant of the partner.
@@ -294,46 +262,37 @@ class PartnerSettlementTrigger(BaseTrigger):
             yield TriggerEvent(error_payload(exc, None))
             return
         await asyncio.sleep(self.first_poll_after)
+        health = MerchantHealth(self.poll_interval, logger=self.log)
         while True:
             sweeps += 1
             try:
-                sweep = await poller.sweep(lambda _aid: self.since)
+                merchants = await poller.merchants()
+                sweep = await poller.sweep(lambda _aid: self.since, merchants)
             except (DinteroApiError, DinteroInputError) as exc:
                 yield TriggerEvent(error_payload(exc, None))
                 return
+            health.update(merchants, sweep, time.monotonic())
             if sweep.found:
                 self.log.info(
-                    "Found new settlements for %s of %s merchant(s) created since %s (sweep %s)",
+                    "Found new settlements for %s of %s merchant(s) created since %s (sweep %s); "
+                    "%s could not be read, %s failed",
                     len(sweep.found),
                     sweep.checked,
                     self.since,
                     sweeps,
+                    len(sweep.skipped),
+                    len(sweep.failed),
                 )
                 yield TriggerEvent(sweep_payload(sweep, self.since))
                 return
+            error = sweep_error(sweep, partner_wide=self.account_ids is None)
+            if error is not None:
+                yield TriggerEvent(error_payload(error, getattr(error, "account_id", None)))  # type: ignore[arg-type]
+                return
             self.log.info(
-                "No settlements yet for any of %s merchant(s) created since %s; sweeping again in %s s",
-                sweep.checked,
+                "No settlements yet for any of %s merchant(s) read created since %s; sweeping again in %s s",
+                sweep.read,
                 self.since,
                 self.poll_interval,
             )
             await asyncio.sleep(self.poll_interval)
-
-
-def sweep_payload(sweep: Any, since: str) -> dict[str, Any]:
-    """
-    The success event (and the sensor's raw result) of a sweep that found settlements.
-
-    :param sweep: a :class:`~airflow_provider_dintero.triggers.poller.Sweep`.
-    :param since: the ``since`` the sweep used.
-    """
-    return {
-        "status": "success",
-        "since": since,
-        "checked": sweep.checked,
-        "merchants": [
-            {"account_id": aid, "settlements": [settlement_summary(s) for s in found]}
-            for aid, found in sweep.found.items()
-        ],
-        "skipped": sorted(sweep.skipped),
-    }

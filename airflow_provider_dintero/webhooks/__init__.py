@@ -2,9 +2,11 @@
 Dintero webhooks as an Airflow wake-up: a receiver for ``settlement_add`` deliveries that records
 an asset event, so a DAG scheduled on the asset runs within seconds of a new settlement.
 
-**Airflow 3 only.** The receiver is a FastAPI app mounted in the api-server by an Airflow plugin
-(:mod:`airflow_provider_dintero.webhooks.plugin`, registered through this package's
-``airflow.plugins`` entry point). It records the event in-process through Airflow's
+**Airflow 3 only, and off unless asked.** The receiver is a FastAPI app mounted in the api-server by
+an Airflow plugin (:mod:`airflow_provider_dintero.webhooks.plugin`, registered through this
+package's ``airflow.plugins`` entry point) only when ``[dintero] webhook_receiver_enabled = True``,
+and it serves only the accounts in ``[dintero] webhook_accounts``
+(:mod:`airflow_provider_dintero.webhooks.settings`). It records the event in-process through Airflow's
 ``AssetManager.register_asset_change``, the same code path as ``POST /api/v2/assets/events``, so
 it needs no Airflow credentials of its own. On Airflow 2.11 the modules import cleanly, the
 plugin carries no app, and the settlement sensor DAG is the way to react to new settlements.
@@ -21,8 +23,9 @@ How it fits together::
     with DAG("settlements_on_webhook", schedule=[settlement_events_asset("P11200000")]): ...
 
 Each verified ``settlement_add`` becomes one event on ``settlement_events_asset(<account in the
-path>)`` with extra ``{"account_id", "settlement_ids", "providers", "source": "webhook",
-"event_delivery"}``: ids only, never a credential.
+path>)`` with extra ``{"version": 1, "account_id", "settlement_ids", "providers", "source":
+"webhook", "event_delivery"}``: ids only, never a credential. A body whose settlements cannot be
+read is still a wake-up (``"settlement_ids": []``, ``"shape": "unrecognised"``).
 
 **The webhook is only a wake-up.** The consumer re-reads every settlement by id from Dintero's
 API with its own credentials, so a forged delivery cannot inject data (at worst it wakes a DAG
@@ -49,9 +52,10 @@ not follow redirects:
   secrets backend serving it): the receiver answers 404 for an account without one, and never
   logs it.
 
-Refusals: 404 unknown account or no secret, 413 too large, 401 unsigned or bad signature, 415 not
-JSON, 400 malformed; a replayed ``event_delivery`` answers 200 ``duplicate`` and records nothing
-(see :mod:`airflow_provider_dintero.webhooks.receiver` for why).
+Refusals: 404 unlisted account or no secret, 413 too large, 401 unsigned or bad signature, 415 not
+JSON, 400 not a JSON object; a replayed delivery answers 200 ``duplicate`` and records nothing
+(see :mod:`airflow_provider_dintero.webhooks.receiver` and
+:mod:`airflow_provider_dintero.webhooks.replay`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_dintero.hooks.dintero import validate_account_id
+from airflow_provider_dintero.validation import validate_account_id
 
 #: Where the receiver's FastAPI app is mounted in Airflow 3's api-server.
 URL_PREFIX = "/dintero-webhooks"
@@ -45,6 +45,16 @@ def webhook_secret_variable(account_id: str) -> str:
     :param account_id: the account in the receiver's path (a partner, or a merchant on its own).
     """
     return f"{SECRET_VARIABLE_PREFIX}{validate_account_id(account_id)}"
+
+
+def previous_secret_variable(account_id: str) -> str:
+    """
+    The Variable key of the previous signing secret while a rotation window lasts:
+    ``dintero_webhook_secret_<aid>_previous``, holding ``{"secret": ..., "expires_at": <ISO 8601>}``.
+
+    :param account_id: the account in the receiver's path.
+    """
+    return f"{webhook_secret_variable(account_id)}_previous"
 
 
 def receiver_path(account_id: str) -> str:

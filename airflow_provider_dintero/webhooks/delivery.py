@@ -1,12 +1,25 @@
 """
 Checks of one Dintero webhook delivery, independent of any web framework: the HMAC-SHA1
-``event-signature`` over the raw body, the content type, and the JSON envelope
-``{"account_id", "event", "event_delivery", "<object>": {...}}``. Every refusal is a
-:class:`DeliveryRefused` carrying the HTTP status to answer with.
+``event-signature`` over the raw body, the content type, and the body, read leniently.
+
+Only what proves the delivery is not Dintero's, or cannot be read at all, is refused (each
+refusal a :class:`DeliveryRefused` carrying the HTTP status): a missing or wrong signature, a
+body over the cap, another content type, a body that is not one JSON object, or headers that
+contradict the body. Everything else a signed delivery says is taken as well as it can be:
+
+* ``ping`` (the ``event`` header or the body says so) is answered whatever its body: Dintero's
+  documented ping body is the bare subscription object, not an event envelope;
+* a ``settlement_add`` whose settlements are found (a ``settlement`` object or list, a
+  ``settlements`` list, ``data``, or only ids) names them; any other shape is still a wake-up
+  for the account, with no ids and ``"shape": "unrecognised"`` (a verified webhook is a
+  wake-up whatever its body);
+* the delivery id comes from the ``event-delivery`` header or the body's ``event_delivery``;
+  a delivery with neither is identified by the SHA-256 of its body (Dintero's retries send the
+  same bytes).
 
 Nothing here trusts the wire: the signature is checked (in constant time) before the body is
-parsed, ids are matched against strict patterns before they are used, and no refusal echoes the
-body or the signature.
+parsed, every id is matched against a strict pattern before it is used, and no refusal echoes
+the body or the signature.
 """
 
 from __future__ import annotations
@@ -14,15 +27,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_dintero.hooks.dintero import ACCOUNT_ID_PATTERN
+from airflow_provider_dintero.events import build_extra
+from airflow_provider_dintero.validation import ACCOUNT_ID_PATTERN
 
-#: Largest body accepted (256 KiB). A ``settlement_add`` delivery is a few KiB; anything larger
-#: is refused with 413 before it is read whole.
-MAX_BODY_BYTES = 256 * 1024
+log = logging.getLogger(__name__)
 
 #: Most settlements one delivery may name.
 MAX_SETTLEMENTS = 100
@@ -62,6 +75,8 @@ class Delivery:
     :param event_delivery: the delivery id Dintero assigned (the same on its retries).
     :param settlement_ids: ids of the settlements a ``settlement_add`` names.
     :param providers: their payout providers (distinct, in order of first appearance).
+    :param recognised: whether the ``settlement_add`` body had a shape the settlements were read
+        from; ``False`` makes the event a wake-up for the account (no ids).
     """
 
     account_id: str
@@ -69,16 +84,22 @@ class Delivery:
     event_delivery: str
     settlement_ids: tuple[str, ...] = field(default_factory=tuple)
     providers: tuple[str, ...] = field(default_factory=tuple)
+    recognised: bool = True
 
     def asset_extra(self) -> dict[str, Any]:
-        """The asset event's extra: ids only, never a credential."""
-        return {
-            "account_id": self.account_id,
-            "settlement_ids": list(self.settlement_ids),
-            "providers": list(self.providers),
-            "source": "webhook",
-            "event_delivery": self.event_delivery,
-        }
+        """
+        The asset event's extra (:mod:`airflow_provider_dintero.events`): ids only, never a
+        credential. An unrecognised body gives no ids and ``"shape": "unrecognised"``: a wake-up,
+        after which the consumer copies what is new for the account.
+        """
+        return build_extra(
+            self.account_id,
+            self.settlement_ids,
+            self.providers,
+            source="webhook",
+            event_delivery=self.event_delivery,
+            shape=None if self.recognised else "unrecognised",
+        )
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -130,71 +151,159 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _text(envelope: dict[str, Any], name: str, pattern: re.Pattern[str], expected: str) -> str:
-    value = envelope.get(name)
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise DeliveryRefused(400, f"malformed delivery: {name} must be {expected}")
-    return value
+def _text(body: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str | None:
+    """The body's ``name`` when it is a string of the expected shape, else ``None``."""
+    value = body.get(name)
+    return value if isinstance(value, str) and pattern.fullmatch(value) else None
 
 
-def _settlements(envelope: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Settlement ids and providers of a ``settlement_add``: its ``settlement`` object (or list)."""
-    raw = envelope.get("settlement", envelope.get("settlements"))
-    raw_items: list[Any] = raw if isinstance(raw, list) else [raw]
-    items = [i for i in raw_items if isinstance(i, dict)]
-    if not items or len(items) > MAX_SETTLEMENTS or len(items) != len(raw_items):
-        raise DeliveryRefused(
-            400, f"malformed delivery: settlement must be an object (or a list of 1 to {MAX_SETTLEMENTS})"
-        )
+class _Unreadable(Exception):
+    """The settlements of a ``settlement_add`` body are not where, or not what, we look for."""
+
+
+def _item(item: Any) -> tuple[str, str | None]:
+    """One settlement's id and provider: an object with ``id`` (and ``provider``), or a bare id."""
+    if isinstance(item, str):
+        if _SETTLEMENT_ID.fullmatch(item):
+            return item, None
+        raise _Unreadable
+    if not isinstance(item, dict):
+        raise _Unreadable
+    sid = item.get("id", item.get("settlement_id"))
+    if not isinstance(sid, str) or not _SETTLEMENT_ID.fullmatch(sid):
+        raise _Unreadable
+    provider = item.get("provider")
+    if provider is not None and not (isinstance(provider, str) and _PROVIDER.fullmatch(provider)):
+        raise _Unreadable
+    return sid, provider
+
+
+def _items(body: dict[str, Any]) -> list[Any]:
+    """The settlement items of the first key that carries them, in the order we look."""
+    for key in ("settlement", "settlements", "settlement_ids", "settlement_id", "data"):
+        if key not in body:
+            continue
+        value = body[key]
+        if (
+            key == "data"
+            and isinstance(value, dict)
+            and any(k in value for k in ("settlement", "settlements", "settlement_ids", "settlement_id"))
+        ):
+            return _items(value)
+        return value if isinstance(value, list) else [value]
+    raise _Unreadable
+
+
+def read_settlements(body: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """
+    The settlement ids and providers a ``settlement_add`` body names, or ``None`` when its shape
+    is not one we read (then the delivery is a wake-up without ids).
+
+    Read: ``settlement`` (an object, or a list), ``settlements`` (a list), ``settlement_ids`` /
+    ``settlement_id`` (ids only), ``data`` (an object, a list, or holding one of the former).
+    Every item must give an id of the expected shape, else none is taken.
+
+    :param body: the parsed JSON object.
+    """
+    try:
+        items = _items(body)
+        if not items or len(items) > MAX_SETTLEMENTS:
+            raise _Unreadable
+        read = [_item(item) for item in items]
+    except _Unreadable:
+        return None
     ids: list[str] = []
     providers: list[str] = []
-    for item in items:
-        sid = item.get("id")
-        if not isinstance(sid, str) or not _SETTLEMENT_ID.fullmatch(sid):
-            raise DeliveryRefused(400, "malformed delivery: settlement.id must be a settlement id")
+    for sid, provider in read:
         if sid not in ids:
             ids.append(sid)
-        provider = item.get("provider")
-        if provider is not None:
-            if not isinstance(provider, str) or not _PROVIDER.fullmatch(provider):
-                raise DeliveryRefused(400, "malformed delivery: settlement.provider must be a provider name")
-            if provider not in providers:
-                providers.append(provider)
+        if provider is not None and provider not in providers:
+            providers.append(provider)
     return tuple(ids), tuple(providers)
 
 
-def parse_delivery(body: bytes, event_header: str | None, delivery_header: str | None) -> Delivery:
+#: Key sets of unrecognised bodies already logged by this process (each logged once).
+_LOGGED_SHAPES: set[tuple[str, ...]] = set()
+_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+
+
+def _log_unrecognised(body: dict[str, Any], delivery_id: str) -> None:
+    """Log an unrecognised ``settlement_add`` shape once per process, with its top-level keys only."""
+    keys = tuple(sorted(k if _KEY.fullmatch(k) else "<other>" for k in list(body)[:20]))
+    if keys in _LOGGED_SHAPES or len(_LOGGED_SHAPES) > 100:
+        return
+    _LOGGED_SHAPES.add(keys)
+    log.warning(
+        "A signed settlement_add delivery (%s) has a body shape this provider does not read (top-level "
+        "keys: %s); it is recorded as a wake-up without settlement ids, and the consumer copies what "
+        "is new for the account. Tell the provider's maintainers the keys.",
+        delivery_id,
+        ", ".join(keys) or "none",
+    )
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
     """
-    Parse a delivery whose signature was already checked.
+    The body as one JSON object (duplicate keys and ``NaN``-like constants refused: 400).
 
-    The ``event`` and ``event-delivery`` headers, when present, must agree with the envelope.
-
-    :param body: the raw body.
-    :param event_header: the ``event`` header, or ``None``.
-    :param delivery_header: the ``event-delivery`` header, or ``None``.
+    :param body: the raw body, already verified.
     """
     try:
-        envelope = json.loads(
+        parsed = json.loads(
             body.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
         )
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise DeliveryRefused(400, "malformed delivery: the body is not a UTF-8 JSON document") from None
-    if not isinstance(envelope, dict):
+    if not isinstance(parsed, dict):
         raise DeliveryRefused(400, "malformed delivery: the body must be a JSON object")
-    account_id = _text(envelope, "account_id", ACCOUNT_ID_PATTERN, "a Dintero account id")
-    event = _text(envelope, "event", _EVENT, "an event name")
-    delivery_id = _text(envelope, "event_delivery", _DELIVERY_ID, "a delivery id")
-    if event_header is not None and event_header.strip() != event:
-        raise DeliveryRefused(400, f"malformed delivery: the {EVENT_HEADER} header differs from the body")
-    if delivery_header is not None and delivery_header.strip() != delivery_id:
-        raise DeliveryRefused(400, f"malformed delivery: the {DELIVERY_HEADER} header differs from the body")
+    return parsed
+
+
+def _agreed(header: str | None, in_body: Any, name: str, header_name: str) -> str | None:
+    """The header's value or the body's, refusing (400) when both are there and differ."""
+    value = header.strip() if header is not None and header.strip() else None
+    if value is not None and isinstance(in_body, str) and in_body != value:
+        raise DeliveryRefused(
+            400, f"malformed delivery: the {header_name} header differs from the body's {name}"
+        )
+    return value if value is not None else in_body if isinstance(in_body, str) else None
+
+
+def parse_delivery(
+    body: bytes, event_header: str | None, delivery_header: str | None, path_account: str
+) -> Delivery:
+    """
+    Read a delivery whose signature was already checked.
+
+    :param body: the raw body.
+    :param event_header: the ``event`` header, or ``None``.
+    :param delivery_header: the ``event-delivery`` header, or ``None``.
+    :param path_account: the account in the receiver's path (used when the body names none).
+    """
+    parsed = parse_body(body)
+    event = _agreed(event_header, parsed.get("event"), "event", EVENT_HEADER)
+    if event is None and "config" in parsed and "events" in parsed:
+        event = "ping"  # the documented ping body: the bare subscription object
+    if event is None or not _EVENT.fullmatch(event):
+        raise DeliveryRefused(
+            400, f"malformed delivery: no event name in the {EVENT_HEADER} header or the body"
+        )
+    delivery_id = _agreed(delivery_header, parsed.get("event_delivery"), "event_delivery", DELIVERY_HEADER)
+    if delivery_id is None:
+        delivery_id = "sha256:" + hashlib.sha256(body).hexdigest()
+    elif not _DELIVERY_ID.fullmatch(delivery_id):
+        raise DeliveryRefused(400, "malformed delivery: the delivery id is not of the expected shape")
+    account_id = _text(parsed, "account_id", ACCOUNT_ID_PATTERN) or path_account
     if event != "settlement_add":
         return Delivery(account_id=account_id, event=event, event_delivery=delivery_id)
-    ids, providers = _settlements(envelope)
+    found = read_settlements(parsed)
+    if found is None:
+        _log_unrecognised(parsed, delivery_id)
+        return Delivery(account_id=account_id, event=event, event_delivery=delivery_id, recognised=False)
     return Delivery(
         account_id=account_id,
         event=event,
         event_delivery=delivery_id,
-        settlement_ids=ids,
-        providers=providers,
+        settlement_ids=found[0],
+        providers=found[1],
     )

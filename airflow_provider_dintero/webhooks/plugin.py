@@ -1,10 +1,14 @@
 """
 The Airflow plugin that mounts the Dintero webhook receiver in Airflow 3's api-server.
 
-Registered through the ``airflow.plugins`` entry point of this package, so installing the
-provider is enough: the api-server serves ``POST /dintero-webhooks/<account_id>``. The route
-answers 404 for every account until a signing secret is stored for it (Variable
-``dintero_webhook_secret_<account_id>``), so the plugin is inert until you opt in.
+Registered through the ``airflow.plugins`` entry point of this package, but **closed unless
+asked**: the receiver is mounted only when ``[dintero] webhook_receiver_enabled = True`` (env
+``AIRFLOW__DINTERO__WEBHOOK_RECEIVER_ENABLED``); otherwise no route exists and every path under
+``/dintero-webhooks`` is the api-server's own 404. When the api-server collects the plugin's apps
+every ``[dintero]`` option is checked (:mod:`airflow_provider_dintero.webhooks.settings`), and a bad
+value stops the api-server's start-up with a message naming the option and the expected form
+(Airflow catches a plugin's ordinary exceptions and carries on, so the plugin exits instead).
+Other Airflow processes load the plugin without reading these options.
 
 On Airflow 2.11 this module imports cleanly and the plugin carries no app: the receiver is
 Airflow 3 only (2.11's webserver has no FastAPI app to mount it in).
@@ -18,23 +22,49 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from airflow_provider_dintero.webhooks.assets import URL_PREFIX
+from airflow_provider_dintero.webhooks.settings import DinteroConfigError, load_settings
 
 log = logging.getLogger(__name__)
 
 
-def fastapi_apps() -> list[dict[str, Any]]:
-    """The plugin's ``fastapi_apps``: the receiver on Airflow 3, nothing on 2.11."""
+def receiver_apps() -> list[dict[str, Any]]:
+    """
+    The plugin's ``fastapi_apps``: the receiver when enabled (Airflow 3), else nothing.
+
+    Raises :class:`SystemExit` with the option's name and expected form when a ``[dintero]``
+    option is invalid.
+    """
     try:
         import fastapi  # noqa: F401
     except ImportError:  # Airflow 2.11
         return []
+    try:
+        settings = load_settings()
+    except DinteroConfigError as error:
+        message = f"The Dintero webhook receiver cannot start: {error}"
+        log.error("%s", message)
+        raise SystemExit(message) from None
+    if not settings.enabled:
+        log.info(
+            "Dintero webhook receiver is off ([dintero] webhook_receiver_enabled = False): no route mounted"
+        )
+        return []
     from airflow_provider_dintero.webhooks.receiver import create_app
 
-    return [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "Dintero webhook receiver"}]
+    if not settings.accounts:
+        log.warning(
+            "Dintero webhook receiver is on but [dintero] webhook_accounts is empty: every delivery "
+            "is refused (404) until accounts are listed"
+        )
+    return [{"app": create_app(settings), "url_prefix": URL_PREFIX, "name": "Dintero webhook receiver"}]
 
 
 class DinteroWebhooksPlugin(AirflowPlugin):
-    """Mounts the Dintero webhook receiver at ``/dintero-webhooks`` (Airflow 3 api-server only)."""
+    """Mounts the Dintero webhook receiver at ``/dintero-webhooks`` when enabled (Airflow 3 only)."""
 
     name = "dintero_webhooks"
-    fastapi_apps = fastapi_apps()
+
+    @property
+    def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        """The receiver app, built (and the configuration checked) when the api-server asks."""
+        return receiver_apps()

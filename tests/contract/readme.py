@@ -10,8 +10,11 @@ The README's generated tables, and the command that rewrites them.
 - ``operators <module> ...``: an operator table for the listed ``airflow_provider_dintero.operators``
   modules (``*``: every module no other block lists). Each row's first cell is regenerated from
   the operators' ``__init__`` signatures; the other cells are kept as written. An operator with no
-  row gets one: its class docstring's first paragraph, and its ``Returns ...`` paragraph (else
-  its ``execute`` docstring's first line). A row naming an operator that does not exist is an error.
+  row gets one, after the rows of operators on the same resource (``GetWidgetOperator`` after
+  ``CreateWidgetOperator``'s row), else at the table's end: its class docstring's first paragraph
+  as a sentence ("Create a widget." -> "creates a widget"), and what follows ``Returns`` in its
+  ``Returns ...`` paragraph (else in its ``execute`` docstring's first line). A row naming an
+  operator that does not exist is an error.
 
 Without ``--write`` it only checks, prints what would change and exits 1 when README is stale.
 ``tests/contract/test_readme.py`` runs the same check.
@@ -33,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.contract.contract import Contract
+from tests.contract.contract import Contract, Operation
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 COMMAND = "python -m tests.contract.readme --write"
@@ -50,13 +53,36 @@ class ReadmeError(Exception):
 # ---------------------------------------------------------------------- confirmed
 
 
+def _resource(path: str) -> str:
+    """The resource a path acts on: the path without its trailing ``/{id}`` segments."""
+    return re.sub(r"(/\{[^}]+\})+$", "", path)
+
+
+def by_resource(contract: Contract) -> list[tuple[str, Operation]]:
+    """The operations in contract order, each moved up to the first one on the same resource.
+
+    :param contract: the contract.
+    """
+    ops = list(contract.operations.items())
+    first: dict[str, int] = {}
+    for index, (_, op) in enumerate(ops):
+        if op.spec.get("path"):
+            first.setdefault(_resource(str(op.spec["path"])), index)
+
+    def place(item: tuple[int, tuple[str, Operation]]) -> tuple[int, int]:
+        index, (_, op) = item
+        return (first.get(_resource(str(op.spec.get("path") or "")), index), index)
+
+    return [op for _, op in sorted(enumerate(ops), key=place)]
+
+
 def confirmed_block(contract: Contract) -> str:
     """The table "What is confirmed against Dintero's own material" and its counts line.
 
     :param contract: the contract the table states.
     """
     lines = ["| Operation | Request | Confirmed by | Open points |", "|---|---|---|---|"]
-    for name, op in contract.operations.items():
+    for name, op in by_resource(contract):
         spec = op.spec
         if spec.get("path"):
             request = f"`{op.method} {spec['path']}` ({op.host})"
@@ -130,6 +156,27 @@ def _markdown(rst: str) -> str:
     return text.replace("``", "`").replace("|", "\\|")
 
 
+def _third_person(sentence: str) -> str:
+    """``"Create an API client."`` -> ``"creates an API client"``: a docstring's imperative as a cell."""
+    sentence = sentence.strip().rstrip(".")
+    verb, _, rest = sentence.partition(" ")
+    if not verb[:1].isupper() or verb[1:2].isupper() or not verb.isalpha():
+        return sentence
+    verb = verb.lower()
+    if re.search(r"(s|sh|ch|x|z)$", verb):
+        verb += "es"
+    elif re.search(r"[^aeiou]y$", verb):
+        verb = verb[:-1] + "ies"
+    else:
+        verb += "s"
+    return f"{verb} {rest}".strip()
+
+
+def _noun_phrase(sentence: str) -> str:
+    """``"Returns the account."`` / ``"Return the account."`` -> ``"the account"``."""
+    return re.sub(r"^Returns? ", "", sentence.strip()).rstrip(".")
+
+
 def new_row(cls: type, columns: int) -> str:
     """A table row for an operator README does not list yet, from its docstrings.
 
@@ -138,14 +185,14 @@ def new_row(cls: type, columns: int) -> str:
         returns go at the end of the second cell).
     """
     paragraphs = [p for p in (inspect.getdoc(cls) or "").split("\n\n") if p.strip()]
-    what = _markdown(paragraphs[0]) if paragraphs else ""
-    returns = next((_markdown(p)[len("Returns ") :] for p in paragraphs if p.startswith("Returns ")), "")
-    if not returns:
-        returns = _markdown((inspect.getdoc(cls.execute) or "").split("\n\n")[0])  # type: ignore[attr-defined]
+    what = _third_person(_markdown(paragraphs[0])) if paragraphs else ""
+    execute = _markdown((inspect.getdoc(cls.execute) or "").split("\n\n")[0])  # type: ignore[attr-defined]
+    returns = next((_markdown(p) for p in paragraphs if p.startswith("Returns ")), "")
+    returns = _noun_phrase(returns or (execute if re.match(r"Returns? ", execute) else ""))
     cells = (
         [f"`{signature(cls)}`", what, returns]
         if columns >= 3
-        else [f"`{signature(cls)}`", f"{what} {returns}"]
+        else [f"`{signature(cls)}`", f"{what}; returns {returns}" if returns else what]
     )
     return "| " + " | ".join(cells + [""] * (columns - len(cells))) + " |"
 
@@ -170,6 +217,12 @@ def _cells(row: str) -> list[str]:
             current += char
         i += 1
     return [*cells, current]
+
+
+def _subject(operator: str | tuple[str, str]) -> str:
+    """The resource an operator acts on: ``ListWidgetsOperator`` -> ``Widget``."""
+    name = operator[0] if isinstance(operator, tuple) else operator
+    return re.sub(r"^[A-Z][a-z]+|s?Operator$", "", name)
 
 
 def operators_block(content: str, modules: list[str], known: dict[str, type]) -> tuple[str, set[str]]:
@@ -198,11 +251,17 @@ def operators_block(content: str, modules: list[str], known: dict[str, type]) ->
         cells = _cells(lines[i])
         cells[0] = OPERATOR_SPAN.sub(current, cells[0])
         lines[i] = "|" + "|".join(cells) + "|"
-    added = [new_row(known[name], len(header)) for name in modules if name not in listed]
-    if added and not table:
+    missing = [name for name in modules if name not in listed]
+    if missing and not table:
         lines += ["### More operators", "", "| operator | what it does | returns |", "|---|---|---|"]
-    insert_at = (table[-1] + 1) if table else len(lines)
-    lines[insert_at:insert_at] = added
+        table = [len(lines) - 2, len(lines) - 1]
+    for name in missing:  # after the last row of the same resource, else at the table's end
+        rows = table[2:] or [table[-1]]
+        same = [i for i in rows if _subject(name) in {_subject(n) for n in OPERATOR_SPAN.findall(lines[i])}]
+        at = (same or [max(table)])[-1] + 1
+        lines.insert(at, new_row(known[name], len(header)))
+        table = [i + (i >= at) for i in table] + [at]
+        table.sort()
     return ("\n".join(lines) + "\n" if lines else ""), listed | set(modules)
 
 

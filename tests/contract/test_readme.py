@@ -39,7 +39,8 @@ def test_the_confirmed_table_is_the_contract(text: str) -> None:
 def test_every_contract_operation_has_a_confirmed_row(text: str, contract: Contract) -> None:
     rows = re.findall(r"^\| `(\w+)` \| .* \| (.*) \| (.*) \|$", readme.confirmed_block(contract), re.M)
 
-    assert [name for name, _, _ in rows] == list(contract.operations)
+    assert [name for name, _, _ in rows] == [name for name, _ in readme.by_resource(contract)]
+    assert sorted(name for name, _, _ in rows) == sorted(contract.operations)
     assert all(
         (confirmed == "inferred") == (not contract.operations[name].spec["confirmed_by"])
         for name, confirmed, _ in rows
@@ -54,18 +55,38 @@ def test_every_operator_has_one_row(text: str) -> None:
     assert sorted(name for name, _ in names) == sorted(known)
 
 
-def test_a_missing_operator_row_is_added_from_its_docstring(text: str) -> None:
+def test_a_missing_operator_row_is_added_from_its_docstring_after_its_resource(text: str) -> None:
     without = (
         "\n".join(line for line in text.splitlines() if "`ListPaymentProfilesOperator(" not in line) + "\n"
     )
 
-    rendered = readme.render(without)
+    lines = readme.render(without).splitlines()
 
-    row = next(line for line in rendered.splitlines() if "`ListPaymentProfilesOperator(" in line)
-    assert row == (
+    at = next(i for i, line in enumerate(lines) if "`ListPaymentProfilesOperator(" in line)
+    assert lines[at] == (
         "| `ListPaymentProfilesOperator(account_id)` "
-        "| Return the checkout payment profiles of an account. | List the profiles. |"
+        "| returns the checkout payment profiles of an account |  |"
     )
+    assert "PaymentProfileOperator(" in lines[at - 1]  # after its resource's rows, not at the end
+    assert "PaymentProfileOperator(" not in lines[at + 1]
+
+
+@pytest.mark.parametrize(
+    ("docstring", "cell"),
+    [
+        ("Create a widget.", "creates a widget"),
+        (
+            "Make sure a widget exists; idempotent by `name`.",
+            "makes sure a widget exists; idempotent by `name`",
+        ),
+        ("Replace a widget.", "replaces a widget"),
+        ("Copy every widget.", "copies every widget"),
+        ("Push a widget.", "pushes a widget"),
+        ("API clients of an account.", "API clients of an account"),
+    ],
+)
+def test_a_generated_row_reads_as_a_sentence(docstring: str, cell: str) -> None:
+    assert readme._third_person(docstring) == cell
 
 
 def test_a_row_naming_an_unknown_operator_is_refused(text: str) -> None:

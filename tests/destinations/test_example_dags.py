@@ -47,11 +47,12 @@ def test_settlements_example_copies_into_the_destination_param(
     wait = dag.get_task("wait_for_settlements")
     wait.poke_interval = wait.poll_interval = 0.2
     wait.timeout = 60
+    wait.deferrable = False  # reschedule mode: the same sweep in the worker
     dag.get_task("copy_to_s3").retries = 0
 
     dag_run = run_dag(
         dag,
-        conf={"destination": store.destination, "deferrable": False, "merchant_ids": [busy]},
+        conf={"destination": store.destination, "merchant_ids": [busy]},
         logical_date=LOGICAL_DATE,
     )
 
@@ -65,7 +66,7 @@ def test_settlements_example_copies_into_the_destination_param(
         f"{prefix}manifest.json"
     }
     assert store.list_keys() == expected
-    assert sorted(result["written"]) == sorted(store.uri(key) for key in expected)
+    assert result["merchants"][busy]["written"] == len(expected)  # a batch: counts per merchant
     assert f"{store.namespace}/dintero/settlements" in _asset_event_uris()
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import DinteroInputError, DinteroStreamError
+from airflow_provider_dintero.exceptions import DinteroInputError, DinteroStreamError
 from airflow_provider_dintero.transfers.destinations import open_destination
 from airflow_provider_dintero.transfers.destinations._base import StoreCopyError, parse_destination
 from airflow_provider_dintero.transfers.insight_report_to_storage import InsightReportToStorageOperator

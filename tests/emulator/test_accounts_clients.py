@@ -193,7 +193,7 @@ def test_grant_create_list_filter_delete(api: Api, emu: DinteroEmulator, mtoken:
         ({"client_id": "00000000-0000-0000-0000-000000000000"}, 404),
         ({"client_id": "by-login"}, 400),
         ({"scope": []}, 400),
-        ({"scope": ["checkout:admin"]}, 400),
+        ({"scope": ["checkout:superuser"]}, 400),
         ({"scope": "read:settlements"}, 400),
         ({"audience": None}, 400),
         ({"audience": "https://api.dintero.com/v1/accounts/T11200002"}, 400),

@@ -61,7 +61,8 @@ def test_ping_endpoint_is_204(api: Api, emu: DinteroEmulator, mtoken: str, recei
     emu.wait_for_deliveries(1)
     headers, _ = receiver.received[0]
     assert "event-signature" not in headers
-    assert receiver.payloads()[0]["subscription"]["id"] == sub["id"]
+    ping = receiver.payloads()[0]  # Dintero's documented ping body: the bare subscription
+    assert ping["id"] == sub["id"] and "event" not in ping and "account_id" not in ping
 
 
 def test_settlement_add_delivery(api: Api, emu: DinteroEmulator, mtoken: str, receiver: Receiver) -> None:

@@ -8,13 +8,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.connection import ACCEPTED_WIDGET_CLASSES
+from airflow_provider_dintero.connection import ACCEPTED_WIDGET_CLASSES, DEFAULT_BASE_URL
+from airflow_provider_dintero.exceptions import DinteroInputError
 from airflow_provider_dintero.get_provider_info import CONNECTION_FIELDS
-from airflow_provider_dintero.hooks.dintero import (
-    DEFAULT_BASE_URL,
-    DinteroInputError,
-    DinteroPartnerHook,
-)
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 
 
 def _set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, value: dict[str, Any] | str) -> None:

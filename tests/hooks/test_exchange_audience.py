@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_dintero import auth as auth_module
-from airflow_provider_dintero.hooks.dintero import DinteroApiError, DinteroPartnerHook
+from airflow_provider_dintero.exceptions import DinteroApiError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 
 TOKEN = r"/auth/token$"
 

@@ -35,7 +35,7 @@ def test_mapped_tasks_reuse_one_token_through_the_variable(
 
         @task
         def call_dintero(i: int) -> str:
-            from airflow_provider_dintero.hooks.dintero import TOKEN_CACHE
+            from airflow_provider_dintero.auth import TOKEN_CACHE
 
             TOKEN_CACHE.clear()  # each mapped instance starts like a fresh worker process
             return DinteroPartnerHook(shared_cache_connection).get_account(merchant)["account_id"]

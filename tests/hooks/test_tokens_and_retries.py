@@ -13,13 +13,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import (
-    TOKEN_CACHE,
-    DinteroApiError,
-    DinteroAuthError,
-    DinteroPartnerHook,
-    parse_retry_after,
-)
+from airflow_provider_dintero.auth import TOKEN_CACHE
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroAuthError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
+from airflow_provider_dintero.pipeline import parse_retry_after
 
 TOKEN_PATH = r"^/v1/accounts/[PT]\d{8}/auth/token$"
 EXCHANGE_PATH = r"^/v1/accounts/[PT]\d{8}/auth/exchange_token$"

@@ -10,12 +10,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroApiError,
-    DinteroInputError,
-    DinteroPartnerHook,
-    DinteroStreamError,
-)
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError, DinteroStreamError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.transfers.insight_report_to_s3 import (
     DEFAULT_KEY_TEMPLATE,
     InsightReportToS3Operator,

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_dintero.hooks.dintero import DinteroInputError, DinteroNotFoundError, DinteroPartnerHook
+from airflow_provider_dintero.exceptions import DinteroInputError, DinteroNotFoundError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators.report_configurations import (
     CreateReportConfigurationOperator,
     CreateSettlementReportConfigurationOperator,

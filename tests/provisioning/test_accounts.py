@@ -6,11 +6,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroAuthError,
-    DinteroInputError,
-    DinteroNotFoundError,
-)
+from airflow_provider_dintero.exceptions import DinteroAuthError, DinteroInputError, DinteroNotFoundError
 from airflow_provider_dintero.operators.accounts import GetAccountOperator
 from tests.provisioning.helpers import settle, task_result
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_dintero.hooks.dintero import DinteroInputError, DinteroPartnerHook
+from airflow_provider_dintero.exceptions import DinteroInputError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators.api_clients import CreateApiClientOperator, GrantOperator
 from tests.provisioning.helpers import (
     clear_log,

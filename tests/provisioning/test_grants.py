@@ -6,11 +6,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroInputError,
-    DinteroNotFoundError,
-    DinteroPartnerHook,
-)
+from airflow_provider_dintero.exceptions import DinteroInputError, DinteroNotFoundError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators.api_clients import GrantOperator
 from tests.provisioning.helpers import clear_log, settle, task_result, writes
 
@@ -80,18 +77,76 @@ def test_an_existing_grant_is_reused_only_if_it_covers_every_scope(
     assert bool(writes(dintero_emulator)) is creates
 
 
-def test_unknown_scope_is_refused_with_the_valid_ones_before_any_request(
-    dintero_emulator: Any, client: dict[str, Any]
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [
+        ("read:settlement", "read:settlements"),
+        ("raed:settlements", "read:settlements"),
+        ("admin:payouts", "admin:payout"),
+    ],
+)
+def test_a_scope_close_to_a_known_one_is_refused_with_the_suggestion_before_any_request(
+    dintero_emulator: Any, client: dict[str, Any], typo: str, suggestion: str
 ) -> None:
-    with pytest.raises(DinteroInputError, match="unknown: checkout:admin") as info:
+    with pytest.raises(DinteroInputError, match=f"looks like a typo of '{suggestion}'") as info:
         GrantOperator(
             task_id="grant",
             account_id=dintero_emulator.merchant_ids[0],
             client_id="airflow-reports",
-            scopes=["read:settlements", "checkout:admin"],
+            scopes=["read:reports", typo],
         ).execute({})
-    assert "admin:checkout" in str(info.value) and "read:settlements" in str(info.value)
     assert info.value.field == "scopes"
+    assert settle(dintero_emulator).requests == []
+
+
+@pytest.mark.parametrize("scope", ["checkout:admin", "admin:payout", "read:payout", "write:payout"])
+def test_dinteros_checkout_and_payout_scopes_are_granted(
+    dintero_emulator: Any, client: dict[str, Any], scope: str
+) -> None:
+    grant = GrantOperator(
+        task_id="grant",
+        account_id=dintero_emulator.merchant_ids[0],
+        client_id="airflow-reports",
+        scopes=[scope],
+    ).execute({})
+
+    assert grant["scope"] == [scope]
+
+
+@pytest.mark.parametrize("scope", ["read:wallets", "write:invoices", "read:accounts:settings"])
+def test_an_unknown_scope_of_the_documented_shape_is_sent(
+    dintero_emulator: Any, client: dict[str, Any], scope: str
+) -> None:
+    from airflow_provider_dintero.exceptions import DinteroApiError
+
+    merchant = dintero_emulator.merchant_ids[0]
+    try:  # the emulator knows only its catalogue and may refuse it: Dintero is the judge
+        GrantOperator(
+            task_id="grant", account_id=merchant, client_id="airflow-reports", scopes=[scope]
+        ).execute({})
+    except DinteroApiError as error:
+        assert error.status == 400
+
+    sent = [
+        r.body for r in settle(dintero_emulator).requests if r.method == "POST" and "client-grants" in r.path
+    ]
+    assert [body["scope"] for body in sent] == [[scope]]
+
+
+@pytest.mark.parametrize(
+    "scope", ["settlements", "read:", "READ:settlements", "read:settlements:a:b", "read settlements"]
+)
+def test_a_scope_not_of_the_documented_shape_is_refused(
+    dintero_emulator: Any, client: dict[str, Any], scope: str
+) -> None:
+    with pytest.raises(DinteroInputError, match="level:area"):
+        GrantOperator(
+            task_id="grant",
+            account_id=dintero_emulator.merchant_ids[0],
+            client_id="airflow-reports",
+            scopes=[scope],
+        ).execute({})
+
     assert settle(dintero_emulator).requests == []
 
 

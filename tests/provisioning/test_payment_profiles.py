@@ -7,12 +7,8 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroApiError,
-    DinteroInputError,
-    DinteroNotFoundError,
-    DinteroPartnerHook,
-)
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError, DinteroNotFoundError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators.payment_profiles import (
     CreatePaymentProfileOperator,
     ListPaymentProfilesOperator,

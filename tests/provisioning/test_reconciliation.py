@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_dintero.hooks.dintero import DinteroApiError, DinteroPartnerHook
+from airflow_provider_dintero.exceptions import DinteroApiError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators._base import oldest
 from airflow_provider_dintero.operators.api_clients import CreateApiClientOperator, GrantOperator
 from airflow_provider_dintero.operators.payment_profiles import CreatePaymentProfileOperator

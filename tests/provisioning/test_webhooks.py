@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import DinteroInputError
+from airflow_provider_dintero.exceptions import DinteroInputError
 from airflow_provider_dintero.operators.webhooks import CreateWebhookSubscriptionOperator
 from tests.provisioning.helpers import clear_log, rendered_fields, settle, task_result, writes
 

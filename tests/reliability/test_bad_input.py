@@ -17,17 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_dintero.auth import TOKEN_CACHE
 from airflow_provider_dintero.emulator import DinteroEmulator, EmulatorSeed
-from airflow_provider_dintero.hooks.dintero import (
-    TOKEN_CACHE,
-    DinteroInputError,
-    DinteroPartnerHook,
-    PayoutProvider,
-    format_timestamp,
-    parse_retry_after,
-    settlement_query,
-    validate_account_id,
-)
+from airflow_provider_dintero.exceptions import DinteroInputError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators.accounts import GetAccountOperator
 from airflow_provider_dintero.operators.api_clients import CreateApiClientOperator, GrantOperator
 from airflow_provider_dintero.operators.payment_profiles import (
@@ -43,12 +36,16 @@ from airflow_provider_dintero.operators.report_configurations import (
     UpdateReportConfigurationOperator,
 )
 from airflow_provider_dintero.operators.webhooks import CreateWebhookSubscriptionOperator
+from airflow_provider_dintero.pipeline import parse_retry_after
 from airflow_provider_dintero.sensors.settlements import SettlementSensor
+from airflow_provider_dintero.settlements import format_timestamp, settlement_query
 from airflow_provider_dintero.transfers._s3_stream import key_template_fields
 from airflow_provider_dintero.transfers.insight_report_to_s3 import InsightReportToS3Operator
 from airflow_provider_dintero.transfers.settlements_to_s3 import KEY_FIELDS, SettlementsToS3Operator
-
-from .conftest import STATS, reliability_connection, s3_objects, settled
+from airflow_provider_dintero.validation import validate_account_id
+from airflow_provider_dintero.vocabulary import PayoutProvider
+from tests.provisioning.helpers import settle as settled
+from tests.reliability.conftest import STATS, reliability_connection, s3_objects
 
 M = "T11200001"  # the seed's first merchant
 BUCKET = "<bucket>"  # replaced by the test's bucket
@@ -273,7 +270,6 @@ TEMPLATED: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     ("settlements_to_s3", {"settlement_ids": "{{ params.ids }}"}, {"ids": "[1, 2"}, "settlement_ids"),
     ("settlements_to_s3", {"payment_providers": "{{ params.p }}"}, {"p": "pay/pal"}, "payment_providers"),
     ("insight_to_s3", {"until": "{{ params.u }}"}, {"u": "end of October"}, "until"),
-    ("sensor", {"deferrable": "{{ params.d }}"}, {"d": "perhaps"}, "deferrable"),
     ("grant", {"scopes": "{{ params.s }}"}, {"s": "read:settlements, write:everything"}, "scopes"),
     ("webhook", {"events": "{{ params.e }}"}, {"e": "settlement_add account-gone!"}, "events"),
     ("webhook", {"url": "{{ params.u }}"}, {"u": "http://example.com/h"}, "url"),

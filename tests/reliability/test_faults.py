@@ -6,24 +6,23 @@ a final error (when there is one) that names the account and the cause.
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroApiError,
-    DinteroAuthError,
-    DinteroPartnerHook,
-    DinteroStreamError,
-)
+from airflow_provider_dintero import pipeline
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroAuthError, DinteroStreamError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.operators.api_clients import CreateApiClientOperator, GrantOperator
 from airflow_provider_dintero.operators.webhooks import CreateWebhookSubscriptionOperator
 from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
-
-from .conftest import (
+from tests.provisioning.helpers import settle as settled
+from tests.reliability.conftest import (
     ATTACHMENT_PATH,
     MAX_RETRIES,
     STATS,
@@ -31,7 +30,6 @@ from .conftest import (
     count_when,
     reliability_connection,
     s3_objects,
-    settled,
     settlement_prefix,
 )
 
@@ -226,7 +224,7 @@ def test_token_expiring_between_attachments_is_reminted_and_the_copy_completes(
     assert emu.count("POST", TOKEN_PATH) == 4  # partner and merchant, once before and once after
 
 
-LISTERS: dict[str, tuple[Callable[[DinteroPartnerHook, str], Iterator[Any]], str, str]] = {
+LISTERS: dict[str, tuple[Callable[[DinteroPartnerHook, str], list[Any]], str, str]] = {
     "settlements (keyset)": (lambda h, m: h.list_settlements(m, limit=2), "id", LIST_PATH),
     "report metadata (cursor)": (
         lambda h, m: h.list_report_metadata(m, limit=1),
@@ -249,11 +247,19 @@ def test_token_expiring_between_pages_loses_and_repeats_nothing(emu: Any, case: 
     reference = [item[id_key] for item in lister(hook, mid)]
     assert len(reference) >= 3
 
-    pages = lister(hook, mid)
-    seen = [next(pages)[id_key], next(pages)[id_key]]
-    emu.expire_tokens()
-    STATS["faults"] += 1
-    seen += [item[id_key] for item in pages]
+    perform, pages = hook.perform, []
+
+    def expire_after_the_second_page(action: pipeline.Action) -> Any:
+        result = perform(action)
+        if isinstance(action, pipeline.Send) and re.search(path, urlsplit(action.request.url).path):
+            pages.append(result)
+            if len(pages) == 2:
+                emu.expire_tokens()
+                STATS["faults"] += 1
+        return result
+
+    hook.perform = expire_after_the_second_page  # type: ignore[method-assign]
+    seen = [item[id_key] for item in lister(hook, mid)]
 
     assert seen == reference
     assert settled(emu).count("GET", path, status=401) == 1

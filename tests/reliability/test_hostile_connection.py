@@ -81,12 +81,10 @@ def test_bad_connection_fields_are_named_before_any_request(
 def test_account_ids_with_non_ascii_digits_are_refused_everywhere(
     hostile: HostileServer, account: str
 ) -> None:
-    from airflow_provider_dintero.operators._base import check_account_id
     from airflow_provider_dintero.validation import validate_account_id
 
-    for check in (validate_account_id, check_account_id):
-        with pytest.raises(DinteroInputError):
-            check(account)
+    with pytest.raises(DinteroInputError):
+        validate_account_id(account)
     with pytest.raises(DinteroInputError):
         DinteroPartnerHook().get_account(account)
     assert hostile.requests == []

@@ -24,7 +24,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import DinteroApiError, DinteroInputError
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
 from airflow_provider_dintero.transfers.insight_report_to_s3 import InsightReportToS3Operator
 from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
 from tests.conftest import REPO

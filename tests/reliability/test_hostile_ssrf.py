@@ -106,7 +106,7 @@ def _async_get(hook: DinteroAsyncHook, url: str) -> Any:
     from airflow_provider_dintero import pipeline
 
     async def go() -> Any:
-        request = pipeline.Request("GET", url, "list settlements", MID)
+        request = pipeline.Request(method="GET", url=url, operation="list settlements", account_id=MID)
         send = pipeline.Send(request, {}, time.monotonic() + 10, pipeline.Limits(timeout=5))
         async with hold_async_clients():  # closes the loop's shared client afterwards
             return await hook.aperform(send)

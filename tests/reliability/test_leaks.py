@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import AIRFLOW_V3, REPO
-
-from .conftest import STATS, first_trigger_event, settled
+from tests.provisioning.helpers import settle as settled
+from tests.reliability.conftest import STATS, first_trigger_event
 
 LOGICAL_DATE = datetime(2026, 11, 24, tzinfo=timezone.utc)
 EXAMPLE_DAGS = sorted(p.name for p in (REPO / "example_dags").glob("*.py") if not p.name.startswith("_"))
@@ -31,7 +31,7 @@ def _prepare_settlements(emu: Any, bucket: str) -> dict[str, Any]:
     for mid in good:
         emu.add_settlement(mid, provider="payex", created_at=LOGICAL_DATE - timedelta(minutes=30))
     # the foreign merchant fails: its exception text is scanned too
-    return {"merchant_ids": [*good, emu.foreign_merchant_id], "s3_bucket": bucket, "deferrable": False}
+    return {"merchant_ids": [*good, emu.foreign_merchant_id], "s3_bucket": bucket}
 
 
 def _prepare_partner_settlements(emu: Any, bucket: str) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def _prepare_partner_settlements(emu: Any, bucket: str) -> dict[str, Any]:
         emu.add_settlement(mid, provider="payex", created_at=LOGICAL_DATE - timedelta(minutes=30))
     # every merchant of the partner in one sweep; one refused (403): skipped, its error logged and scanned
     emu.inject_fault(status=403, path_regex=rf"/accounts/{unreadable}/settlements$", count=1)
-    return {"s3_bucket": bucket, "deferrable": False}
+    return {"s3_bucket": bucket}
 
 
 def _prepare_insight(emu: Any, bucket: str) -> dict[str, Any]:

@@ -16,14 +16,11 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from airflow_provider_dintero.hooks.dintero import (
-    DinteroAsyncHook,
-    DinteroInputError,
-    DinteroPartnerHook,
-    is_loopback_host,
-)
-
-from .conftest import STATS, reliability_connection, settled
+from airflow_provider_dintero.exceptions import DinteroInputError
+from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook, DinteroPartnerHook
+from airflow_provider_dintero.validation import is_loopback_host
+from tests.provisioning.helpers import settle as settled
+from tests.reliability.conftest import STATS, reliability_connection
 
 
 class Sent:

@@ -133,18 +133,22 @@ def test_example_dag_never_queues_a_manual_run_behind_a_long_wait(
     wait = dag.get_task("wait_for_settlements")
 
     assert dag.max_active_runs > 1  # copies are idempotent: runs may overlap
-    assert dag.params["deferrable"] is True  # waits in the triggerer, holding no worker slot
+    assert wait.deferrable is True  # waits in the triggerer, holding no worker slot
     assert wait.poll_interval <= 60  # a new settlement is picked up within minutes
     assert wait.poke_interval <= 60
     assert wait.timeout <= 3600
 
 
 def _example_dag(
-    load_example_dag: Callable[..., Any], poke_interval: float = 0.2, timeout: float = 60
+    load_example_dag: Callable[..., Any],
+    poke_interval: float = 0.2,
+    timeout: float = 60,
+    deferrable: bool = True,
 ) -> Any:
     """The settlements example with a short poll interval and wait, and copies not retried."""
     dag = load_example_dag("settlements_to_s3.py")
     wait = dag.get_task("wait_for_settlements")
+    wait.deferrable = deferrable
     wait.poke_interval = wait.poll_interval = poke_interval
     wait.timeout = timeout
     dag.get_task("copy_to_s3").retries = 0  # a failing copy fails now, not after minutes of retries
@@ -172,14 +176,14 @@ def test_example_dag_copies_the_merchants_with_something_new_and_reports_the_oth
     added = emu.add_settlement(busy, provider="payex", created_at=created)
 
     dag_run = run_dag(
-        _example_dag(load_example_dag),
-        conf={"s3_bucket": s3_bucket, "deferrable": deferrable},  # no merchant_ids: every merchant
+        _example_dag(load_example_dag, deferrable=deferrable),
+        conf={"s3_bucket": s3_bucket},  # no merchant_ids: every merchant
         logical_date=LOGICAL_DATE,
     )
 
     assert dag_run.state == "success"
     found = _ti(dag_run, "wait_for_settlements").xcom_pull(task_ids="wait_for_settlements")
-    assert [(f["account_id"], f["settlement_ids"]) for f in found] == [(busy, [added["id"]])]
+    assert found == [{busy: [added["id"]]}]  # one batch: ids only
     assert [ti.map_index for ti in dag_run.get_task_instances() if ti.task_id == "copy_to_s3"] == [0]
     summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
     assert summary == {busy: _copied(added), **dict.fromkeys(quiet, NOTHING_NEW)}
@@ -197,7 +201,7 @@ def test_example_dag_the_partner_trigger_finds_a_settlement_added_while_the_sens
     add_when_polled: Callable[..., dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from airflow_provider_dintero.triggers.poller import SettlementPoller
+    from airflow_provider_dintero.poller import SettlementPoller
     from airflow_provider_dintero.triggers.settlements import PartnerSettlementTrigger
 
     triggers: list[dict[str, Any]] = []
@@ -215,7 +219,7 @@ def test_example_dag_the_partner_trigger_finds_a_settlement_added_while_the_sens
 
     dag_run = run_dag(
         _example_dag(load_example_dag),
-        conf={"s3_bucket": s3_bucket, "deferrable": True},
+        conf={"s3_bucket": s3_bucket},
         logical_date=LOGICAL_DATE,
     )
 
@@ -225,7 +229,7 @@ def test_example_dag_the_partner_trigger_finds_a_settlement_added_while_the_sens
     wait = _ti(dag_run, "wait_for_settlements")
     assert wait.try_number == 1
     found = wait.xcom_pull(task_ids="wait_for_settlements")
-    assert [(f["account_id"], f["settlement_ids"]) for f in found] == [(late, [added["id"]])]
+    assert found == [{late: [added["id"]]}]
     summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
     assert summary == {**dict.fromkeys(merchants[:-1], NOTHING_NEW), late: _copied(added)}
 
@@ -235,9 +239,9 @@ def test_example_dag_nothing_new_for_anyone_ends_skipped_not_failed(
 ) -> None:
     # reschedule mode: dag.test() does not time deferred tasks out (the scheduler does); the
     # deferred timeout's skip is the resume_execution test below
-    dag = _example_dag(load_example_dag, timeout=1)
+    dag = _example_dag(load_example_dag, timeout=1, deferrable=False)
 
-    dag_run = run_dag(dag, conf={"s3_bucket": s3_bucket, "deferrable": False}, logical_date=LOGICAL_DATE)
+    dag_run = run_dag(dag, conf={"s3_bucket": s3_bucket}, logical_date=LOGICAL_DATE)
 
     assert dag_run.state == "success"
     assert _ti(dag_run, "wait_for_settlements").state == "skipped"
@@ -264,29 +268,24 @@ def test_example_dag_fails_the_run_naming_the_merchant_whose_copy_failed_after_c
     )
 
     assert dag_run.state == "failed"
-    copies = {
-        ti.xcom_pull(task_ids="wait_for_settlements")[ti.map_index]["account_id"]: ti.state
-        for ti in dag_run.get_task_instances()
-        if ti.task_id == "copy_to_s3"
-    }
-    assert copies == {good: "success", broken: "failed"}
+    copies = [ti.state for ti in dag_run.get_task_instances() if ti.task_id == "copy_to_s3"]
+    assert copies == ["failed"]  # one batch: failed after copying every merchant it could
     summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
-    assert summary == {
-        good: _copied(added[good]),
-        broken: {"status": "failed", "step": "copy_to_s3", "state": "failed"},
-        quiet: NOTHING_NEW,
-    }
+    assert summary[good] == _copied(added[good])
+    assert (summary[broken]["status"], summary[broken]["step"]) == ("failed", "copy_to_s3")
+    assert "500" in summary[broken]["error"]
+    assert summary[quiet] == NOTHING_NEW
     assert _ti(dag_run, "all_collected").state == "failed"
     keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])}
     assert any(f"account={good}/" in k and k.endswith("/manifest.json") for k in keys)
     assert not [k for k in keys if f"account={broken}/" in k]  # nothing half-written
 
 
-def test_example_dag_a_merchant_the_partner_may_not_read_in_the_list_fails_the_wait_for_all(
+def test_example_dag_a_merchant_the_partner_may_not_read_in_the_list_fails_the_run_after_the_others(
     emu: Any, s3_bucket: str, run_dag: Callable[..., Any], load_example_dag: Callable[..., Any]
 ) -> None:
     good, foreign = emu.merchant_ids[0], emu.foreign_merchant_id  # not this partner's merchant: 403
-    emu.add_settlement(good, provider="payex", created_at=LOGICAL_DATE - timedelta(minutes=30))
+    added = emu.add_settlement(good, provider="payex", created_at=LOGICAL_DATE - timedelta(minutes=30))
 
     dag_run = run_dag(
         _example_dag(load_example_dag),
@@ -295,12 +294,29 @@ def test_example_dag_a_merchant_the_partner_may_not_read_in_the_list_fails_the_w
     )
 
     assert dag_run.state == "failed"
-    wait = _ti(dag_run, "wait_for_settlements")
-    assert (wait.state, wait.try_number) == ("failed", 1)  # an access error is not retried
-    copies = {ti.state for ti in dag_run.get_task_instances() if ti.task_id == "copy_to_s3"}
-    assert copies == {"upstream_failed"}
-    failed = {"status": "failed", "step": "wait_for_settlements", "state": "failed"}
-    assert _ti(dag_run, "report").xcom_pull(task_ids="report") == {good: failed, foreign: failed}
+    summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
+    assert summary[good] == _copied(added)
+    assert summary[foreign]["status"] == "could not be read"
+    assert foreign in summary[foreign]["reason"]
+    assert _ti(dag_run, "all_collected").state == "failed"
+
+
+def test_example_dag_partner_wide_names_a_merchant_whose_access_was_revoked_and_fails_the_run(
+    emu: Any, s3_bucket: str, run_dag: Callable[..., Any], load_example_dag: Callable[..., Any]
+) -> None:
+    good, revoked, *quiet = emu.merchant_ids
+    added = emu.add_settlement(good, provider="payex", created_at=LOGICAL_DATE - timedelta(minutes=30))
+    emu.inject_fault(status=403, path_regex=rf"/accounts/{revoked}/settlements$", count=1000)
+
+    dag_run = run_dag(
+        _example_dag(load_example_dag), conf={"s3_bucket": s3_bucket}, logical_date=LOGICAL_DATE
+    )
+
+    assert dag_run.state == "failed"
+    summary = _ti(dag_run, "report").xcom_pull(task_ids="report")
+    assert summary[good] == _copied(added)
+    assert summary[revoked]["status"] == "could not be read"  # not "nothing new"
+    assert all(summary[m] == NOTHING_NEW for m in quiet)
     assert _ti(dag_run, "all_collected").state == "failed"
 
 

@@ -11,21 +11,20 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.triggers.settlement_events import (
-    EVENT_TRIGGERS,
-    event_accounts,
-    event_payload,
-)
+from airflow_provider_dintero.events import event_accounts, poll_extra
+from airflow_provider_dintero.triggers.settlement_events import EVENT_TRIGGERS, WATERMARK_STORE
+
+WATCHERS = EVENT_TRIGGERS and WATERMARK_STORE
 
 REPO_DAG = "settlements_on_event.py"
 
 
 def _watcher_extra(emu: Any, account_id: str, *settlements: dict[str, Any]) -> dict[str, Any]:
     """What the triggerer stores for one watcher event: the trigger's payload under ``payload``."""
-    return {"from_trigger": True, "payload": event_payload(account_id, list(settlements))}
+    return {"from_trigger": True, "payload": poll_extra(account_id, list(settlements))}
 
 
-@pytest.mark.skipif(not EVENT_TRIGGERS, reason="asset watchers need Airflow 3")
+@pytest.mark.skipif(not WATCHERS, reason="the settlement watcher needs Airflow 3.3")
 def test_event_run_copies_exactly_the_named_settlements(
     emu: Any,
     s3_bucket: str,
@@ -113,4 +112,4 @@ def test_example_dag_module_parses_on_this_line() -> None:
     from airflow.providers.common.compat.sdk import DAG
 
     dags = [v for v in vars(module).values() if isinstance(v, DAG)]
-    assert [d.dag_id for d in dags] == (["dintero_settlements_on_event"] if EVENT_TRIGGERS else [])
+    assert [d.dag_id for d in dags] == (["dintero_settlements_on_event"] if WATCHERS else [])

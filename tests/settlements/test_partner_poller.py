@@ -353,3 +353,92 @@ def test_partner_wide_sweep_skips_a_merchant_it_may_not_read(many: DinteroEmulat
     assert event["status"] == "success"
     assert event["skipped"] == [many.merchant_ids[4]]
     assert [m["account_id"] for m in event["merchants"]] == list(added)
+
+
+# ------------------------------------------------------------------------------ one bad merchant
+
+
+def test_partner_trigger_reports_healthy_merchants_and_names_the_failing_one(
+    many: DinteroEmulator,
+) -> None:
+    added = _add(many, 2)
+    bad = many.merchant_ids[5]
+    many.inject_fault(path_regex=f"/accounts/{bad}/settlements$", status=500, count=10_000)
+
+    event = _first_event(PartnerSettlementTrigger(since=SINCE))
+
+    assert event["status"] == "success"
+    assert [m["account_id"] for m in event["merchants"]] == list(added)
+    assert list(event["failed"]) == [bad]
+    assert "500" in event["failed"][bad]
+
+
+def test_partner_trigger_gives_a_slow_merchant_its_own_deadline(many: DinteroEmulator) -> None:
+    from airflow_provider_dintero.poller import SettlementPoller
+
+    added = _add(many, 3)
+    slow = many.merchant_ids[6]
+    many.inject_fault(path_regex=f"/accounts/{slow}/settlements$", delay=60, count=1)
+    trigger = PartnerSettlementTrigger(since=SINCE)
+    trigger.poller = lambda: SettlementPoller(  # type: ignore[method-assign]
+        PartnerSettlementTrigger(since=SINCE).poller().hook, merchant_timeout=1
+    )
+
+    event = _first_event(trigger)
+
+    assert [m["account_id"] for m in event["merchants"]] == list(added)
+    assert "merchant_timeout" in event["failed"][slow]
+
+
+def test_sensor_names_the_merchants_it_could_not_read(many: DinteroEmulator) -> None:
+    added = _add(many, 7)
+    denied = many.merchant_ids[8]
+    many.inject_fault(path_regex=f"/accounts/{denied}/settlements$", status=403, count=100)
+    pushed: dict[str, Any] = {}
+
+    class TI:
+        def xcom_push(self, key: str, value: Any) -> None:
+            pushed[key] = value
+
+    result = SettlementSensor(task_id="wait", all_merchants=True, since=SINCE).poke(cast("Any", {"ti": TI()}))
+
+    assert [r["account_id"] for r in result.xcom_value] == list(added)
+    assert pushed["not_collected"][denied]["status"] == "could not be read"
+
+
+# ------------------------------------------------------------------------------ batches
+
+
+def test_sensor_groups_the_merchants_found_into_batches_of_ids(many: DinteroEmulator) -> None:
+    added = _add(many, 0, 1, 2, 3, 4)
+
+    done, batches = _poke(SettlementSensor(task_id="wait", all_merchants=True, since=SINCE, batch_size=2))
+
+    assert done
+    assert [len(b) for b in batches] == [2, 2, 1]
+    assert {aid: ids for b in batches for aid, ids in b.items()} == added
+
+
+def test_a_batch_copy_copies_every_merchant_it_can_and_names_the_others(
+    many: DinteroEmulator, s3_bucket: str
+) -> None:
+    from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
+
+    added = _add(many, 0, 1)
+    denied = many.merchant_ids[2]
+    many.inject_fault(path_regex=f"/accounts/{denied}/settlements", status=403, count=100)
+    pushed: dict[str, Any] = {}
+
+    class TI:
+        def xcom_push(self, key: str, value: Any) -> None:
+            pushed[key] = value
+
+    copy = SettlementsToS3Operator(
+        task_id="copy", s3_bucket=s3_bucket, merchants={**added, denied: ["s-x"]}, attachments="source"
+    )
+    with pytest.raises(Exception, match=denied):
+        copy.execute(cast("Any", {"ti": TI()}))
+
+    lines = pushed["merchants"]
+    assert {aid: lines[aid]["status"] for aid in added} == dict.fromkeys(added, "copied")
+    assert lines[denied]["status"] == "could not be read"

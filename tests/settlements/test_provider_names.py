@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import DinteroInputError, DinteroPartnerHook
+from airflow_provider_dintero.exceptions import DinteroInputError
+from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.settlements import parse_payment_providers, settlement_query
 from airflow_provider_dintero.vocabulary import payout_provider_names
 

@@ -9,8 +9,9 @@ from typing import Any, cast
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import DinteroApiError, DinteroInputError
-from airflow_provider_dintero.sensors.settlements import SettlementSensor, run_window
+from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
+from airflow_provider_dintero.sensors.settlements import SettlementSensor
+from airflow_provider_dintero.settlements import run_window
 from airflow_provider_dintero.triggers.settlements import SettlementTrigger
 
 from .conftest import LIST_PATH, settled_count

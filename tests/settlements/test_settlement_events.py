@@ -14,6 +14,7 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ import pytest
 from airflow_provider_dintero.triggers import settlement_events
 from airflow_provider_dintero.triggers.settlement_events import (
     EVENT_TRIGGERS,
+    WATERMARK_STORE,
     DinteroSettlementEventTrigger,
     Watermark,
 )
@@ -28,9 +30,14 @@ from airflow_provider_dintero.triggers.settlement_events import (
 SINCE = "2027-06-01T00:00:00Z"
 AT = "2027-07-01T08:00:00.000000Z"
 LATER = "2027-07-02T08:00:00.000000Z"
+AT_LESS_LOOKBACK = "2027-07-01T07:00:00.000000Z"  # the default lookback is an hour
+LATER_LESS_LOOKBACK = "2027-07-02T07:00:00.000000Z"
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+")
 
-needs_airflow_3 = pytest.mark.skipif(not EVENT_TRIGGERS, reason="event triggers need Airflow 3")
+needs_airflow_3 = pytest.mark.skipif(
+    not (EVENT_TRIGGERS and WATERMARK_STORE),
+    reason="the watcher needs Airflow 3.3 (event triggers, state store)",
+)
 
 
 class DictStore:
@@ -83,6 +90,10 @@ async def _ask_next_then_stop(events: AsyncIterator[Any], emu: Any) -> None:
         await pending
 
 
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def _ids(events: list[dict[str, Any]]) -> list[str]:
     return [sid for e in events for sid in e["settlement_ids"]]
 
@@ -106,7 +117,7 @@ def test_one_event_per_merchant_batch_with_the_webhook_extra_keys(emu: Any, stor
 
     events = sorted(asyncio.run(go()), key=lambda e: e["account_id"])
 
-    assert all(set(e) == {"account_id", "settlement_ids", "providers", "source"} for e in events)
+    assert all(set(e) == {"version", "account_id", "settlement_ids", "providers", "source"} for e in events)
     assert [
         (e["account_id"], set(e["settlement_ids"]), set(e["providers"]), e["source"]) for e in events
     ] == [
@@ -161,13 +172,13 @@ def test_restart_after_the_watermark_was_stored_repeats_nothing(emu: Any, store:
             await events.aclose()  # type: ignore[attr-defined]
 
     reported = asyncio.run(before_restart())
-    assert json.loads(store.values[f"watermark:{mid}"]) == {"created_at": AT, "ids": [first]}
+    assert json.loads(store.values[f"watermark:{mid}"]) == {"floor": AT_LESS_LOOKBACK, "seen": {first: AT}}
     tie = emu.add_settlement(mid, created_at=AT)["id"]  # same creation time as the reported one
     later = emu.add_settlement(mid, created_at=LATER)["id"]
     reported += asyncio.run(after_restart())
 
     assert sorted(_ids(reported)) == sorted([first, tie, later])  # each exactly once
-    assert json.loads(store.values[f"watermark:{mid}"])["created_at"] in (AT, LATER)
+    assert json.loads(store.values[f"watermark:{mid}"])["floor"] in (AT_LESS_LOOKBACK, LATER_LESS_LOOKBACK)
 
 
 @needs_airflow_3
@@ -247,6 +258,12 @@ def test_airflow_2_explains() -> None:
         DinteroSettlementEventTrigger(account_id="T11200000")
 
 
+@pytest.mark.skipif(not EVENT_TRIGGERS or WATERMARK_STORE, reason="Airflow 3.0 to 3.2 behaviour")
+def test_airflow_3_without_the_state_store_refuses_naming_the_line() -> None:
+    with pytest.raises(RuntimeError, match=r"Airflow 3\.3"):
+        DinteroSettlementEventTrigger(account_id="T11200000")
+
+
 # ------------------------------------------------------------------------------ watermark
 
 
@@ -256,16 +273,200 @@ def test_airflow_2_explains() -> None:
         ([], [], (AT, ["a"])),
         ([("a", AT)], [], (AT, ["a"])),
         ([("b", AT)], ["b"], (AT, ["a", "b"])),
-        ([("c", LATER), ("a", AT)], ["c"], (LATER, ["c"])),
-        ([("old", "2027-06-30T00:00:00Z")], [], (AT, ["a"])),
+        ([("c", LATER), ("a", AT)], ["c"], (LATER_LESS_LOOKBACK, ["c"])),
+        ([("old", "2027-06-30T00:00:00Z")], [], (AT, ["a"])),  # behind the floor: outside the contract
         ([("x", "not a time"), (None, LATER)], [], (AT, ["a"])),
-        ([("d", LATER), ("d", LATER)], ["d"], (LATER, ["d"])),
+        ([("d", LATER), ("d", LATER)], ["d"], (LATER_LESS_LOOKBACK, ["d"])),
     ],
 )
 def test_watermark_split(items: list[tuple[Any, str]], fresh: list[str], mark: tuple[str, list[str]]) -> None:
     settlements = [{"id": i, "created_at": t} for i, t in items]
 
-    got, after = Watermark(AT, frozenset({"a"})).split(settlements)
+    got, after = Watermark(AT, {"a": _at(AT)}).split(settlements)
 
     assert [s["id"] for s in got] == fresh
-    assert (after.created_at, sorted(after.ids)) == mark
+    assert (after.floor, sorted(after.seen)) == mark
+
+
+# ------------------------------------------------------------------------------ one bad merchant
+
+
+async def _first(events: AsyncIterator[Any], within: float = 20.0) -> dict[str, Any]:
+    """The next event, or a failure after ``within`` seconds (a liveness bound, not a timing)."""
+    return dict((await asyncio.wait_for(events.__anext__(), within)).payload)
+
+
+def _watch(emu: Any, body: Any, **kwargs: Any) -> Any:
+    async def go() -> Any:
+        events = _trigger(emu, **kwargs).run()
+        try:
+            return await body(events)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    return asyncio.run(go())
+
+
+@needs_airflow_3
+def test_a_failing_merchant_does_not_hold_back_the_others(emu: Any, store: DictStore) -> None:
+    bad, good = emu.merchant_ids[:2]
+    emu.inject_fault(path_regex=f"/accounts/{bad}/settlements$", status=400, count=10_000)
+    sid = emu.add_settlement(good, created_at=AT)["id"]
+
+    event = _watch(emu, _first)
+
+    assert (event["account_id"], event["settlement_ids"]) == (good, [sid])
+
+
+@needs_airflow_3
+def test_a_slow_merchant_does_not_delay_the_others(emu: Any, store: DictStore) -> None:
+    slow, good = emu.merchant_ids[:2]
+    emu.inject_fault(path_regex=f"/accounts/{slow}/settlements$", delay=60, count=1)
+    sid = emu.add_settlement(good, created_at=AT)["id"]
+
+    event = _watch(emu, lambda events: _first(events, within=30), merchant_timeout=1)
+
+    assert (event["account_id"], event["settlement_ids"]) == (good, [sid])
+
+
+@needs_airflow_3
+def test_a_failing_merchant_is_retried_with_back_off_and_logged_once(
+    emu: Any, store: DictStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad, good = emu.merchant_ids[:2]
+    emu.inject_fault(path_regex=f"/accounts/{bad}/settlements$", status=400, count=10_000)
+
+    async def sweeps(events: AsyncIterator[Any]) -> None:
+        pending = asyncio.ensure_future(events.__anext__())
+        while emu.count("GET", f"/accounts/{good}/settlements$") < 12 and not pending.done():
+            await asyncio.sleep(0.005)
+        pending.cancel()
+        with pytest.raises((asyncio.CancelledError, StopAsyncIteration)):
+            await pending
+
+    caplog.set_level("INFO", logger="airflow_provider_dintero")
+    _watch(emu, sweeps, poll_interval=0.02)
+
+    tries = emu.count("GET", f"/accounts/{bad}/settlements$")
+    assert 1 <= tries < emu.count("GET", f"/accounts/{good}/settlements$") // 2
+    assert len([r for r in caplog.records if r.levelname == "WARNING" and bad in r.getMessage()]) == 1
+
+
+# ------------------------------------------------------------------------------ the watermark contract
+
+
+@needs_airflow_3
+def test_a_settlement_listed_late_within_the_lookback_is_reported_once(emu: Any, store: DictStore) -> None:
+    mid = emu.merchant_ids[0]
+    first = emu.add_settlement(mid, created_at=AT)["id"]
+
+    async def body(events: AsyncIterator[Any]) -> list[list[str]]:
+        got = [(await _first(events))["settlement_ids"]]
+        late = emu.add_settlement(mid, created_at="2027-07-01T07:30:00Z")["id"]  # behind the newest
+        got.append((await _first(events))["settlement_ids"])
+        with pytest.raises(asyncio.TimeoutError):  # and never again
+            await _first(events, within=1)
+        return [*got, [late]]
+
+    first_event, second_event, late = _watch(emu, body, account_ids=[mid])
+
+    assert (first_event, second_event) == ([first], late)
+
+
+@needs_airflow_3
+def test_the_first_start_tolerates_a_dintero_clock_behind_the_triggerer(emu: Any, store: DictStore) -> None:
+    from datetime import timedelta, timezone
+
+    mid = emu.merchant_ids[0]
+
+    async def body(events: AsyncIterator[Any]) -> tuple[str, list[str]]:
+        pending = asyncio.ensure_future(events.__anext__())
+        while emu.count("GET", r"/settlements$") < 1:  # started: ``since`` is set
+            await asyncio.sleep(0.005)
+        stamped = datetime.now(timezone.utc) - timedelta(seconds=30)  # Dintero's clock 30 s behind
+        sid = emu.add_settlement(mid, created_at=stamped)["id"]
+        return sid, list((await asyncio.wait_for(pending, 20)).payload["settlement_ids"])
+
+    sid, reported = _watch(emu, body, account_ids=[mid], since=None)
+
+    assert reported == [sid]
+
+
+def _listed_from(emu: Any, account_id: str) -> list[str]:
+    return [
+        value
+        for r in emu.requests
+        if r.path.endswith(f"/accounts/{account_id}/settlements")
+        for key, value in r.query
+        if "created_at" in key and "gte" in key
+    ]
+
+
+@needs_airflow_3
+def test_a_partner_wide_restart_lists_each_merchant_from_its_stored_watermark(
+    emu: Any, store: DictStore
+) -> None:
+    mid = emu.merchant_ids[0]
+    emu.add_settlement(mid, created_at=AT)
+
+    async def before(events: AsyncIterator[Any]) -> None:
+        await _first(events)
+        await _ask_next_then_stop(events, emu)
+
+    _watch(emu, before)  # partner-wide: no account_ids
+    emu.clear_requests()
+
+    async def after(events: AsyncIterator[Any]) -> None:
+        await _ask_next_then_stop(events, emu)
+
+    _watch(emu, after)
+
+    assert _listed_from(emu, mid)
+    assert all(v.startswith("2027-07-01") for v in _listed_from(emu, mid))  # not the first start's SINCE
+
+
+@needs_airflow_3
+def test_advance_never_moves_a_merchant_past_an_unrecorded_event(emu: Any, store: DictStore) -> None:
+    from airflow.triggers.shared_stream import AdvanceItem, AdvanceOutcome
+
+    mid = emu.merchant_ids[2]
+    first = emu.add_settlement(mid, created_at=AT)["id"]
+    producer = DinteroSettlementEventTrigger.create_shared_stream_producer(
+        _trigger(emu, account_ids=[mid]).serialize()[1]
+    )
+
+    async def go() -> list[str]:
+        stream = producer.open_stream()
+        try:
+            _, lost = await stream.__anext__()
+            emu.add_settlement(mid, created_at=LATER)
+            _, recorded = await stream.__anext__()
+            await producer.advance(
+                [
+                    AdvanceItem(lost, AdvanceOutcome(acked=0, failed=1)),
+                    AdvanceItem(recorded, AdvanceOutcome(acked=1, failed=0)),
+                ]
+            )
+            payload, _ = await stream.__anext__()
+            return list(payload["settlement_ids"])
+        finally:
+            await stream.aclose()
+
+    assert first in asyncio.run(go())  # reported again, not lost
+    assert f"watermark:{mid}" not in store.values
+
+
+def test_the_ids_kept_by_a_watermark_are_bounded() -> None:
+    from datetime import timedelta
+
+    start = _at(AT)
+    settlements = [
+        {"id": f"s{i}", "created_at": (start + timedelta(milliseconds=i)).isoformat()}
+        for i in range(settlement_events.MAX_SEEN + 50)
+    ]
+
+    fresh, after = Watermark(AT).split(settlements)
+
+    assert len(fresh) == len(settlements)
+    assert len(after.seen) == settlement_events.MAX_SEEN
+    assert len(json.dumps(after.to_json())) < 200 * settlement_events.MAX_SEEN

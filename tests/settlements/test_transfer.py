@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import DinteroInputError, DinteroStreamError
+from airflow_provider_dintero.exceptions import DinteroInputError, DinteroStreamError
 from airflow_provider_dintero.transfers._s3_stream import (
     key_part,
     key_template_fields,
@@ -72,6 +72,7 @@ def test_copies_attachments_to_deterministic_keys_and_manifest_last(
         "written": [f"s3://{s3_bucket}/{k}" for k in sorted(attachment_keys, key=_order(settlement))]
         + [f"s3://{s3_bucket}/{prefix}manifest.json"],
         "skipped": [],
+        "unconfirmed": {},
     }
     for a in settlement["attachments"]:
         key = f"{prefix}{a['id']}.{a['extension']}"
@@ -785,3 +786,53 @@ def test_a_connection_that_may_not_list_multipart_uploads_still_copies(
 
     assert size == 1000 and _sha256(s3_client, s3_bucket, "small.bin") == source.digest.hexdigest()
     assert "s3:ListBucketMultipartUploads" in caplog.text
+
+
+# ------------------------------------------------------------------------------ unconfirmed ids
+
+
+def _by_id(mid: str, ids: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    return {"settlement_ids": ids}, {}
+
+
+def _by_event(mid: str, ids: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    extra = {"version": 1, "account_id": mid, "settlement_ids": ids, "providers": [], "source": "webhook"}
+    return {"use_triggering_events": True}, _triggering_events([extra])
+
+
+@pytest.mark.parametrize("form", [_by_id, _by_event], ids=["by-id", "by-event"])
+def test_an_unknown_id_is_reported_and_the_confirmed_ones_are_copied(
+    emu: Any, s3_bucket: str, s3_client: Any, form: Any
+) -> None:
+    mid = emu.merchant_ids[0]
+    known = _settlement(emu, mid, "vipps")
+    kwargs, context = form(mid, [known["id"], "deleted-or-forged"])
+
+    result = _operator(account_id=mid, s3_bucket=s3_bucket, attachments="source", **kwargs).execute(context)
+
+    assert result["settlement_ids"] == [known["id"]]
+    assert result["unconfirmed"] == {"deleted-or-forged": "not found (404)"}
+    assert f"{_prefix(mid, known)}manifest.json" in _keys(s3_client, s3_bucket)
+
+
+# ------------------------------------------------------------------------------ wake-ups
+
+
+def test_a_wake_up_copies_what_is_new_for_the_account_since_its_last_collection(
+    emu: Any, s3_bucket: str, s3_client: Any
+) -> None:
+    from airflow_provider_dintero.events import wake_up_extra
+
+    mid = emu.merchant_ids[0]
+    now = datetime.now(timezone.utc)
+    wake_up = _triggering_events([wake_up_extra(mid, source="webhook", event_delivery="d-1")])
+    copy = _operator(account_id=mid, s3_bucket=s3_bucket, attachments="source", use_triggering_events=True)
+
+    first = emu.add_settlement(mid, created_at=now - timedelta(hours=2))["id"]
+    one = copy.execute(wake_up)  # type: ignore[arg-type]
+    second = emu.add_settlement(mid, created_at=now - timedelta(minutes=1))["id"]
+    two = copy.execute(wake_up)  # type: ignore[arg-type]
+
+    assert one["settlement_ids"] == [first]  # the seeded (older) settlements are not "new"
+    assert [sid for sid in two["settlement_ids"] if any(sid in uri for uri in two["written"])] == [second]
+    assert any(k.endswith(f"_collections/account={mid}.json") for k in _keys(s3_client, s3_bucket))

@@ -178,7 +178,14 @@ def deployment(emulator: Any, proxy: ConnectProxy | None) -> Iterator[Deployment
         raise pytest.UsageError("the production profile needs Airflow 3.3 (Deployment2 is SQLite only)")
     kind = Deployment if AIRFLOW_V3 else Deployment2
     deploy = kind(
-        home=ARTIFACTS / "airflow-home", emulator_url=emulator.base_url, proxy_url=proxy and proxy.url
+        home=ARTIFACTS / "airflow-home",
+        emulator_url=emulator.base_url,
+        proxy_url=proxy and proxy.url,
+        extra_env={  # the webhook receiver is off by default: this deployment switches it on
+            "AIRFLOW__DINTERO__WEBHOOK_RECEIVER_ENABLED": "True",
+            "AIRFLOW__DINTERO__WEBHOOK_ACCOUNTS": emulator.partner_id,
+            "AIRFLOW__DINTERO__WEBHOOK_MAX_BODY_BYTES": "256k",  # nginx's spelling, understood
+        },
     )
     try:
         deploy.start()

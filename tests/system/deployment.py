@@ -33,7 +33,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,6 +46,9 @@ FERNET_KEY = "fwWeVJ0xjE3cDzbIEYYbYbrV24bDyG63uDORbXapXTU="
 BUCKET = "dintero-system"
 #: DAGs only the production profile runs (chaos and token economy), next to the examples.
 SYSTEM_DAGS = Path(__file__).resolve().parent / "dags"
+#: The pass-through secrets backend in front of every process's (it counts look-ups), and its file.
+COUNTING_BACKEND = "tests.webhooks.counting_backend.CountingSecretsBackend"
+COUNTING_BACKEND_FILE = Path("tests", "webhooks", "counting_backend.py")
 #: Who tells two processes of one kind apart on one host (``[core] hostname_callable``).
 HOSTNAME_MODULE = """import os
 import socket
@@ -253,6 +256,7 @@ class Deployment:
     :param emulator_url: the Dintero emulator's base URL.
     :param profile: its shape (:data:`PROFILES`).
     :param proxy_url: ``HTTPS_PROXY`` of every Airflow process (the production profile's).
+    :param extra_env: more environment for every Airflow process (``AIRFLOW__DINTERO__*``...).
     """
 
     #: answers once the web process serves
@@ -262,6 +266,7 @@ class Deployment:
     emulator_url: str
     profile: Profile = field(default_factory=active_profile)
     proxy_url: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
     s3_port: int = field(default_factory=free_port)
     redis_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -357,7 +362,13 @@ class Deployment:
                 "DINTERO_DEMO_BUCKET": BUCKET,
                 "NO_PROXY": "127.0.0.1,localhost",
                 "no_proxy": "127.0.0.1,localhost",
+                # the provider from the installed package only (in the production profile the
+                # built wheel), never the source tree: PYTHONPATH holds only what start() writes
                 "PYTHONPATH": str(self.home / "pythonpath"),
+                # a pass-through secrets backend that counts look-ups (tests/webhooks/counting_backend.py,
+                # copied there alone by start())
+                "AIRFLOW__SECRETS__BACKEND": COUNTING_BACKEND,
+                "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"path": str(self.secret_lookups_file)}),
             }
         )
         if self.profile.celery_workers:
@@ -388,6 +399,7 @@ class Deployment:
             )
         if self.proxy_url:
             env.update({"HTTPS_PROXY": self.proxy_url, "https_proxy": self.proxy_url})
+        env.update(self.extra_env)
         return env
 
     def process_env(self, name: str) -> dict[str, str]:
@@ -405,6 +417,66 @@ class Deployment:
         env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = port
         return env
 
+    @property
+    def secret_lookups_file(self) -> Path:
+        """Where the counting secrets backend of every process appends each key it was asked for."""
+        return self.home / "secret-lookups.txt"
+
+    def secret_lookups(self, prefix: str = "") -> list[str]:
+        """
+        The secrets-backend look-ups so far (``variable:<key>``, ``connection:<id>``), optionally
+        only those starting with ``prefix``.
+
+        :param prefix: e.g. ``variable:dintero_webhook_secret_``.
+        """
+        if not self.secret_lookups_file.exists():
+            return []
+        return [k for k in self.secret_lookups_file.read_text().splitlines() if k.startswith(prefix)]
+
+    def start_api_server(
+        self, name: str, env: Mapping[str, str | None], wait: bool = True
+    ) -> tuple[subprocess.Popen[bytes], str]:
+        """
+        Start one more ``airflow api-server`` on the same metadata DB with ``env`` on top of the
+        deployment's (values ``None`` remove a variable); returns the process and its base URL.
+
+        :param name: the process name (its output file).
+        :param env: environment changes.
+        :param wait: wait until it answers its health endpoint.
+        """
+        port = free_port()
+        changes: dict[str, str | None] = {
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            **env,
+        }
+        full = {k: v for k, v in {**self.process_env(name), **changes}.items() if v is not None}
+        out = (self.output_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "airflow"), "api-server"],
+            env=full,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        with self._lock:  # never in _specs: the supervisor leaves it alone
+            self.processes[name] = proc
+        url = f"http://127.0.0.1:{port}"
+        if wait:
+            wait_until(
+                lambda: proc.poll() is None and _up(f"{url}/api/v2/monitor/health"), 180, f"api-server {name}"
+            )
+        return proc, url
+
+    def forget(self, name: str) -> None:
+        """
+        Stop a process started with :meth:`start_api_server` and drop it from the deployment.
+
+        :param name: the process name.
+        """
+        self.stop(name)
+        self.processes.pop(name, None)
+
     # ------------------------------------------------------------------ life cycle
 
     def start(self) -> None:
@@ -415,6 +487,7 @@ class Deployment:
         self.output_dir.mkdir(parents=True)
         (self.home / "pythonpath").mkdir()
         (self.home / "pythonpath" / "dintero_system_hostname.py").write_text(HOSTNAME_MODULE)
+        self._install_counting_backend()
         if self.dags_folder != REPO / "example_dags":
             self.dags_folder.mkdir()
             for path in [*(REPO / "example_dags").glob("*.py"), *SYSTEM_DAGS.glob("*.py")]:
@@ -442,6 +515,18 @@ class Deployment:
         if self.profile.supervise:
             self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
             self._supervisor.start()
+
+    def _install_counting_backend(self) -> None:
+        """
+        Copy the counting secrets backend alone under ``<home>/pythonpath`` at its module path, so
+        that :data:`COUNTING_BACKEND` imports without the source tree (the repo's
+        ``airflow_provider_dintero``) on any process's ``sys.path``.
+        """
+        target = self.home / "pythonpath" / COUNTING_BACKEND_FILE
+        target.parent.mkdir(parents=True)
+        for package in (target.parent.parent, target.parent):
+            (package / "__init__.py").write_text("")
+        shutil.copy(REPO / COUNTING_BACKEND_FILE, target)
 
     def _commands(self) -> dict[str, list[str]]:
         """The command of each Airflow process of the profile, by process name."""

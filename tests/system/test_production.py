@@ -69,11 +69,6 @@ takeover_missed_copy = pytest.mark.xfail(
     reason="after the triggerer take-over, one settlement the watcher reported is never copied by the"
     " event-driven DAG (issue 24, open)",
 )
-webhook_replay_per_process = pytest.mark.xfail(
-    strict=True,
-    reason="the webhook receiver's replay check is per process: a delivery sent to both api-servers at"
-    " once is recorded twice (until helper hooks' cross-process replay key lands, INTERFACES 3)",
-)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -416,13 +411,13 @@ def _unfinished(deployment: Deployment, dag_id: str) -> list[str]:
 def _settlement_events(deployment: Deployment, partner: str) -> list[dict[str, Any]]:
     from types import SimpleNamespace
 
-    from airflow_provider_dintero.triggers.settlement_events import settlement_event_extra
+    from airflow_provider_dintero.events import raw_extra
     from airflow_provider_dintero.webhooks import settlement_events_asset
 
     name = settlement_events_asset(partner).name
     found = deployment.api(f"/assets/events?name_pattern={name}&limit=1000&order_by=timestamp")
     return [
-        dict(settlement_event_extra(SimpleNamespace(extra=e.get("extra"))) or {})
+        dict(raw_extra(SimpleNamespace(extra=e.get("extra"))) or {})
         for e in found["asset_events"]
         if e.get("name") == name
     ]
@@ -533,7 +528,6 @@ def twin_deliveries(deployment: Deployment, emulator: Any, dintero_connection: s
 
 
 @all_only
-@webhook_replay_per_process
 def test_a_delivery_sent_to_both_api_servers_at_once_is_recorded_once(
     twin_deliveries: dict[str, Any],
 ) -> None:

@@ -154,9 +154,9 @@ def _webhook_events(deployment: Deployment, partner: str) -> int:
 
 def _settlement_part(event: dict[str, Any]) -> dict[str, Any]:
     """The settlement fields of an event's extra, read as the consumer reads them."""
-    from airflow_provider_dintero.triggers.settlement_events import settlement_event_extra
+    from airflow_provider_dintero.events import raw_extra
 
-    return dict(settlement_event_extra(SimpleNamespace(extra=event.get("extra"))) or {})
+    return dict(raw_extra(SimpleNamespace(extra=event.get("extra"))) or {})
 
 
 def _copies(deployment: Deployment) -> dict[str, list[str]]:

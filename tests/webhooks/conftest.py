@@ -54,19 +54,44 @@ def serve(app: Any) -> Iterator[str]:
     sock.close()
 
 
+#: The config that switches the receiver on for the emulator's partner and the "lonely" account.
+def receiver_env(partner: str) -> dict[str, str]:
+    """``AIRFLOW__DINTERO__*`` enabling the receiver for ``partner`` and :func:`lonely_account`."""
+    return {
+        "AIRFLOW__DINTERO__WEBHOOK_RECEIVER_ENABLED": "True",
+        "AIRFLOW__DINTERO__WEBHOOK_ACCOUNTS": f"{partner}, {lonely_account(partner)}",
+    }
+
+
+def lonely_account(partner: str) -> str:
+    """A listed account of the partner that no DAG schedules on."""
+    return partner[:4] + "99999"
+
+
 @pytest.fixture(scope="session")
-def receiver_base_url(airflow_db: None) -> Iterator[str]:
+def receiver_base_url(airflow_db: None, dintero_emulator_server: Any) -> Iterator[str]:
     """
     The api-server's plugin apps, mounted by Airflow's own ``init_plugins`` (so through the
-    package's ``airflow.plugins`` entry point) on a bare FastAPI app, served on 127.0.0.1.
+    package's ``airflow.plugins`` entry point) on a bare FastAPI app, served on 127.0.0.1, with
+    the receiver enabled for the emulator's partner through ``AIRFLOW__DINTERO__*``.
     """
     if not AIRFLOW_V3:
         pytest.skip("the webhook receiver is an Airflow 3 api-server plugin")
     from airflow.api_fastapi.app import init_plugins
     from fastapi import FastAPI
 
-    root = FastAPI()
-    init_plugins(root)
+    env = receiver_env(str(dintero_emulator_server.partner_id))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        root = FastAPI()
+        init_plugins(root)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     yield from serve(root)
 
 
@@ -185,6 +210,7 @@ def post(receiver_base_url: str) -> Callable[..., Any]:
     def _post(path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         return httpx.post(f"{receiver_base_url}{path}", content=body, headers=headers, timeout=30)
 
+    _post.base_url = receiver_base_url  # type: ignore[attr-defined]
     return _post
 
 

@@ -99,6 +99,7 @@ def test_an_emulator_settlement_add_becomes_one_asset_event(
     assert [(d.event, d.status) for d in deliveries[1:]] == [("settlement_add", 202)]
     assert extras == [
         {
+            "version": 1,
             "account_id": merchant,
             "settlement_ids": [settlement["id"]],
             "providers": ["vipps"],
@@ -124,3 +125,36 @@ def test_a_replayed_emulator_delivery_records_nothing(
 
     assert (replay.status_code, replay.json()["status"]) == (200, "duplicate")
     assert len(_wait_for_events(partner, 1)) == 1
+
+
+def test_the_emulators_ping_is_dinteros_documented_bare_subscription_body(
+    subscribe: Callable[[], tuple[str, str]], dintero_emulator: Any
+) -> None:
+    subscribe()
+
+    ping = dintero_emulator.wait_for_deliveries(1)[0]
+
+    body = json.loads(ping.body)
+    assert (ping.headers["event"], ping.status) == ("ping", 200)
+    assert {"id", "config", "events", "created_at"} <= set(body)
+    assert not {"account_id", "event", "event_delivery"} & set(body)
+    assert "value" not in body["config"]["secret"]
+
+
+@pytest.mark.parametrize(
+    ("shape", "named"),
+    [("settlement", True), ("settlements", True), ("data", True), ("ids", True), ("other", False)],
+)
+def test_every_settlement_add_shape_the_emulator_sends_wakes_the_dag(
+    subscribe: Callable[[], tuple[str, str]], dintero_emulator: Any, partner: str, shape: str, named: bool
+) -> None:
+    dintero_emulator.settings.webhook_payload_shape = shape
+    merchant, _ = subscribe()
+    settlement = dintero_emulator.add_settlement(merchant)
+
+    delivered = dintero_emulator.wait_for_deliveries(2)[1]
+    (extra,) = _wait_for_events(partner, 1)
+
+    assert delivered.status == 202
+    assert extra["settlement_ids"] == ([settlement["id"]] if named else [])
+    assert ("shape" in extra) is not named

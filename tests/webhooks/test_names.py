@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import DinteroInputError
+from airflow_provider_dintero.exceptions import DinteroInputError
 from airflow_provider_dintero.webhooks import receiver_path, settlement_events_asset, webhook_secret_variable
 from tests.conftest import AIRFLOW_V3
 
@@ -36,10 +36,22 @@ def test_names_refuse_what_is_not_an_account_id(function: object, account_id: st
         function(account_id)  # type: ignore[operator]
 
 
-def test_the_plugin_carries_the_receiver_only_on_airflow_3() -> None:
+def test_the_plugin_carries_no_app_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_provider_dintero.webhooks.plugin import DinteroWebhooksPlugin
 
-    prefixes = [app["url_prefix"] for app in DinteroWebhooksPlugin.fastapi_apps]
+    monkeypatch.delenv("AIRFLOW__DINTERO__WEBHOOK_RECEIVER_ENABLED", raising=False)
+
+    assert DinteroWebhooksPlugin().fastapi_apps == []
+
+
+def test_the_plugin_carries_the_receiver_when_enabled_only_on_airflow_3(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_dintero.webhooks.plugin import DinteroWebhooksPlugin
+
+    monkeypatch.setenv("AIRFLOW__DINTERO__WEBHOOK_RECEIVER_ENABLED", "True")
+
+    prefixes = [app["url_prefix"] for app in DinteroWebhooksPlugin().fastapi_apps]
 
     assert prefixes == (["/dintero-webhooks"] if AIRFLOW_V3 else [])
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.hooks.dintero import DinteroInputError
+from airflow_provider_dintero.exceptions import DinteroInputError
 from airflow_provider_dintero.operators.webhooks import CreateWebhookSubscriptionOperator
 from tests.provisioning.helpers import clear_log, rendered_fields, settle, task_result, writes
 from tests.webhooks.conftest import hmac_sha1
@@ -97,7 +97,7 @@ def test_a_subscription_signed_with_an_unknown_secret_is_replaced(
     new = _subscribe(merchant, generate_secret=True)
 
     path = f"/v1/accounts/{merchant}/hooks/subscriptions"
-    assert writes(dintero_emulator) == [("DELETE", f"{path}/{old['id']}"), ("POST", path)]
+    assert writes(dintero_emulator) == [("POST", path), ("DELETE", f"{path}/{old['id']}")]
     assert new["id"] != old["id"]
     secret = _stored(secret_key)
     assert secret is not None and _ping_signed_with(dintero_emulator, 2, secret)

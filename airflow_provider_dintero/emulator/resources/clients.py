@@ -54,6 +54,10 @@ KNOWN_SCOPES: frozenset[str] = frozenset(
         "user:customers",
         "user:receipts",
         "write:checkout:/admin/session/profiles",
+        "checkout:admin",
+        "admin:payout",
+        "read:payout",
+        "write:payout",
     ]
 )
 GRANT_TYPES = ("any", "authorization_code", "client_credentials", "password")

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from airflow_provider_dintero.emulator import webhooks as delivery
 from airflow_provider_dintero.emulator.collection import Collection, Record
 from airflow_provider_dintero.emulator.core import Request, Route, now
-from airflow_provider_dintero.emulator.models import Response, field_error
+from airflow_provider_dintero.emulator.models import ApiError, Response, field_error
 from airflow_provider_dintero.emulator.seed import iso
 
 if TYPE_CHECKING:
@@ -69,9 +69,7 @@ def _validate(body: Record) -> None:
     if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
         raise field_error("config.url", "must be an http(s) URL")
     secret = config.get("secret")
-    if secret is not None and (not isinstance(secret, dict) or not isinstance(secret.get("value"), str)):
-        raise field_error("config.secret", 'must be {"type": "HMAC-SHA1", "value": "<secret>"}')
-    if secret is not None and secret.get("type", "HMAC-SHA1") != "HMAC-SHA1":
+    if isinstance(secret, dict) and secret.get("type", "HMAC-SHA1") != "HMAC-SHA1":
         raise field_error("config.secret.type", "must be HMAC-SHA1")
     events = body.get("events")
     if events is None:
@@ -87,10 +85,36 @@ def _validate(body: Record) -> None:
         raise field_error("active", "must be a boolean")
 
 
-def _config(body: Record, old: Record | None) -> Record:
+#: The forms of ``config.secret`` (``settings.subscription_secret_form``) and how each is described.
+SECRET_FORMS = {
+    "value": '{"type": "HMAC-SHA1", "value": "<secret>"}',
+    "secret": '{"type": "HMAC-SHA1", "secret": "<secret>"}',
+    "string": "a string",
+}
+
+
+def _secret_value(app: EmulatorApp, secret: Any) -> str | None:
+    """The signing secret of a create body in the configured form (400, or ``None`` when dropped)."""
+    form = app.settings.subscription_secret_form
+    if form == "string":
+        value = secret if isinstance(secret, str) else None
+    else:
+        value = secret.get(form) if isinstance(secret, dict) else None
+        value = value if isinstance(value, str) else None
+    if value:
+        return value
+    if app.settings.subscription_secret_mismatch == "drop":
+        return None
+    raise field_error("config.secret", f"must be {SECRET_FORMS[form]}")
+
+
+def _config(app: EmulatorApp, body: Record, old: Record | None) -> Record:
     config = {"content_type": "application/json", "insecure_ssl": 0, **body["config"]}
-    if isinstance(config.get("secret"), dict):
-        config["secret"] = {"type": "HMAC-SHA1", **config["secret"]}
+    if config.get("secret") is not None:
+        value = _secret_value(app, config["secret"])
+        config["secret"] = {"type": "HMAC-SHA1", "value": value}  # stored as the emulator signs
+        if value is None:
+            del config["secret"]
     elif old is not None and "secret" in old["config"]:
         config["secret"] = old["config"]["secret"]  # PUT without a secret keeps the old one
     return config
@@ -100,7 +124,7 @@ def _build(app: EmulatorApp, req: Request, body: Record) -> Record:
     created = iso(now())
     sub = {
         "id": app.next_id("subscription"),
-        "config": _config(body, None),
+        "config": _config(app, body, None),
         "events": list(body["events"]),
         "active": body.get("active", True),
         "created_at": created,
@@ -114,7 +138,7 @@ def _build(app: EmulatorApp, req: Request, body: Record) -> Record:
 def _replace(app: EmulatorApp, req: Request, old: Record, body: Record) -> Record:
     return {
         **old,
-        "config": _config(body, old),
+        "config": _config(app, body, old),
         "events": list(body["events"]),
         "active": body.get("active", old["active"]),
     }
@@ -159,12 +183,40 @@ def ping(app: EmulatorApp, req: Request) -> Response:
     return Response.empty(204)
 
 
+def payload(app: EmulatorApp, aid: str, event: str, delivery_id: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """The body of one delivery.
+
+    ``ping`` is Dintero's documented body, the bare subscription object. Any other event is the
+    envelope ``{"account_id", "event", "event_delivery", <object>}``; for ``settlement_add`` the
+    object's place is ``settings.webhook_payload_shape`` ([I]: Dintero publishes no example).
+
+    :param app: the emulator.
+    :param aid: the account the event concerns.
+    :param event: event name.
+    :param delivery_id: the ``event-delivery`` id.
+    :param obj: the event's object (the public subscription for ``ping``).
+    """
+    if event == "ping":
+        return dict(obj)
+    envelope: dict[str, Any] = {"account_id": aid, "event": event, "event_delivery": delivery_id}
+    if event != "settlement_add":
+        return {**envelope, event.split("_", 1)[0]: obj}
+    shape = app.settings.webhook_payload_shape
+    placed: dict[str, dict[str, Any]] = {
+        "settlement": {"settlement": obj},
+        "settlements": {"settlements": [obj]},
+        "data": {"data": obj},
+        "ids": {"settlement_ids": [obj.get("id")]},
+        "other": {"payout": obj},
+    }
+    return {**envelope, **placed[shape]}
+
+
 def send(app: EmulatorApp, aid: str, sub: Record, event: str, obj: dict[str, Any]) -> None:
     """Deliver one event to a subscription in the background (recorded in ``app.deliveries``).
 
-    The body is ``{"account_id", "event", "event_delivery", <object>}``; the headers carry
-    ``event``, ``event-delivery`` and, with a secret, ``event-signature`` (hex HMAC-SHA1 of the
-    raw body).
+    The body is :func:`payload`'s; the headers carry ``event``, ``event-delivery`` and, with a
+    secret, ``event-signature`` (hex HMAC-SHA1 of the raw body).
 
     :param app: the emulator.
     :param aid: the account the event concerns.
@@ -173,8 +225,7 @@ def send(app: EmulatorApp, aid: str, sub: Record, event: str, obj: dict[str, Any
     :param obj: the event's object (the subscription for ``ping``).
     """
     delivery_id = str(uuid.uuid4())
-    key = "subscription" if event == "ping" else event.split("_", 1)[0]
-    body = json.dumps({"account_id": aid, "event": event, "event_delivery": delivery_id, key: obj}).encode()
+    body = json.dumps(payload(app, aid, event, delivery_id, obj)).encode()
     secret = sub["config"].get("secret")
     secret_value = secret.get("value") if isinstance(secret, dict) else None
     headers = delivery.build_headers(event, delivery_id, body, secret_value)
@@ -211,7 +262,26 @@ def notify(app: EmulatorApp, aid: str, event: str, obj: dict[str, Any]) -> None:
         send(app, aid, sub, event, obj)
 
 
+def list_subscriptions(app: EmulatorApp, req: Request) -> Response:
+    """``GET /v1/accounts/{aid}/hooks/subscriptions``, or 404/405 as ``subscription_list_status`` says.
+
+    :param app: the emulator.
+    :param req: the request.
+    """
+    status = app.settings.subscription_list_status
+    if status == 404:
+        raise ApiError(404, "Not Found")
+    if status == 405:
+        raise ApiError(405, "Method Not Allowed")
+    return SUBSCRIPTIONS.list(app, req)
+
+
 ROUTES = [
-    *SUBSCRIPTIONS.routes(),
+    *(
+        Route(r.method, r.path, list_subscriptions, r.scopes)
+        if r.method == "GET" and r.path == SUBSCRIPTIONS.path
+        else r
+        for r in SUBSCRIPTIONS.routes()
+    ),
     Route("POST", "/v1/accounts/{aid}/hooks/subscriptions/{id}/ping", ping, HOOKS_WRITE),
 ]

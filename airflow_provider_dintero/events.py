@@ -1,0 +1,258 @@
+"""
+The settlement event: the asset-event extra that the webhook receiver
+(:mod:`airflow_provider_dintero.webhooks.delivery`), the watcher
+(:mod:`airflow_provider_dintero.triggers.settlement_events`) and the copy
+(:mod:`airflow_provider_dintero.transfers.settlements_to_s3`) write and read. This module is the
+one place that builds it, parses it and knows its versions.
+
+Version 1::
+
+    {"version": 1, "account_id": "P11200001", "settlement_ids": ["..."], "providers": ["..."],
+     "source": "webhook" | "poll", "event_delivery": "<id>" (webhook only),
+     "shape": "unrecognised" (only when a verified webhook body could not be read)}
+
+An event whose ``settlement_ids`` is empty is a **wake-up** for its account: the consumer copies
+what is new for that account since its last collection instead of copying by id. Extras without
+``version`` (written before it existed) are read as version 1; an extra of a later version is
+read as a wake-up for its account (its ids are not trusted to mean what version 1 means).
+
+Ids and provider names only, never a credential. The watcher's events reach the asset through
+the triggerer, which stores the payload under ``payload`` beside ``from_trigger``:
+:func:`parse_extra` reads both forms.
+
+Example::
+
+    from airflow_provider_dintero.events import parse_extra, poll_extra
+
+    extra = poll_extra("P11200001", settlements)
+    event = parse_extra(extra)
+    assert event is not None and event.settlement_ids
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from airflow_provider_dintero.exceptions import DinteroInputError
+from airflow_provider_dintero.validation import validate_account_id
+
+log = logging.getLogger(__name__)
+
+#: The version this module writes.
+VERSION = 1
+#: ``shape`` of a verified webhook whose body could not be read: a wake-up.
+UNRECOGNISED = "unrecognised"
+
+Source = Literal["webhook", "poll"]
+
+
+@dataclass(frozen=True)
+class SettlementEvent:
+    """
+    A parsed settlement event.
+
+    :param account_id: the account the event is about (validated).
+    :param settlement_ids: the settlements it names; empty for a wake-up.
+    :param providers: their payout providers, when known.
+    :param source: ``"webhook"`` or ``"poll"`` (``"unknown"`` when missing).
+    :param event_delivery: the webhook delivery id, when a webhook wrote it.
+    :param shape: ``"unrecognised"`` for a webhook body that could not be read, else ``None``.
+    :param version: the extra's version (1 when absent).
+    """
+
+    account_id: str
+    settlement_ids: tuple[str, ...] = ()
+    providers: tuple[str, ...] = ()
+    source: str = "unknown"
+    event_delivery: str | None = None
+    shape: str | None = None
+    version: int = VERSION
+
+    @property
+    def is_wake_up(self) -> bool:
+        """True when the event names no settlement: copy what is new for the account."""
+        return not self.settlement_ids
+
+
+def _distinct(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def build_extra(
+    account_id: str,
+    settlement_ids: Sequence[str],
+    providers: Sequence[str] = (),
+    *,
+    source: Source,
+    event_delivery: str | None = None,
+    shape: str | None = None,
+) -> dict[str, Any]:
+    """
+    The extra of one settlement event (version :data:`VERSION`).
+
+    :param account_id: the account the event is about.
+    :param settlement_ids: the settlements it names (empty: a wake-up).
+    :param providers: their payout providers.
+    :param source: ``"webhook"`` or ``"poll"``.
+    :param event_delivery: the webhook delivery id (webhook only).
+    :param shape: ``"unrecognised"`` when a verified webhook body could not be read.
+    """
+    if source not in ("webhook", "poll"):
+        raise DinteroInputError("source", '"webhook" or "poll"', source)
+    extra: dict[str, Any] = {
+        "version": VERSION,
+        "account_id": validate_account_id(account_id),
+        "settlement_ids": _distinct(str(s) for s in settlement_ids),
+        "providers": _distinct(str(p) for p in providers),
+        "source": source,
+    }
+    if event_delivery is not None:
+        extra["event_delivery"] = event_delivery
+    if shape is not None:
+        extra["shape"] = shape
+    return extra
+
+
+def poll_extra(account_id: str, settlements: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """
+    The watcher's event for one merchant batch of new settlements (``source: "poll"``).
+
+    :param account_id: the merchant.
+    :param settlements: its new settlements, as the list returned them (each with an ``id``).
+    """
+    ids: list[str] = []
+    providers: list[str] = []
+    for s in settlements:
+        ids.append(str(s["id"]))
+        provider = s.get("provider")
+        if isinstance(provider, str) and provider:
+            providers.append(provider)
+    return build_extra(account_id, ids, providers, source="poll")
+
+
+def wake_up_extra(account_id: str, *, source: Source, event_delivery: str | None = None) -> dict[str, Any]:
+    """
+    A wake-up for ``account_id``: an event that names no settlement (a verified webhook whose
+    body could not be read).
+
+    :param account_id: the account to collect.
+    :param source: ``"webhook"`` or ``"poll"``.
+    :param event_delivery: the webhook delivery id.
+    """
+    return build_extra(account_id, [], source=source, event_delivery=event_delivery, shape=UNRECOGNISED)
+
+
+def _strings(value: Any, field: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise DinteroInputError(f"extra.{field}", "a list of non-empty strings", value)
+    return tuple(_distinct(value))
+
+
+def raw_extra(event: Any) -> Mapping[str, Any] | None:
+    """
+    The settlement part of an asset event's extra, whichever wrote it (the receiver's extra
+    itself, or a trigger's payload that Airflow stores under ``payload`` beside
+    ``from_trigger``); ``None`` when it is not a settlement event.
+
+    :param event: an asset event (anything with an ``extra``), or the extra mapping itself.
+    """
+    extra = event if isinstance(event, Mapping) else getattr(event, "extra", None)
+    if isinstance(extra, Mapping) and extra.get("from_trigger") and isinstance(extra.get("payload"), Mapping):
+        extra = extra["payload"]
+    if not isinstance(extra, Mapping) or "settlement_ids" not in extra or "account_id" not in extra:
+        return None
+    return extra
+
+
+def parse_extra(event: Any) -> SettlementEvent | None:
+    """
+    Read a settlement event; ``None`` when the extra is not one (another asset event).
+
+    Raises :class:`DinteroInputError` naming the field when the extra claims to be a settlement
+    event but its account id or id list is malformed.
+
+    :param event: an asset event (anything with an ``extra``), or the extra mapping itself.
+    """
+    extra = raw_extra(event)
+    if extra is None:
+        return None
+    account_id = validate_account_id(extra.get("account_id"), "extra.account_id")
+    version = extra.get("version", VERSION)
+    source = extra.get("source")
+    source = source if source in ("webhook", "poll") else "unknown"
+    delivery = extra.get("event_delivery")
+    delivery = delivery if isinstance(delivery, str) else None
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise DinteroInputError("extra.version", "a whole number from 1", version)
+    if version > VERSION:
+        log.warning(
+            "A settlement event of version %s for account %s (this provider reads version %s): "
+            "treating it as a wake-up for that account",
+            version,
+            account_id,
+            VERSION,
+        )
+        return SettlementEvent(account_id, (), (), source, delivery, UNRECOGNISED, version)
+    shape = extra.get("shape")
+    return SettlementEvent(
+        account_id=account_id,
+        settlement_ids=_strings(extra.get("settlement_ids"), "settlement_ids"),
+        providers=_strings(extra.get("providers"), "providers"),
+        source=source,
+        event_delivery=delivery,
+        shape=shape if isinstance(shape, str) else None,
+        version=version,
+    )
+
+
+def triggering_events(context: Mapping[str, Any]) -> Any:
+    """
+    The run's triggering asset events from a task context: ``triggering_asset_events``
+    (Airflow 3) or ``triggering_dataset_events`` (2.11); an empty mapping when neither.
+
+    :param context: the task context.
+    """
+    by_asset = context.get("triggering_asset_events")
+    if by_asset is None:
+        by_asset = context.get("triggering_dataset_events")
+    return by_asset or {}
+
+
+def iter_events(triggering_asset_events: Any) -> Iterable[Any]:
+    """
+    Every event of a run's triggering asset events, asset by asset.
+
+    :param triggering_asset_events: the context's ``triggering_asset_events`` (Airflow 3) or
+        ``triggering_dataset_events`` (2.11), or ``None``.
+    """
+    by_asset = triggering_asset_events or {}
+    for asset in list(by_asset):  # keys first: Airflow 3's accessor resolves them lazily
+        yield from by_asset[asset] or []
+
+
+def event_accounts(triggering_asset_events: Any) -> list[str]:
+    """
+    The accounts named by a run's triggering settlement events, in order of first appearance:
+    what the copy maps over (``SettlementsToS3Operator.partial(..., use_triggering_events=True)
+    .expand(account_id=...)``). Events naming no valid account are left out (and logged).
+
+    :param triggering_asset_events: the context's ``triggering_asset_events`` (Airflow 3) or
+        ``triggering_dataset_events`` (2.11).
+    """
+    accounts: dict[str, None] = {}
+    for event in iter_events(triggering_asset_events):
+        extra = raw_extra(event)
+        if extra is None:
+            continue
+        try:
+            accounts.setdefault(validate_account_id(extra.get("account_id")), None)
+        except DinteroInputError:
+            log.warning(
+                "Ignoring an asset event naming no valid account: %r", str(extra.get("account_id"))[:40]
+            )
+    return list(accounts)
