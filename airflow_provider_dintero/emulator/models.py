@@ -318,6 +318,8 @@ class RequestRecord(NamedTuple):
     :param host: the ``Host`` header.
     :param body: the body: parsed JSON, else text, ``None`` when empty; secrets (fields named
         ``password``, ``secret``, ``token``, ``*_secret``, ``*_token``) read ``"<redacted>"``.
+    :param client_port: the TCP port the request came from (which connection carried it; a
+        proxy's log names the ports of the connections it opened).
     """
 
     method: str
@@ -327,6 +329,7 @@ class RequestRecord(NamedTuple):
     query: QueryPairs
     host: str
     body: Any = None
+    client_port: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The record as a JSON-able dict (``query`` as a list of ``[name, value]`` pairs)."""

@@ -199,6 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
                     query=QueryPairs(parse_qsl(parts.query, keep_blank_values=True)),
                     host=req.host,
                     body=logged_body(body),
+                    client_port=int(self.client_address[1]),
                 ),
                 generation,
             )

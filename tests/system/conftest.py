@@ -1,16 +1,20 @@
 """
-Fixtures of the system suite: one real deployment per session (see :mod:`.deployment`), the
-Dintero emulator it talks to, headless Chromium, the connection created through the UI and
+Fixtures of the system suite: one real deployment per session (see :mod:`.deployment`, in the
+profile ``DINTERO_SYSTEM_PROFILE`` names), the Dintero emulator it talks to, headless Chromium,
+the connection (created through the UI; through the REST API in the production profile) and
 every example DAG triggered through the REST API.
 
-Two profiles: Airflow 3.3 (api-server, REST API v2) and Airflow 2.11 (webserver, REST API v1,
-:class:`~.deployment.Deployment2`), chosen by the Airflow installed. On 2.11 a test module runs
-only if it says ``RUNS_ON_AIRFLOW_2 = True``; the others need Airflow 3 (asset watchers, the
-webhook receiver) and are skipped there.
+Two Airflow lines, chosen by the Airflow installed. Airflow 3.3 (api-server, REST API v2) in
+one of two profiles (``sqlite``; ``production``, which runs ``test_deployment.py`` without the
+browser tests and ``test_production.py``, the SQLite profile the others); Airflow 2.11 (webserver,
+REST API v1, :class:`~.deployment.Deployment2`, SQLite only). On 2.11 a test module runs only if
+it says ``RUNS_ON_AIRFLOW_2 = True``; the others need Airflow 3 (asset watchers, the webhook
+receiver) and are skipped there.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,7 +27,8 @@ import pytest
 
 from tests.conftest import AIRFLOW_V3
 
-from .deployment import ARTIFACTS, BUCKET, Deployment, Deployment2, http_json, wait_until
+from .deployment import ARTIFACTS, BUCKET, Deployment, Deployment2, active_profile, wait_until
+from .proxy import ConnectProxy
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -37,17 +42,42 @@ CHROMIUM_ARGS = [
 CONN_ID = "dintero_default"
 SETTLEMENTS_DAG = "dintero_settlements_to_s3"
 SENSOR = "wait_for_settlements"
+#: Names under which the production profile's emulator serves TLS: they resolve nowhere, so only
+#: the proxy reaches it.
+API_NAME = "api.dintero.test"
+FILES_NAME = "files.dintero.test"
+MEMORY_NAME = "memory.dintero.test"
+#: Test modules of one profile only.
+PRODUCTION_ONLY = ("test_production.py",)
+SQLITE_ONLY = ("test_settlement_events.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """On Airflow 2.11, skip the system tests of modules that need Airflow 3."""
-    if AIRFLOW_V3:
-        return
-    skip = pytest.mark.skip(reason="system suite: this module needs Airflow 3 (not RUNS_ON_AIRFLOW_2)")
+    """
+    On Airflow 2.11, skip the modules that need Airflow 3; on 3.3, each profile's tests in the other
+    profile.
+    """
+    profile = active_profile()
     for item in items:
-        in_suite = "tests/system/" in str(item.fspath).replace(os.sep, "/")
-        if in_suite and not getattr(item.module, "RUNS_ON_AIRFLOW_2", False):
-            item.add_marker(skip)
+        path = str(item.fspath).replace(os.sep, "/")
+        if "tests/system/" not in path:
+            continue
+        name = path.rsplit("/", 1)[-1]
+        if not AIRFLOW_V3:
+            if getattr(item.module, "RUNS_ON_AIRFLOW_2", False):
+                continue
+            reason = "system suite: this module needs Airflow 3 (not RUNS_ON_AIRFLOW_2)"
+        elif profile.name == "production" and (
+            name in SQLITE_ONLY or {"ui_connection", "browser"} & set(getattr(item, "fixturenames", ()))
+        ):
+            reason = "the production profile makes its connection through the REST API, not the form"
+        elif profile.name != "production" and name in PRODUCTION_ONLY:
+            reason = (
+                "production profile only (DINTERO_SYSTEM_PROFILE=production, scripts/system_production.sh)"
+            )
+        else:
+            continue
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def _missing(message: str) -> None:
@@ -87,27 +117,70 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="session")
-def emulator() -> Iterator[Any]:
+def tls_ca() -> Any:
+    """A private CA made for this session (``trustme``); its certificate is ``ca_path``."""
+    import trustme
+
+    ca = trustme.CA()
+    path = ARTIFACTS / "tls" / "ca.pem"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ca.cert_pem.write_to_path(str(path))
+    ca.ca_path = str(path)
+    return ca
+
+
+@pytest.fixture(scope="session")
+def emulator(request: pytest.FixtureRequest) -> Iterator[Any]:
     """
-    The Dintero emulator, served over HTTP on 127.0.0.1 from this process.
+    The Dintero emulator, served on 127.0.0.1 from this process: plain HTTP in the SQLite
+    profile; in the production profile TLS from the session's private CA, advertised as
+    ``https://api.dintero.test:PORT`` (a name that resolves nowhere: only the proxy reaches it)
+    with the profile's number of merchants.
 
     In this process (not ``python -m ...emulator``) so that the leak scan can ask it for every
     token it issued (:meth:`DinteroEmulator.issued_tokens`); the deployment reaches it over
     real HTTP like any other server.
     """
-    from airflow_provider_dintero.emulator import DinteroEmulator
+    import ssl
 
-    with DinteroEmulator() as emu:
+    from airflow_provider_dintero.emulator import DinteroEmulator, EmulatorSeed
+
+    profile = active_profile()
+    if not profile.proxy:
+        with DinteroEmulator() as emu:
+            yield emu
+        return
+    ca = request.getfixturevalue("tls_ca")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(API_NAME, FILES_NAME, MEMORY_NAME).configure_cert(context)
+    seed = EmulatorSeed(merchants=profile.merchants)
+    with DinteroEmulator(seed, tls=context, name=API_NAME) as emu:
         yield emu
 
 
 @pytest.fixture(scope="session")
-def deployment(emulator: Any) -> Iterator[Deployment]:
-    """The Airflow processes of this line's profile and moto, started once per session."""
-    profile = Deployment if AIRFLOW_V3 else Deployment2
-    deploy = profile(
+def proxy() -> Iterator[ConnectProxy | None]:
+    """The production profile's CONNECT proxy (to the emulator's names only); ``None`` otherwise."""
+    if not active_profile().proxy:
+        yield None
+        return
+    with ConnectProxy(dict.fromkeys((API_NAME, FILES_NAME, MEMORY_NAME), "127.0.0.1")) as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session")
+def deployment(emulator: Any, proxy: ConnectProxy | None) -> Iterator[Deployment]:
+    """
+    The processes of this line's profile and moto, started once per session; every one stopped
+    at the end.
+    """
+    if not AIRFLOW_V3 and active_profile().name != "sqlite":
+        raise pytest.UsageError("the production profile needs Airflow 3.3 (Deployment2 is SQLite only)")
+    kind = Deployment if AIRFLOW_V3 else Deployment2
+    deploy = kind(
         home=ARTIFACTS / "airflow-home",
         emulator_url=emulator.base_url,
+        proxy_url=proxy and proxy.url,
         extra_env={  # the webhook receiver is off by default: this deployment switches it on
             "AIRFLOW__DINTERO__WEBHOOK_RECEIVER_ENABLED": "True",
             "AIRFLOW__DINTERO__WEBHOOK_ACCOUNTS": emulator.partner_id,
@@ -117,6 +190,8 @@ def deployment(emulator: Any) -> Iterator[Deployment]:
     try:
         deploy.start()
         deploy.s3().create_bucket(Bucket=BUCKET)
+        if deploy.profile.name == "production":  # every overwrite shows as a second version
+            deploy.s3().put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         yield deploy
     finally:
         deploy.stop()
@@ -199,6 +274,42 @@ def ui_connection(deployment: Deployment, browser: Any, emulator: Any) -> dict[s
         "blocked": blocked,
         "screenshots": shots,
     }
+
+
+def connection_body(emulator: Any, conn_id: str, **extra: Any) -> dict[str, Any]:
+    """
+    A Dintero connection to the emulator as the REST API takes it (partner credentials).
+
+    :param emulator: the session's emulator.
+    :param conn_id: the connection id.
+    :param extra: extra fields (``verify``, ``cache_mode``...).
+    """
+    return {
+        "connection_id": conn_id,
+        "conn_type": "dintero",
+        "host": extra.pop("host", emulator.base_url),
+        "login": emulator.partner_client_id,
+        "password": emulator.partner_client_secret,
+        "extra": json.dumps(
+            {"account_id": emulator.partner_id, "checkout_base_url": emulator.base_url, **extra}
+        ),
+    }
+
+
+@pytest.fixture(scope="session")
+def dintero_connection(request: pytest.FixtureRequest, deployment: Deployment, emulator: Any) -> str:
+    """
+    ``dintero_default``: made in the form (SQLite profile), or through the REST API with the
+    private CA in ``verify`` and ``cache_mode: variable`` (production profile).
+    """
+    if deployment.profile.name != "production":
+        request.getfixturevalue("ui_connection")
+        return CONN_ID
+    ca = request.getfixturevalue("tls_ca")
+    deployment.api(
+        "/connections", "POST", connection_body(emulator, CONN_ID, verify=ca.ca_path, cache_mode="variable")
+    )
+    return CONN_ID
 
 
 def _only_loopback(blocked: list[str]) -> Any:
@@ -288,6 +399,16 @@ def _saved(deployment: Deployment) -> bool:
         return False
 
 
+def example_dags(deployment: Deployment) -> list[dict[str, Any]]:
+    """
+    The example DAGs (``dintero_*``; the production profile's own DAGs are ``system_*``).
+
+    :param deployment: the deployment.
+    """
+    found = deployment.api("/dags?limit=100")["dags"]
+    return [d for d in found if d["dag_id"].startswith("dintero_")]
+
+
 def _run_state(deployment: Deployment, dag_id: str, run_id: str) -> str:
     deployment._alive()  # a dead scheduler or triggerer fails the wait at once
     return str(deployment.api(f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
@@ -309,7 +430,7 @@ def task_instances(
 
 
 @pytest.fixture(scope="session")
-def example_runs(deployment: Deployment, ui_connection: dict[str, Any], emulator: Any) -> dict[str, Any]:
+def example_runs(deployment: Deployment, dintero_connection: str, emulator: Any) -> dict[str, Any]:
     """
     Unpause and trigger every example DAG through the REST API without a logical date.
 
@@ -323,7 +444,7 @@ def example_runs(deployment: Deployment, ui_connection: dict[str, Any], emulator
     """
     expected = len(deployment.example_dag_files())
     dags = wait_until(
-        lambda: (found := deployment.api("/dags")["dags"]) and len(found) >= expected and found,
+        lambda: (found := example_dags(deployment)) and len(found) >= expected and found,
         180,
         f"{expected} example DAGs to be parsed",
     )
@@ -347,12 +468,7 @@ def example_runs(deployment: Deployment, ui_connection: dict[str, Any], emulator
 
     wait_until(sensor_deferred, 240, "the partner-wide sensor to be deferred", interval=2)
     added_at = time.time()
-    added = {
-        m: http_json(
-            f"{emulator.base_url}/_emulator/settlements", "POST", {"account_id": m, "provider": "vipps"}
-        )
-        for m in merchants
-    }
+    added = {m: emulator.add_settlement(m, provider="vipps") for m in merchants}
     finished = {
         dag_id: wait_until(
             lambda dag_id=dag_id, run_id=run_id: (

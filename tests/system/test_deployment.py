@@ -138,13 +138,14 @@ def test_settlement_sensors_deferred_and_the_triggerer_found_what_arrived_while_
     assert ti["state"] == "success"
     assert ti["try_number"] == 1  # deferred and resumed, never retried
     assert datetime.fromisoformat(ti["end_date"]).timestamp() > example_runs["added_at"]
-    found = deployment.xcom(SETTLEMENTS_DAG, run_id, SENSOR)
-    assert {f["account_id"]: f["settlement_ids"] for f in found} == {m: [s["id"]] for m, s in added.items()}
+    batches = deployment.xcom(SETTLEMENTS_DAG, run_id, SENSOR)  # [{account id: [settlement ids]}]
+    found = {m: ids for batch in batches for m, ids in batch.items()}
+    assert found == {m: [s["id"]] for m, s in added.items()}
     log = _task_log(deployment, run_id)
     assert "deferring to the triggerer" in log
     assert f"Found new settlements for {len(added)} of {len(added)} merchant(s)" in log
     copies = task_instances(deployment, SETTLEMENTS_DAG, run_id, "copy_to_s3")
-    assert sorted(c["map_index"] for c in copies) == list(range(len(added)))
+    assert sorted(c["map_index"] for c in copies) == list(range(len(batches)))  # one task per batch
     report = deployment.xcom(SETTLEMENTS_DAG, run_id, "report")
     assert {m: line["status"] for m, line in report.items()} == dict.fromkeys(added, "copied")
 
@@ -156,7 +157,7 @@ def _task_log(deployment: Deployment, run_id: str) -> str:
 
 
 def test_no_secret_token_or_signature_in_any_log_or_process_output(
-    deployment: Deployment, emulator: Any, example_runs: dict[str, Any], ui_connection: dict[str, Any]
+    deployment: Deployment, emulator: Any, example_runs: dict[str, Any], dintero_connection: str
 ) -> None:
     canaries = emulator_canaries(emulator)
 

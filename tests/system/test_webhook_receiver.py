@@ -158,7 +158,8 @@ def test_a_thousand_requests_for_unlisted_accounts_cost_no_look_up_and_one_line_
     deployment: Deployment, emulator: Any, partner_secret: str
 ) -> None:
     unlisted = [f"{emulator.partner_id[0]}9990{i:04d}" for i in range(10)]
-    before = deployment.output("api-server").count("Refused a Dintero webhook delivery for")
+    api_server = deployment.profile.names("api-server")[0]  # the one behind deployment.api_url
+    before = deployment.output(api_server).count("Refused a Dintero webhook delivery for")
     body, _ = _settlement_add(emulator.partner_id, "s-unlisted")
     headers = _signed(body, partner_secret)
 
@@ -168,7 +169,7 @@ def test_a_thousand_requests_for_unlisted_accounts_cost_no_look_up_and_one_line_
     )
 
     time.sleep(1)  # let the api-server flush its log
-    lines = deployment.output("api-server").split("Refused a Dintero webhook delivery for")[before + 1 :]
+    lines = deployment.output(api_server).split("Refused a Dintero webhook delivery for")[before + 1 :]
     refused_accounts = Counter(line.split()[0] for line in lines)
     assert answers == Counter({404: 1000})
     assert [k for k in deployment.secret_lookups() if any(a in k for a in unlisted)] == []
