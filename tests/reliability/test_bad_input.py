@@ -154,7 +154,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("api_client", {"rotate_if_secret_missing": "yes"}, "rotate_if_secret_missing"),
     # grants
     ("grant", {"client_id": ""}, "client_id"),
-    ("grant", {"scopes": ["read:everything"]}, "scopes"),
+    ("grant", {"scopes": ["read:setlements"]}, "scopes"),
     ("grant", {"scopes": []}, "scopes"),
     ("grant", {"scopes": ""}, "scopes"),
     ("grant", {"scopes": 7}, "scopes"),
@@ -270,7 +270,7 @@ TEMPLATED: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     ("settlements_to_s3", {"settlement_ids": "{{ params.ids }}"}, {"ids": "[1, 2"}, "settlement_ids"),
     ("settlements_to_s3", {"payment_providers": "{{ params.p }}"}, {"p": "pay/pal"}, "payment_providers"),
     ("insight_to_s3", {"until": "{{ params.u }}"}, {"u": "end of October"}, "until"),
-    ("grant", {"scopes": "{{ params.s }}"}, {"s": "read:settlements, write:everything"}, "scopes"),
+    ("grant", {"scopes": "{{ params.s }}"}, {"s": "read:settlements, write everything"}, "scopes"),
     ("webhook", {"events": "{{ params.e }}"}, {"e": "settlement_add account-gone!"}, "events"),
     ("webhook", {"url": "{{ params.u }}"}, {"u": "http://example.com/h"}, "url"),
     ("api_client", {"secret_variable_key": "secret {{ params.k }}"}, {"k": "x"}, "secret_variable_key"),

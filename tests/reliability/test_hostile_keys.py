@@ -92,7 +92,7 @@ def _read(s3_client: Any, bucket: str, key: str) -> bytes:
 # ------------------------------------------------------------------------------ settlements
 
 
-def test_a_settlement_of_another_account_fails_before_anything_is_written(
+def test_a_settlement_of_another_account_is_never_written_and_is_reported(
     hostile: HostileServer, s3_bucket: str, s3_client: Any
 ) -> None:
     _serve_settlements(
@@ -103,11 +103,12 @@ def test_a_settlement_of_another_account_fails_before_anything_is_written(
         ],
     )
 
-    with pytest.raises(DinteroApiError, match=rf"{OTHER}.*{MERCHANT}"):
-        _copy(s3_client, s3_bucket)
+    result = _copy(s3_client, s3_bucket)
 
-    assert s3_objects(s3_client, s3_bucket) == {}
-    assert hostile.count("GET", r"/attachments/") == 0
+    assert result["unconfirmed"] == {"S2": "belongs to another account"}
+    assert not any("S2" in key for key in s3_objects(s3_client, s3_bucket))
+    assert hostile.count("GET", r"/settlements/S2/attachments/") == 0
+    assert result["settlement_ids"] == ["S1"]
 
 
 def test_an_attachment_named_manifest_never_takes_the_manifests_key(

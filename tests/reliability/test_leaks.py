@@ -54,11 +54,17 @@ def _prepare_provisioning(emu: Any, bucket: str) -> dict[str, Any]:
     return {"merchant_id": emu.merchant_ids[0]}
 
 
+def _prepare_rotation(emu: Any, bucket: str) -> dict[str, Any]:
+    # one merchant to re-sign: the old and the new webhook secrets are both scanned for
+    return {"webhook_url": "https://example.com/hooks/dintero", "merchant_ids": emu.merchant_ids[:1]}
+
+
 #: How to run each example DAG; a new example without an entry fails the test (add it here).
 RUNS: dict[str, Callable[[Any, str], dict[str, Any]]] = {
     "settlements_to_s3.py": _prepare_partner_settlements,
     "insight_reports_to_s3.py": _prepare_insight,
     "provision_merchant.py": _prepare_provisioning,
+    "rotate_webhook_secret.py": _prepare_rotation,
     # a manual run (no asset events) copies the given merchants' window, the foreign one failing
     "settlements_on_event.py": _prepare_settlements,
 }
