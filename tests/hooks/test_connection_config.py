@@ -187,7 +187,12 @@ def test_base_url_defaults_to_dintero(monkeypatch: pytest.MonkeyPatch) -> None:
     _set_conn(
         monkeypatch,
         "dintero_default_host",
-        {"conn_type": "dintero", "login": "id", "password": "secret", "extra": {"account_id": "P11200000"}},
+        {
+            "conn_type": "dintero",
+            "login": "id",
+            "password": "form-test-client-secret-4f9c2a",
+            "extra": {"account_id": "P11200000"},
+        },
     )
     hook = DinteroPartnerHook("dintero_default_host")
     assert hook.base_url == DEFAULT_BASE_URL

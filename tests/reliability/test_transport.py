@@ -66,7 +66,7 @@ def _remote(**overrides: Any) -> dict[str, Any]:
     conn: dict[str, Any] = {
         "conn_type": "dintero",
         "login": "id",
-        "password": "secret",
+        "password": "transport-test-client-secret-7e21",
         "host": "https://api.dintero.com",
         "extra": {"account_id": "T11200000"},
     }
