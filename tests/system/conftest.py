@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,20 +23,12 @@ from typing import Any
 
 import pytest
 
+from tests.browser import CHROMIUM_ARGS, chromium_path
 from tests.conftest import AIRFLOW_V3
 
 from .deployment import ARTIFACTS, BUCKET, Deployment, Deployment2, active_profile, wait_until
 from .proxy import ConnectProxy
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 CONN_ID = "dintero_default"
 SETTLEMENTS_DAG = "dintero_settlements_to_s3"
 SENSOR = "wait_for_settlements"
@@ -80,40 +70,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(pytest.mark.skip(reason=reason))
 
 
-def _missing(message: str) -> None:
-    """Fail under CI (the browser is part of the suite there), else skip with ``message``."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{message} (CI=true: the system suite must run)")
-    pytest.skip(message)
-
-
-def _install_chromium() -> None:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600, check=False)
-    subprocess.run(
-        ["apt-get", "install", "-y", "chromium"], env=env, capture_output=True, timeout=900, check=False
-    )
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's Chromium, installed with apt-get when missing and we are root (never downloaded)."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _missing("Python playwright is not installed (it is in the dev locks in requirements/)")
-    if (
-        not Path(CHROMIUM).exists()
-        and hasattr(os, "geteuid")
-        and os.geteuid() == 0
-        and shutil.which("apt-get")
-    ):
-        _install_chromium()
-    if not Path(CHROMIUM).exists():
-        _missing(
-            f"{CHROMIUM} not found: install Debian's chromium package (apt-get install -y chromium, as root)"
-        )
-    return CHROMIUM
+    return chromium_path()
 
 
 @pytest.fixture(scope="session")
