@@ -593,6 +593,16 @@ def event_rows(db: Path) -> int:
         conn.close()
 
 
+def stored_watermarks(db: Path) -> int:
+    """How many merchants' watermarks the watcher has stored in the asset state store."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        query = "select count(*) from asset_state_store where key like 'watermark:%'"
+        return int(conn.execute(query).fetchone()[0])
+    finally:
+        conn.close()
+
+
 def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """The ``restart`` scenario at ``n`` merchants; returns its figures."""
     seed = EmulatorSeed(merchants=n, settlements_per_provider=0, reports_per_merchant=0)
@@ -624,6 +634,7 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             dep.kill("triggerer", restart=False)
             killed = time.time()
             recorded_at_kill = event_rows(db)
+            stored_at_kill = stored_watermarks(db)
             listed_at_kill = sampler.kinds["list"] - lists_at_add
             log(f"SIGKILLed the triggerer: {recorded_at_kill} of {n} events recorded")
             wave_b = {str(emu.add_settlement(m, provider="klarna")["id"]): m for m in emu.merchant_ids[::10]}
@@ -664,8 +675,8 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "settlements: before the kill / while down / during the new first sweep": (
                 f"{len(wave_a)} / {len(wave_b)} / {len(wave_c)}"
             ),
-            "at the kill: merchants listed in that sweep / events recorded": (
-                f"{listed_at_kill} / {recorded_at_kill}"
+            "at the kill: merchants listed in that sweep / events recorded / watermarks stored": (
+                f"{listed_at_kill} / {recorded_at_kill} / {stored_at_kill}"
             ),
             "added -> kill (s)": round(killed - added_a),
             "kill -> new triggerer watching (s)": round(watching_again - killed),
