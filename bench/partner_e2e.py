@@ -244,6 +244,7 @@ class Sampler(threading.Thread):
         self.timeline: list[tuple[float, dict[str, int]]] = []
         self.loads: list[tuple[float, float]] = []
         self.seen = 0
+        self.cpu: dict[tuple[str, int], float] = {}
 
     def _tree(self, name: str) -> None:
         proc = self.deployment.processes.get(name)
@@ -257,6 +258,8 @@ class Sampler(threading.Thread):
         total = 0
         for member in family:
             try:
+                times = member.cpu_times()
+                self.cpu[(name, member.pid)] = times.user + times.system
                 rss = member.memory_info().rss
                 key = (name, member.pid)
                 if key not in self.title:
@@ -269,8 +272,10 @@ class Sampler(threading.Thread):
 
     def sample(self) -> None:
         """Take one sample."""
-        for name in ("triggerer", "scheduler"):
+        for name in list(self.deployment.processes):
             self._tree(name)
+        times = psutil.Process().cpu_times()
+        self.cpu[("bench process: the emulator", os.getpid())] = times.user + times.system
         records = self.emu.requests
         for record in records[self.seen :]:
             self.kinds[request_kind(record, self.emu.partner_id)] += 1
@@ -323,6 +328,13 @@ class Sampler(threading.Thread):
         values = [v for t, v in self.loads if start <= t <= end]
         return statistics.mean(values) if values else os.getloadavg()[0]
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system) per process tree, largest first (processes seen while sampled)."""
+        totals: Counter[str] = Counter()
+        for (name, _pid), seconds in self.cpu.items():
+            totals[name] += seconds
+        return {name: round(seconds) for name, seconds in totals.most_common()}
+
     def memory(self) -> dict[str, str]:
         """
         Peak RSS (MB): each triggerer process, the scheduler, the largest processes under it
@@ -332,6 +344,8 @@ class Sampler(threading.Thread):
         mb = 1024 * 1024
         roles: dict[str, list[tuple[int, str]]] = {"triggerer": [], "scheduler": [], "under": []}
         for (name, _pid), value in self.peak.items():
+            if name not in ("triggerer", "scheduler"):
+                continue
             title = self.title[(name, _pid)]
             role = name if title == "root" or name == "triggerer" else "under"
             roles[role].append((value, title))
@@ -561,6 +575,7 @@ def run_copy(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             ),
             "event-loop lag over the whole run": lag_figures(work / "lag.txt", triggered, ended),
             "memory": sampler.memory(),
+            "CPU seconds by process tree": sampler.cpu_seconds(),
             "load average: at the end; mean during the sweep; mean during the copy": (
                 f"{load()}; {sampler.mean_load(sweep_start, sweep_end):.1f}; "
                 f"{sampler.mean_load(sensor_end or ended, copy_end or ended):.1f}"
@@ -688,6 +703,7 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "requests by kind": dict(sorted(sampler.kinds.items())),
             "event-loop lag, whole run (probe)": lag_figures(work / "lag.txt", started, complete),
             "memory": sampler.memory(),
+            "CPU seconds by process tree": sampler.cpu_seconds(),
             "load average at the end; mean over the run": (
                 f"{load()}; {sampler.mean_load(started, complete):.1f}"
             ),
