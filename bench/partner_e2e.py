@@ -143,7 +143,12 @@ def log(message: str) -> None:
 
 
 def make_deployment(
-    emu: DinteroEmulator, work: Path, dag_files: list[str], poll_interval: float, lag_seconds: float
+    emu: DinteroEmulator,
+    work: Path,
+    dag_files: list[str],
+    poll_interval: float,
+    lag_seconds: float,
+    config: list[str] | None = None,
 ) -> system.Deployment:
     """
     The system suite's deployment with this bench's DAGs folder, connection and probe, and
@@ -154,7 +159,13 @@ def make_deployment(
     :param dag_files: example DAG files copied into the DAGs folder (the probe's is added).
     :param poll_interval: the watcher's poll interval (``DINTERO_POLL_INTERVAL``).
     :param lag_seconds: how long the lag probe runs.
+    :param config: Airflow settings ``section.key=value`` on top (``AIRFLOW__SECTION__KEY``).
     """
+    overrides = {}
+    for item in config or []:
+        name, _, value = item.partition("=")
+        section, _, key = name.partition(".")
+        overrides[f"AIRFLOW__{section.upper()}__{key.upper()}"] = value
     dags = work / "dags"
     dags.mkdir(parents=True)
     for name in dag_files:
@@ -182,6 +193,7 @@ def make_deployment(
                     "DINTERO_POLL_INTERVAL": str(poll_interval),
                     "DINTERO_BENCH_LAG_FILE": str(work / "lag.txt"),
                     "DINTERO_BENCH_LAG_SECONDS": str(lag_seconds),
+                    **overrides,
                 }
             )
             return env
@@ -477,9 +489,13 @@ def _phase(ti: list[dict[str, Any]], task_id: str) -> tuple[float | None, float 
 def run_copy(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """The ``copy`` scenario at ``n`` merchants; returns its figures."""
     seed = EmulatorSeed(merchants=n, settlements_per_provider=0, reports_per_merchant=0)
-    figures: dict[str, Any] = {"scenario": "copy", "merchants": n}
+    figures: dict[str, Any] = {
+        "scenario": "copy",
+        "merchants": n,
+        "Airflow settings changed": ", ".join(args.config) or "none",
+    }
     with DinteroEmulator(seed) as emu:
-        dep = make_deployment(emu, work, ["settlements_to_s3.py"], 30.0, args.lag_seconds)
+        dep = make_deployment(emu, work, ["settlements_to_s3.py"], 30.0, args.lag_seconds, args.config)
         sampler = Sampler(dep, emu)
         try:
             began = time.time()
@@ -621,9 +637,16 @@ def stored_watermarks(db: Path) -> int:
 def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """The ``restart`` scenario at ``n`` merchants; returns its figures."""
     seed = EmulatorSeed(merchants=n, settlements_per_provider=0, reports_per_merchant=0)
-    figures: dict[str, Any] = {"scenario": "restart", "merchants": n, "poll interval (s)": args.poll_interval}
+    figures: dict[str, Any] = {
+        "scenario": "restart",
+        "merchants": n,
+        "poll interval (s)": args.poll_interval,
+        "Airflow settings changed": ", ".join(args.config) or "none",
+    }
     with DinteroEmulator(seed) as emu:
-        dep = make_deployment(emu, work, ["settlements_on_event.py"], args.poll_interval, args.lag_seconds)
+        dep = make_deployment(
+            emu, work, ["settlements_on_event.py"], args.poll_interval, args.lag_seconds, args.config
+        )
         sampler = Sampler(dep, emu)
         db = dep.home / "airflow.db"
         try:
@@ -742,6 +765,13 @@ def main() -> None:
     parser.add_argument("--kill-at", type=float, default=0.3, help="fraction of events recorded (restart)")
     parser.add_argument("--lag-seconds", type=float, default=3600, help="how long the lag probe runs")
     parser.add_argument("--markdown", help="append each result to this file")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="an Airflow setting for every process, e.g. triggerer.shared_stream_subscriber_queue_size=20000",
+    )
     args = parser.parse_args()
     for n in args.merchants:
         work = WORK / f"{args.scenario}-{n}"
