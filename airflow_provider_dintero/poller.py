@@ -347,25 +347,71 @@ def access_error_message(account_id: str, exc: DinteroApiError) -> str:
     )
 
 
+def listed_ids(account_id: str, settlements: Iterable[Any]) -> list[str]:
+    """
+    The ids of a merchant's listed settlements, in order and once each: what a partner-wide
+    sweep keeps of a listing (its ``reduce``), so that neither the sweep nor its event holds
+    whole settlements. An entry without an id is left out (the list comes from the wire; the
+    copy confirms every id with Dintero before writing).
+
+    :param account_id: the merchant (unused: the signature of a sweep's ``reduce``).
+    :param settlements: the listing, settlement mappings (or ids already).
+    """
+    ids: dict[str, None] = {}
+    for s in settlements:
+        sid = s.get("id") if isinstance(s, Mapping) else s
+        if isinstance(sid, str) and sid:
+            ids.setdefault(sid, None)
+    return list(ids)
+
+
+#: The shape of :func:`sweep_payload`'s event. Version 1 (no ``version`` key) carried a
+#: settlement summary per settlement (``merchants[].settlements``); version 2 carries ids.
+PAYLOAD_VERSION = 2
+
+
 def sweep_payload(sweep: Sweep, since: str) -> dict[str, Any]:
     """
-    The success event (and the sensor's raw result) of a sweep that found settlements.
+    The success event (and the sensor's raw result) of a sweep that found settlements: ids and
+    counts, never whole settlements, so that it stays small in the trigger table and in XCom
+    whatever the number of merchants (about 60 bytes per merchant plus its ids)::
 
-    :param sweep: the sweep.
+        {"status": "success", "version": 2, "since", "checked": <merchants polled>,
+         "found": <settlements found>, "merchants": [{"account_id", "settlement_ids": [...]}],
+         "skipped": [account ids], "unreadable": {account id: reason}, "failed": {...}}
+
+    :param sweep: the sweep (``found`` holds listings or ids, see :func:`listed_ids`).
     :param since: the ``since`` the sweep used.
     """
+    merchants = [
+        {"account_id": aid, "settlement_ids": listed_ids(aid, found)} for aid, found in sweep.found.items()
+    ]
     return {
         "status": "success",
+        "version": PAYLOAD_VERSION,
         "since": since,
         "checked": sweep.checked,
-        "merchants": [
-            {"account_id": aid, "settlements": [settlement_summary(s) for s in found]}
-            for aid, found in sweep.found.items()
-        ],
+        "found": sum(len(m["settlement_ids"]) for m in merchants),
+        "merchants": merchants,
         "skipped": sorted(sweep.skipped),
         "unreadable": dict(sweep.skipped),
         "failed": dict(sweep.failed),
     }
+
+
+def payload_settlement_ids(merchant: Mapping[str, Any]) -> list[str]:
+    """
+    The settlement ids of one merchant of a :func:`sweep_payload` event, in either shape:
+    ``settlement_ids`` (version 2), or the ids of its ``settlements`` summaries (version 1: an
+    event stored by a trigger that fired before an upgrade).
+
+    :param merchant: one item of the event's ``merchants``.
+    """
+    if "settlement_ids" in merchant:
+        raw = merchant.get("settlement_ids") or []
+    else:
+        raw = merchant.get("settlements") or []
+    return listed_ids(str(merchant.get("account_id")), raw if isinstance(raw, list) else [])
 
 
 def listed_account_ids(accounts: Iterable[Any]) -> list[str]:
@@ -387,18 +433,23 @@ def listed_account_ids(accounts: Iterable[Any]) -> list[str]:
     return list(ids)
 
 
-def sweep_blocking(poller: SettlementPoller, since_for: Callable[[str], str]) -> Sweep:
+def sweep_blocking(
+    poller: SettlementPoller,
+    since_for: Callable[[str], str],
+    reduce: Callable[[str, list[Settlement]], Any] | None = None,
+) -> Sweep:
     """
     Run one sweep to the end from synchronous code (a sensor's poke): the same sweep as in the
     triggerer, on an event loop of its own whose HTTP client is closed afterwards.
 
     :param poller: the poller.
     :param since_for: the ``since`` timestamp of a merchant.
+    :param reduce: what to keep of each merchant's listing (see :meth:`SettlementPoller.sweep`).
     """
     from airflow_provider_dintero.transport import hold_async_clients
 
     async def run() -> Sweep:
         async with hold_async_clients():
-            return await poller.sweep(since_for)
+            return await poller.sweep(since_for, reduce=reduce)
 
     return asyncio.run(run())

@@ -84,6 +84,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -91,7 +92,7 @@ from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_dintero.events import poll_extra
+from airflow_provider_dintero.events import build_extra
 from airflow_provider_dintero.exceptions import DinteroApiError
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook
 from airflow_provider_dintero.poller import (
@@ -186,10 +187,12 @@ def _instant(value: Any) -> datetime | None:
     return datetime(p.year, p.month, p.day, p.hour, p.minute, p.second, p.microsecond, tzinfo=timezone.utc)
 
 
-@dataclass
+@dataclass(slots=True)
 class Watermark:
     """
     How far a merchant's settlements were reported (see the module's watermark contract).
+    Never changed in place (:meth:`split` returns a new one), so the watcher shares one object
+    between the merchant's current and stored watermark and the event's broker payload.
 
     :param floor: list from here (Dintero's form): the newest reported ``created_at`` less the
         lookback, or the first start's ``since``.
@@ -212,8 +215,10 @@ class Watermark:
         Read a stored watermark; ``None`` when absent or unreadable. The earlier form
         ``{"created_at", "ids"}`` reads as a floor at ``created_at`` with those ids seen there.
 
-        :param value: the stored value.
+        :param value: the stored value (a :class:`Watermark` is returned as it is).
         """
+        if isinstance(value, Watermark):
+            return value
         if not isinstance(value, dict):
             return None
         if "floor" not in value and _instant(value.get("created_at")) is not None:
@@ -329,8 +334,12 @@ class SettlementEventProducer(SharedStreamProducer):
     def _who(self) -> str:
         return f"{len(self.account_ids)} merchant(s)" if self.account_ids else f"partner {self.account_id}"
 
-    async def open_stream(self) -> AsyncIterator[tuple[dict[str, Any], tuple[str, dict[str, Any], int]]]:
-        """Sweep forever; yield ``(event payload, (merchant, new watermark, generation))`` per new batch."""
+    async def open_stream(self) -> AsyncIterator[tuple[dict[str, Any], tuple[str, Watermark, int]]]:
+        """
+        Sweep forever; yield ``(event payload, (merchant, new watermark, generation))`` per new
+        batch. A sweep keeps, per merchant found, only its new ids, providers and watermarks
+        (not the listed settlements), and lets go of each merchant once its event is yielded.
+        """
         await self._start()
         poller = SettlementPoller(
             DinteroAsyncHook(dintero_conn_id=self.dintero_conn_id),
@@ -341,28 +350,36 @@ class SettlementEventProducer(SharedStreamProducer):
         )
         async with hold_async_clients():
             while True:
-                found = await self._sweep(poller)
+                found = deque(await self._sweep(poller))
                 slice_start = time.perf_counter()
-                for aid, (extra, mark) in found:
+                while found:
+                    aid, (ids, providers, before, mark) = found.popleft()
                     if time.perf_counter() - slice_start > SLICE:
                         await asyncio.sleep(0)  # let the other triggers of this loop run
                         slice_start = time.perf_counter()
-                    if self._mark(aid) is not mark[0]:
-                        continue  # rolled back (or stored) during the sweep: the next sweep decides
-                    self.current[aid] = mark[1]
-                    yield extra, (aid, mark[1].to_json(), self.generation.get(aid, 0))
+                    if self._mark(aid) is not before:
+                        continue  # rolled back during the sweep: the next sweep decides
+                    self.current[aid] = mark
+                    extra = build_extra(aid, ids, providers, source="poll")
+                    yield extra, (aid, mark, self.generation.get(aid, 0))
                 await asyncio.sleep(self.poll_interval)
 
-    def _fresh(self, aid: str, settlements: list[Settlement]) -> tuple[dict[str, Any], Any] | None:
+    def _fresh(
+        self, aid: str, settlements: list[Settlement]
+    ) -> tuple[tuple[str, ...], tuple[str, ...], Watermark, Watermark] | None:
         """
-        Reduce one merchant's listing, as soon as it arrives, to its event and new watermark
-        (``None`` when nothing is new): the listing itself is not kept.
+        Reduce one merchant's listing, as soon as it arrives, to what its event needs (the new
+        ids and their providers, as tuples of strings, which the garbage collector does not
+        track) and its watermarks before and after (``None`` when nothing is new): the listing
+        itself is not kept.
         """
         before = self._mark(aid)
         fresh, mark = before.split(settlements, self.lookback)
         if not fresh:
             return None
-        return poll_extra(aid, fresh), (before, mark)
+        ids = tuple(str(s["id"]) for s in fresh)
+        providers = tuple(dict.fromkeys(p for s in fresh if isinstance(p := s.get("provider"), str) and p))
+        return ids, providers, before, mark
 
     async def _sweep(self, poller: SettlementPoller) -> list[tuple[str, Any]]:
         try:
@@ -407,20 +424,23 @@ class SettlementEventProducer(SharedStreamProducer):
                 return
             await self.commit(aid, mark, generation)
 
-    async def commit(self, aid: str, mark: dict[str, Any], generation: int = 0) -> None:
+    async def commit(self, aid: str, mark: Watermark | dict[str, Any], generation: int = 0) -> None:
         """
         Store ``aid``'s watermark (its event is safely recorded).
 
         :param aid: the merchant.
-        :param mark: the watermark after the batch.
+        :param mark: the watermark after the batch (or its stored form).
         :param generation: the merchant's generation when the event was yielded.
         """
         if generation != self.generation.get(aid, 0):
             return
-        await self.store.aset(f"watermark:{aid}", mark)
+        await self.store.aset(f"watermark:{aid}", mark.to_json() if isinstance(mark, Watermark) else mark)
         stored = Watermark.from_json(mark)
-        if stored is not None:
-            self.stored[aid] = stored
+        if stored is None:
+            return
+        if self.current.get(aid) is mark:  # nothing newer in flight: one object, not two
+            del self.current[aid]
+        self.stored[aid] = stored
 
     def rollback(self, aid: str) -> None:
         """
