@@ -79,6 +79,14 @@ def settlement(i: int, at: datetime) -> dict[str, Any]:
     }
 
 
+def rss_now_mb() -> int:
+    """The process's resident memory now (Linux), in MB: what the imports and warm-up hold."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1000)
+    return 0
+
+
 def timed(fn: Any, *args: Any) -> float:
     start = time.perf_counter()
     fn(*args)
@@ -100,10 +108,11 @@ class StandInHook:
         await asyncio.sleep(0)
         return StandInHook.merchants
 
-    async def async_list_settlements(self, account_id: str, **filters: Any) -> list[dict[str, Any]]:
+    async def async_list_settlements(self, account_id: str, *, each: Any = None, **filters: Any) -> list[Any]:
         StandInHook.calls += 1
         await asyncio.sleep(0)
-        return json.loads(StandInHook.page)  # fresh objects, as the hook's decode makes them
+        page = json.loads(StandInHook.page)  # fresh objects, as the hook's decode makes them
+        return page if each is None else [each(s) for s in page]  # as the hook's sink
 
 
 class DictStore:
@@ -162,6 +171,8 @@ async def watcher(n: int, per: int) -> dict[str, Any]:
 
     async with hold_async_clients():  # warm up: the HTTP stack's one-time import and client
         pass
+    gc.collect()  # settle what importing left pending, so the figures are the sweep's own
+    rss_at_start = rss_now_mb()
     gc.callbacks.append(on_gc)
     tick = asyncio.ensure_future(ticker())
     stream = producer.open_stream()
@@ -202,6 +213,7 @@ async def watcher(n: int, per: int) -> dict[str, Any]:
         ),
         "stall_cpu_max_ms": round(stalls[-1] * 1000, 1),
         "stall_cpu_p99_ms": round(stalls[int(len(stalls) * 0.99)] * 1000, 1),
+        "rss_at_start_mb": rss_at_start,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000),
         "gc_gen2_collections": len(full),
         "gc_gen2_longest_ms": round(max(full, default=0.0) * 1000, 1),

@@ -834,18 +834,27 @@ class DinteroAsyncHook(DinteroPartnerHook):
     :param dintero_conn_id: the Airflow connection id.
     """
 
-    async def async_list_settlements(self, account_id: str | None, **filters: Any) -> list[Settlement]:
+    async def async_list_settlements(
+        self, account_id: str | None, *, each: Callable[[Settlement], Any] | None = None, **filters: Any
+    ) -> list[Any]:
         """
         Return every settlement matching the filters (see :meth:`list_settlements`).
 
         :param account_id: the merchant, or ``None`` for the connection's own account.
+        :param each: what to keep of each settlement, applied to each page as soon as it is
+            decoded (the list holds what it returns): a poll of many merchants keeps a few
+            fields, not every decoded page across the requests of a listing.
         :param filters: keyword filters of :meth:`list_settlements`.
         """
         request, params = await asyncio.to_thread(self._settlements_request, account_id, filters)
         window = SettlementWindow.of(**filters)
-        found: list[Settlement] = []
-        flow = paged_settlements(request, self.limits, params)
-        await pipeline.arun(flow, self.aperform, lambda page: found.extend(window.select(page)))
+        found: list[Any] = []
+
+        def sink(page: list[Any]) -> None:
+            selected = window.select(page)
+            found.extend(selected if each is None else map(each, selected))
+
+        await pipeline.arun(paged_settlements(request, self.limits, params), self.aperform, sink)
         return found
 
     async def async_list_merchants(self, *, limit: int = 100, **filters: Any) -> list[Account]:

@@ -49,6 +49,7 @@ from airflow_provider_dintero.poller import (
     check_account_ids,
     check_concurrency,
     listed_ids,
+    listing_keys,
     payload_settlement_ids,
     settlement_summary,
     sweep_blocking,
@@ -374,6 +375,7 @@ class SettlementSensor(BaseSensorOperator):
             account_ids=account_ids,
             payment_providers=providers,
             max_concurrency=self.max_concurrency,
+            each=listing_keys,
         )
         try:
             sweep = sweep_blocking(poller, lambda _aid: since, listed_ids)

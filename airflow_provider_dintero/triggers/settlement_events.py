@@ -102,6 +102,7 @@ from airflow_provider_dintero.poller import (
     SettlementPoller,
     check_account_ids,
     check_concurrency,
+    listing_keys,
 )
 from airflow_provider_dintero.redaction import redact_text
 from airflow_provider_dintero.settlements import format_timestamp, parse_timestamp
@@ -300,6 +301,10 @@ class SettlementEventProducer(SharedStreamProducer):
         self.initial_since = kwargs.get("since")
         self.store = state_store(self.account_id)
         self.since = ""
+        #: the watermark of every merchant with none stored: one object, shared (never changed)
+        self.first = Watermark(format_timestamp(datetime.min.replace(tzinfo=timezone.utc), "since"))
+        #: merchants whose stored watermark was read (those with one are in ``stored``)
+        self.loaded: set[str] = set()
         self.stored: dict[str, Watermark] = {}
         self.current: dict[str, Watermark] = {}
         #: per merchant, bumped at each rollback: confirmations of older events are ignored
@@ -308,17 +313,19 @@ class SettlementEventProducer(SharedStreamProducer):
 
     async def _load_all(self, merchants: Sequence[str]) -> None:
         """Read the stored watermark of every merchant not read yet (restart, new merchants)."""
-        missing = iter([aid for aid in merchants if aid not in self.stored])
+        missing = iter([aid for aid in merchants if aid not in self.loaded])
 
         async def worker() -> None:
             for aid in missing:
                 mark = Watermark.from_json(await self.store.aget(f"watermark:{aid}"))
-                self.stored[aid] = mark or Watermark(self.since)
+                if mark is not None:
+                    self.stored[aid] = mark
+                self.loaded.add(aid)
 
         await asyncio.gather(*(worker() for _ in range(self.max_concurrency)))
 
     def _mark(self, aid: str) -> Watermark:
-        return self.current.get(aid) or self.stored.setdefault(aid, Watermark(self.since))
+        return self.current.get(aid) or self.stored.get(aid) or self.first
 
     async def _start(self) -> None:
         since = await self.store.aget("since")
@@ -329,6 +336,7 @@ class SettlementEventProducer(SharedStreamProducer):
             since = format_timestamp(start, "since")
             await self.store.aset("since", since)
         self.since = str(since)
+        self.first = Watermark(self.since)
         log.info("Watching Dintero settlements of %s created since %s", self._who(), self.since)
 
     def _who(self) -> str:
@@ -347,6 +355,7 @@ class SettlementEventProducer(SharedStreamProducer):
             payment_providers=self.payment_providers,
             max_concurrency=self.max_concurrency,
             merchant_timeout=self.merchant_timeout,
+            each=listing_keys,
         )
         async with hold_async_clients():
             while True:
@@ -386,7 +395,7 @@ class SettlementEventProducer(SharedStreamProducer):
             merchants = await poller.merchants()
             await self._load_all(merchants)
             now = time.monotonic()
-            due = [aid for aid in merchants if self.health.due(aid, now)]
+            due = self.health.due_among(merchants, now)
             sweep = await poller.sweep(lambda aid: self._mark(aid).floor, due, self._fresh)
         except DinteroApiError as exc:
             log.warning(

@@ -34,6 +34,7 @@ from airflow_provider_dintero.poller import (
     SettlementPoller,
     access_error_message,
     listed_ids,
+    listing_keys,
     poll_account,
     settlement_summary,
     sweep_error,
@@ -250,6 +251,7 @@ class PartnerSettlementTrigger(BaseTrigger):
             account_ids=self.account_ids,
             payment_providers=self.payment_providers,
             max_concurrency=self.max_concurrency,
+            each=listing_keys,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
