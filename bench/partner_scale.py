@@ -53,6 +53,8 @@ from airflow_provider_dintero.triggers.settlement_events import Watermark
 
 T0 = datetime(2027, 7, 1, 8, tzinfo=timezone.utc)
 TICK = 0.005
+#: The results file keeps everything from this heading on (earlier rounds' figures) when rewritten.
+HISTORY = "## Earlier rounds"
 
 
 def _iso(at: datetime) -> str:
@@ -310,7 +312,9 @@ def main() -> None:
         *[f"| {k} | {v} |" for k, v in result.items()],
         "",
     ]
-    Path(args.markdown).write_text("\n".join(lines))
+    out = Path(args.markdown)
+    earlier = out.read_text().partition(HISTORY)[2] if out.exists() else ""
+    out.write_text("\n".join(lines) + (f"\n{HISTORY}{earlier}" if earlier else ""))
     print("\n".join(lines))
 
 

@@ -91,7 +91,10 @@ def test_async_list_settlements_keeps_what_each_returns_of_the_window(
 
     found = asyncio.run(
         DinteroAsyncHook().async_list_settlements(
-            mid, each=listing_keys, item_created_at_gte="2026-11-05T10:00:00.000001Z"
+            mid,
+            each=listing_keys,
+            item_created_at_gte="2026-11-05T10:00:00.000001Z",
+            item_created_at_lte="2026-11-05T18:00:00Z",
         )
     )
 
