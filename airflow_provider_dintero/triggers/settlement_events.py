@@ -188,6 +188,13 @@ def _instant(value: Any) -> datetime | None:
     return datetime(p.year, p.month, p.day, p.hour, p.minute, p.second, p.microsecond, tzinfo=timezone.utc)
 
 
+def _stored_form(at: datetime) -> str:
+    """Dintero's form of an instant (what :func:`format_timestamp` gives), fast for UTC ones."""
+    if at.tzinfo is timezone.utc:
+        return at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return format_timestamp(at, "created_at")
+
+
 @dataclass(slots=True)
 class Watermark:
     """
@@ -207,7 +214,7 @@ class Watermark:
         """The stored form: ``{"floor", "seen": {id: created_at}}``."""
         return {
             "floor": self.floor,
-            "seen": {sid: format_timestamp(at, "created_at") for sid, at in self.seen.items()},
+            "seen": {sid: _stored_form(at) for sid, at in self.seen.items()},
         }
 
     @classmethod
@@ -253,11 +260,14 @@ class Watermark:
         fresh: list[Settlement] = []
         newest = max(seen.values(), default=floor)
         for item in settlements:
-            sid, created = item.get("id"), _instant(item.get("created_at"))
+            sid = item.get("id")
+            if isinstance(sid, str) and sid in seen:  # reported already (most of a re-listed lookback)
+                continue
+            created = _instant(item.get("created_at"))
             if not isinstance(sid, str) or not sid or created is None:
                 log.warning("Ignoring a settlement without a readable id or created_at: %r", str(sid)[:60])
                 continue
-            if created < floor or sid in seen:  # older than the contract, or reported already
+            if created < floor:  # older than the contract
                 continue
             fresh.append(item)
             seen[sid] = created
