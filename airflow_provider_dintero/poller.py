@@ -431,7 +431,7 @@ def sweep_payload(sweep: Sweep, since: str) -> dict[str, Any]:
     """
     The success event (and the sensor's raw result) of a sweep that found settlements: ids and
     counts, never whole settlements, so that it stays small in the trigger table and in XCom
-    whatever the number of merchants (about 60 bytes per merchant plus its ids)::
+    whatever the number of merchants (about 50 bytes per merchant plus its ids)::
 
         {"status": "success", "version": 2, "since", "checked": <merchants polled>,
          "found": <settlements found>, "merchants": [{"account_id", "settlement_ids": [...]}],
