@@ -302,7 +302,7 @@ def test_the_memory_mode_touches_no_variable_and_never_waits(
     perform = hook.perform
 
     def perform_noting_sleeps(action: Any) -> Any:
-        if isinstance(action, auth.Sleep):
+        if isinstance(action, pipeline.Sleep):
             sleeps.append(action.seconds)
         return perform(action)
 
