@@ -13,8 +13,7 @@ CI (``scripts/system_production.sh``, 4 merchants) runs the deployment checks, t
 worker killed mid-copy (3a) and the proxy check. ``--all`` (``DINTERO_PRODUCTION_ALL=1``, 20
 merchants) adds the token economy, the triggerer take-over (3b), the webhook twins (3c), the
 PostgreSQL outage (3d); the token economy's eight copies also show both workers at work (the
-examples' copies are batched: a small run's copy is one task, on one worker). Cases that fail today
-are strict xfails naming the cause: they cannot pass unnoticed.
+examples' copies are batched: a small run's copy is one task, on one worker).
 """
 
 from __future__ import annotations
@@ -57,12 +56,6 @@ FIGURES: dict[str, Any] = {}
 ALL = os.environ.get("DINTERO_PRODUCTION_ALL") == "1"
 all_only = pytest.mark.skipif(
     not ALL, reason="not in CI: scripts/system_production.sh --all (DINTERO_PRODUCTION_ALL=1)"
-)
-#: Known failures, each naming its cause (strict: a pass fails the run, so the mark is removed).
-variable_cache_race = pytest.mark.xfail(
-    strict=True,
-    reason="token cache_mode=variable: the Variable is read and written without a cross-process lock,"
-    " so concurrent task processes miss together and each mints (issue 24)",
 )
 
 
@@ -183,7 +176,6 @@ def token_economy(
 
 
 @all_only
-@variable_cache_race
 def test_shared_cache_mints_one_partner_token_across_workers(token_economy: dict[str, Any]) -> None:
     variable = token_economy["variable"]
 
@@ -195,7 +187,6 @@ def test_shared_cache_mints_one_partner_token_across_workers(token_economy: dict
 
 
 @all_only
-@variable_cache_race
 def test_shared_cache_mints_one_exchange_and_one_merchant_token_per_merchant(
     token_economy: dict[str, Any], emulator: Any
 ) -> None:
