@@ -105,6 +105,13 @@ def for_account(
     return wrapper
 
 
+def _log_sleep(action: pipeline.Sleep) -> None:
+    if action.retry:
+        log.warning("%s; retrying in %.1f s", action.reason, action.seconds)
+    else:
+        log.debug("%s; waiting %.1f s", action.reason, action.seconds)
+
+
 def _log_rejected(action: pipeline.DropToken) -> None:
     log.warning(
         "Dintero rejected the cached token for account %s; minting a new one, retrying once",
@@ -259,7 +266,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         if isinstance(action, pipeline.Send):
             return RequestsTransport(self._session, self.verify, self.proxies).send(action)
         if isinstance(action, pipeline.Sleep):
-            log.warning("%s; retrying in %.1f s", action.reason, action.seconds)
+            _log_sleep(action)
             time.sleep(action.seconds)
             return None
         if isinstance(action, pipeline.GetToken):
@@ -284,7 +291,11 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
             account_id=self.account_id,
             margin=self.token_refresh_margin,
             limits=self.limits,
-            shared=SharedTokenStore(self.token_cache_mode == "variable"),
+            shared=SharedTokenStore(
+                self.token_cache_mode == "variable",
+                settle=self.token_lease_settle,
+                lease_ttl=self.token_lease_ttl,
+            ),
             credentials=lambda: basic_authorization(self.client_id, self._client_secret),
         )
 
@@ -891,7 +902,7 @@ class DinteroAsyncHook(DinteroPartnerHook):
             client = shared_async_client(self.verify, self.proxies)
             return await HttpxTransport(client, internal_ok=self._internal_hosts_ok).send(action)
         if isinstance(action, pipeline.Sleep):
-            log.warning("%s; retrying in %.1f s", action.reason, action.seconds)
+            _log_sleep(action)
             await asyncio.sleep(action.seconds)
             return None
         if isinstance(action, pipeline.GetToken):
