@@ -16,7 +16,8 @@ secrets masker, once per process; merchant, exchange and refresh tokens never ar
 :mod:`airflow_provider_dintero.redaction`), so the masker's size does not grow with the number of
 merchants a partner serves. One token per account per lifetime: a lock per cache key (a thread
 lock, and on an event loop an asyncio lock in front of it) makes concurrent callers wait for one
-mint; ``cache_mode: variable`` shares the token with every other worker.
+mint; ``cache_mode: variable`` shares the token with every other worker, and a lease Variable
+next to it makes the workers wait for one mint too (:class:`SharedTokenStore`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ import functools
 import hashlib
 import json
 import math
+import os
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,7 +40,7 @@ from typing import Any, Literal
 
 from airflow_provider_dintero import pipeline
 from airflow_provider_dintero.exceptions import DinteroApiError
-from airflow_provider_dintero.pipeline import Blocking, Flow, Limits, Request
+from airflow_provider_dintero.pipeline import Blocking, Flow, Limits, Request, Sleep
 from airflow_provider_dintero.redaction import guard_logger, mask_secret
 
 log = guard_logger(__name__)
@@ -47,6 +50,15 @@ MAX_TOKEN_LIFETIME = 86400.0
 
 #: A cache key: (base URL, client id, account id).
 Key = tuple[str, str, str]
+
+#: Default seconds between writing a token lease and reading it back (``extra.cache_lease_settle``):
+#: longer than any Variable write takes to land, so that every rival's write is visible by then.
+LEASE_SETTLE = 1.0
+#: Default seconds a token lease holds (``extra.cache_lease_ttl``): the longest the other workers
+#: wait for a worker that died while minting.
+LEASE_TTL = 60.0
+#: Seconds between two looks at the token Variable while another worker holds the lease.
+LEASE_POLL = 0.5
 
 
 def read_token_answer(payload: Any, *, account_id: str, operation: str) -> tuple[str, float]:
@@ -212,27 +224,101 @@ def variable_api() -> Any:
     return DbVariable
 
 
+@dataclass(frozen=True)
+class Lease:
+    """
+    A token lease as read from its Variable: who mints the token, until when. It holds no secret.
+
+    :param owner: the holding process's lease owner id (:func:`lease_owner`).
+    :param expires_at: epoch seconds after which the lease counts as abandoned.
+    """
+
+    owner: str
+    expires_at: float
+
+    def held(self, now: float) -> bool:
+        """
+        Whether the lease still holds at ``now``.
+
+        :param now: epoch seconds.
+        """
+        return self.expires_at > now
+
+
+_OWNER: tuple[int, str] | None = None
+
+
+def lease_owner() -> str:
+    """
+    This process's token lease owner id: its pid and a random part, new after a fork (a forked
+    worker is another contender). Threads and event loops of one process share it: the cache's
+    per-key lock lets only one of them hold a lease at a time.
+    """
+    global _OWNER
+    pid = os.getpid()
+    if _OWNER is None or _OWNER[0] != pid:
+        _OWNER = (pid, f"{pid}-{uuid.uuid4().hex[:16]}")
+    return _OWNER[1]
+
+
 class SharedTokenStore:
     """
-    Tokens shared by every worker through an (encrypted) Airflow Variable per account. Its
+    Tokens shared by every worker through an (encrypted) Airflow Variable per account, and one
+    mint per token lifetime between the workers through a lease Variable next to it. Its
     methods block (a metadata-DB or Task SDK call): the token flow runs them as
     :class:`~airflow_provider_dintero.pipeline.Blocking` actions.
 
+    Inside an Airflow 3 task or triggerer the only shared store is the Execution API's Variables
+    (get, set as an upsert, delete), with no compare-and-set: the lease is Fischer's timed mutual
+    exclusion over those registers (see :meth:`Tokens.obtain`). A worker that finds the lease
+    free or expired writes ``{owner, expires_at}``, waits ``settle`` seconds and reads it back;
+    only the worker whose write came last finds its own id, checks the token Variable once more,
+    mints, shares the token and deletes the lease. The others look at the token Variable every
+    :data:`LEASE_POLL` seconds until it is fresh or the lease expires (its holder died: one of
+    them takes the lease over), and after ``2 x lease_ttl + settle`` seconds mint on their own.
+
+    Safety assumptions: a worker's lease write lands within ``settle`` seconds of the read that
+    saw the lease free, and the workers' clocks agree to well within ``lease_ttl``. When either
+    fails (an overloaded api-server, a paused process), or a mint outlasts ``lease_ttl``, the
+    cost is an extra mint: never a failed task, a wait beyond the bound, or a wrong token.
+
     :param enabled: whether the connection asked for ``cache_mode: variable``.
+    :param settle: seconds between writing the lease and reading it back.
+    :param lease_ttl: seconds a lease holds.
     """
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, settle: float = LEASE_SETTLE, lease_ttl: float = LEASE_TTL) -> None:
         self.enabled = enabled
+        self.settle = settle
+        self.lease_ttl = lease_ttl
+
+    @property
+    def wait_limit(self) -> float:
+        """The longest a worker waits for the others before minting on its own, in seconds."""
+        return 2 * self.lease_ttl + self.settle
 
     @staticmethod
-    def variable_key(key: Key) -> str:
+    def _digest(key: Key) -> str:
+        return hashlib.sha256("|".join(key).encode()).hexdigest()[:24]
+
+    @classmethod
+    def variable_key(cls, key: Key) -> str:
         """
         The Variable name of a cache key (account id and a digest of base URL and client id).
 
         :param key: (base URL, client id, account id).
         """
-        digest = hashlib.sha256("|".join(key).encode()).hexdigest()[:24]
-        return f"dintero_token_{key[2]}_{digest}"
+        return f"dintero_token_{key[2]}_{cls._digest(key)}"
+
+    @classmethod
+    def lease_key(cls, key: Key) -> str:
+        """
+        The Variable name of a cache key's lease (no word Airflow's masker treats as secret: the
+        lease holds none, and a masked value would be registered on every read).
+
+        :param key: (base URL, client id, account id).
+        """
+        return f"dintero_lease_{key[2]}_{cls._digest(key)}"
 
     def read(self, key: Key, margin: float) -> tuple[str, float] | None:
         """
@@ -243,6 +329,13 @@ class SharedTokenStore:
         """
         if not self.enabled:
             return None
+        shared = self._read_token(key)
+        if shared is None or shared[1] - margin <= time.time():
+            return None
+        log.info("Reusing the shared Dintero token for account %s", key[2])
+        return shared
+
+    def _read_token(self, key: Key) -> tuple[str, float] | None:
         try:
             raw = variable_api().get(self.variable_key(key), None)
         except Exception as exc:  # a missing Variable backend must not stop the task
@@ -252,13 +345,9 @@ class SharedTokenStore:
             return None
         try:
             data = json.loads(raw)
-            token, expires_at = str(data["access_token"]), float(data["expires_at"])
+            return str(data["access_token"]), float(data["expires_at"])
         except (ValueError, KeyError, TypeError):
             return None
-        if expires_at - margin <= time.time():
-            return None
-        log.info("Reusing the shared Dintero token for account %s", key[2])
-        return token, expires_at
 
     def write(self, key: Key, token: str, expires_at: float) -> None:
         """
@@ -276,18 +365,73 @@ class SharedTokenStore:
         except Exception as exc:
             log.warning("Could not write the shared Dintero token cache: %s", type(exc).__name__)
 
-    def delete(self, key: Key) -> None:
+    def delete(self, key: Key, token: str | None = None) -> None:
         """
-        Forget a shared token.
+        Forget a shared token (only if it is still ``token``, when given: a worker whose old
+        token was rejected must not delete the new one another worker just shared).
 
         :param key: (base URL, client id, account id).
+        :param token: the token known to be bad.
         """
         if not self.enabled:
             return
+        if token is not None:
+            shared = self._read_token(key)
+            if shared is not None and shared[0] != token:
+                return
         try:
             variable_api().delete(self.variable_key(key))
         except Exception as exc:
             log.debug("Could not delete the shared Dintero token: %s", type(exc).__name__)
+
+    def read_lease(self, key: Key) -> Lease | None:
+        """
+        Return the key's lease, or ``None`` when there is none (or it cannot be read or
+        understood: the lease is an optimisation, never a reason to fail).
+
+        :param key: (base URL, client id, account id).
+        """
+        try:
+            raw = variable_api().get(self.lease_key(key), None)
+        except Exception as exc:
+            log.warning("Could not read the Dintero token lease: %s", type(exc).__name__)
+            return None
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw)
+            return Lease(str(data["owner"]), float(data["expires_at"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def write_lease(self, key: Key, owner: str) -> None:
+        """
+        Claim the key's lease for ``owner`` for :attr:`lease_ttl` seconds (an upsert: the last
+        writer holds it, which the read-back after the settle delay tells).
+
+        :param key: (base URL, client id, account id).
+        :param owner: the claiming process's :func:`lease_owner`.
+        """
+        value = json.dumps({"owner": owner, "expires_at": time.time() + self.lease_ttl})
+        try:
+            variable_api().set(self.lease_key(key), value, description="Dintero token lease (who mints)")
+        except Exception as exc:
+            log.warning("Could not write the Dintero token lease: %s", type(exc).__name__)
+
+    def release_lease(self, key: Key, owner: str) -> None:
+        """
+        Delete the key's lease if ``owner`` still holds it.
+
+        :param key: (base URL, client id, account id).
+        :param owner: the releasing process's :func:`lease_owner`.
+        """
+        lease = self.read_lease(key)
+        if lease is None or lease.owner != owner:
+            return
+        try:
+            variable_api().delete(self.lease_key(key))
+        except Exception as exc:
+            log.debug("Could not delete the Dintero token lease: %s", type(exc).__name__)
 
 
 # ------------------------------------------------------------------------------------------
@@ -391,8 +535,9 @@ class Tokens:
         """
         The flow that returns a valid token for ``account_id``; run it holding the key's lock.
 
-        The process cache first, then the shared one (``cache_mode: variable``), then a mint
-        (shared afterwards); the connection's own token is registered with the masker.
+        The process cache first; then, with ``cache_mode: variable``, the shared one, and a
+        mint under the key's lease (:meth:`shared_or_minted`); else a mint. The connection's own
+        token is registered with the masker.
 
         :param account_id: a checked account id.
         """
@@ -400,32 +545,99 @@ class Tokens:
         token = TOKEN_CACHE.get(key, self.margin)  # another caller minted it while we waited
         if token:
             return token
-        shared = None
         if self.shared.enabled:
-            shared = yield Blocking(functools.partial(self.shared.read, key, self.margin))
-        if shared:
-            token, expires_at = shared
+            token, expires_at = yield from self.shared_or_minted(account_id)
         else:
             token, expires_in = yield from self.mint(account_id)
             expires_at = time.time() + expires_in
-            if self.shared.enabled:
-                yield Blocking(functools.partial(self.shared.write, key, token, expires_at))
         if account_id == self.account_id:
             yield Blocking(functools.partial(mask_secret, token))
         TOKEN_CACHE.put(key, token, expires_at)
         return token
+
+    def shared_or_minted(self, account_id: str) -> Flow[tuple[str, float]]:
+        """
+        The flow that returns ``(token, expires_at)`` from the shared cache, minting it (and
+        sharing it) only when this process wins the key's lease, so that the workers mint one
+        token per account per lifetime between them. See :class:`SharedTokenStore` for the
+        protocol, what it assumes and what happens when that fails (an extra mint at worst).
+        Its waits are :class:`~airflow_provider_dintero.pipeline.Sleep` actions, its Variable
+        calls :class:`~airflow_provider_dintero.pipeline.Blocking` ones: on an event loop
+        nothing blocks.
+
+        :param account_id: a checked account id.
+        """
+        store, key = self.shared, self.key(account_id)
+        shared = yield Blocking(functools.partial(store.read, key, self.margin))
+        if shared:
+            return shared
+        owner = lease_owner()
+        give_up_at = time.monotonic() + store.wait_limit
+        waiting = False
+        while time.monotonic() < give_up_at:
+            lease = yield Blocking(functools.partial(store.read_lease, key))
+            if lease is None or not lease.held(time.time()) or lease.owner == owner:
+                yield Blocking(functools.partial(store.write_lease, key, owner))
+                yield Sleep(store.settle, f"Claiming the token lease of account {account_id}", retry=False)
+                lease = yield Blocking(functools.partial(store.read_lease, key))
+                if lease is not None and lease.owner == owner:
+                    return (yield from self._mint_holding_lease(account_id, owner))
+            if not waiting:
+                waiting = True
+                log.info(
+                    "Another worker is minting the Dintero token for account %s; waiting for it "
+                    "(at most %.0f s)",
+                    account_id,
+                    store.wait_limit,
+                )
+            while time.monotonic() < give_up_at:
+                yield Sleep(LEASE_POLL, f"Waiting for the shared token of account {account_id}", retry=False)
+                shared = yield Blocking(functools.partial(store.read, key, self.margin))
+                if shared:
+                    return shared
+                lease = yield Blocking(functools.partial(store.read_lease, key))
+                if lease is None or not lease.held(time.time()) or lease.owner == owner:
+                    break  # its holder finished without sharing a token, or died: claim it
+        log.warning(
+            "No Dintero token for account %s was shared within %.0f s; minting one in this worker",
+            account_id,
+            store.wait_limit,
+        )
+        token, expires_in = yield from self.mint(account_id)
+        expires_at = time.time() + expires_in
+        yield Blocking(functools.partial(store.write, key, token, expires_at))
+        return token, expires_at
+
+    def _mint_holding_lease(self, account_id: str, owner: str) -> Flow[tuple[str, float]]:
+        """Holding the key's lease: check the shared cache once more, else mint and share; release."""
+        store, key = self.shared, self.key(account_id)
+        try:
+            # the previous holder may have shared a token and released the lease since our first look
+            shared = yield Blocking(functools.partial(store.read, key, self.margin))
+            if shared:
+                token, expires_at = shared
+            else:
+                token, expires_in = yield from self.mint(account_id)
+                expires_at = time.time() + expires_in
+                yield Blocking(functools.partial(store.write, key, token, expires_at))
+        except Exception:  # the mint failed: let the next worker try now, not after the lease's TTL
+            yield Blocking(functools.partial(store.release_lease, key, owner))
+            raise
+        yield Blocking(functools.partial(store.release_lease, key, owner))
+        return token, expires_at
 
     def forget(self, account_id: str, token: str | None = None) -> Flow[None]:
         """
         The flow that forgets ``account_id``'s token (after Dintero rejected it).
 
         :param account_id: a checked account id.
-        :param token: only forget it if the process cache still holds this token.
+        :param token: only forget it if the cache (the process's, and the shared one) still
+            holds this token.
         """
         key = self.key(account_id)
         TOKEN_CACHE.drop(key, token)
         if self.shared.enabled:
-            yield Blocking(functools.partial(self.shared.delete, key))
+            yield Blocking(functools.partial(self.shared.delete, key, token))
 
     def mint(self, account_id: str) -> Flow[tuple[str, float]]:
         """

@@ -286,6 +286,23 @@ class DinteroConnectionMixin:
         return "variable" if mode == "variable" else "memory"
 
     @cached_property
+    def token_lease_settle(self) -> float:
+        """
+        Seconds a process waits after writing a token lease before reading it back, with
+        ``cache_mode: variable`` (``extra.cache_lease_settle``, default 1): it must exceed the
+        longest time a Variable write takes to land (see :class:`~.auth.SharedTokenStore`).
+        """
+        return self._number("cache_lease_settle", minimum=0, maximum=60)
+
+    @cached_property
+    def token_lease_ttl(self) -> float:
+        """
+        Seconds a token lease holds, with ``cache_mode: variable`` (``extra.cache_lease_ttl``,
+        default 60): how long the others wait for a worker that died while minting.
+        """
+        return self._number("cache_lease_ttl", minimum=0, maximum=3600, above=True)
+
+    @cached_property
     def limits(self) -> Limits:
         """Every bound of a request, from the connection (see :class:`~.pipeline.Limits`)."""
         return Limits(
@@ -332,6 +349,7 @@ class DinteroConnectionMixin:
         """Check every connection field before any request; raise :class:`DinteroInputError`."""
         _ = (self.account_id, self.client_id, self._client_secret, self.base_url, self.checkout_base_url)
         _ = (self.limits, self.token_cache_mode, self.token_refresh_margin, self.min_download_rate)
+        _ = (self.token_lease_settle, self.token_lease_ttl)
         _ = self.proxies
 
     @cached_property

@@ -228,11 +228,65 @@ def iter_events(triggering_asset_events: Any) -> Iterable[Any]:
     Every event of a run's triggering asset events, asset by asset.
 
     :param triggering_asset_events: the context's ``triggering_asset_events`` (Airflow 3) or
-        ``triggering_dataset_events`` (2.11), or ``None``.
+        ``triggering_dataset_events`` (2.11), or ``None``; or already a list of events (what
+        :func:`run_events` returns), yielded as they are.
     """
+    if isinstance(triggering_asset_events, (list, tuple)):
+        yield from triggering_asset_events
+        return
     by_asset = triggering_asset_events or {}
     for asset in list(by_asset):  # keys first: Airflow 3's accessor resolves them lazily
         yield from by_asset[asset] or []
+
+
+def _events_recorded_after(asset: Any, after: Any) -> list[Any]:
+    """
+    The events recorded on ``asset`` from ``after`` on, read through the Task SDK; an empty
+    list outside an Airflow 3 task (2.11, a test calling the operator directly).
+    """
+    try:
+        from airflow.sdk.execution_time import task_runner
+        from airflow.sdk.execution_time.context import InletEventsAccessor
+    except ImportError:  # Airflow 2.11: no asset watcher writes these events there
+        return []
+    name, uri = getattr(asset, "name", None), getattr(asset, "uri", None)
+    if getattr(task_runner, "SUPERVISOR_COMMS", None) is None or not (name and uri):
+        return []  # not inside a task, or an asset alias (events reach the run by their asset)
+    stamp = after.isoformat() if hasattr(after, "isoformat") else str(after)
+    return list(InletEventsAccessor(asset_name=name, asset_uri=uri).after(stamp))
+
+
+def run_events(context: Mapping[str, Any]) -> list[Any]:
+    """
+    The settlement events a run scheduled on assets must act on: its triggering asset events,
+    plus those recorded on the same assets after the run was queued (its ``run_after``).
+
+    Airflow's scheduler gives a run the events stamped up to the moment its queue entry was
+    created (``AssetDagRunQueue.created_at``), and an event that arrives while that entry
+    waits for the scheduler does not create another: it belongs to no run until a later event
+    queues the next one. For the last settlement of a burst that may be never. Reading the
+    assets' events from ``run_after`` on closes that gap: every event is then acted on by the
+    run that was queued before it or the run it queued itself (some by both; the copy skips
+    what is already in the destination, so nothing is written twice).
+
+    :param context: the task context.
+    """
+    by_asset = triggering_events(context)
+    events = list(iter_events(by_asset))
+    dag_run = context.get("dag_run")
+    run_after = getattr(dag_run, "run_after", None)
+    if not events or run_after is None:
+        return events
+    for asset in list(by_asset):
+        late = _events_recorded_after(asset, run_after)
+        if late:
+            log.info(
+                "%s event(s) recorded on asset %s after this run was queued: acting on them too",
+                len(late),
+                getattr(asset, "name", asset),
+            )
+        events.extend(late)
+    return events
 
 
 def event_accounts(triggering_asset_events: Any) -> list[str]:
@@ -242,7 +296,7 @@ def event_accounts(triggering_asset_events: Any) -> list[str]:
     .expand(account_id=...)``). Events naming no valid account are left out (and logged).
 
     :param triggering_asset_events: the context's ``triggering_asset_events`` (Airflow 3) or
-        ``triggering_dataset_events`` (2.11).
+        ``triggering_dataset_events`` (2.11), or the list :func:`run_events` returns.
     """
     accounts: dict[str, None] = {}
     for event in iter_events(triggering_asset_events):

@@ -24,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "retry_max_wait": 60.0,
     "cache_mode": "memory",
     "refresh_margin": 300,
+    "cache_lease_settle": 1.0,
+    "cache_lease_ttl": 60,
     "max_response_bytes": 16 * 1024 * 1024,
     "max_pages": 10000,
     "min_download_rate": 1024,

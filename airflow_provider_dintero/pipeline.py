@@ -153,10 +153,18 @@ class Send:
 
 @dataclass
 class Sleep:
-    """Wait ``seconds`` before the next attempt; ``reason`` is logged (no credentials)."""
+    """
+    Wait ``seconds`` before the next attempt; ``reason`` is logged (no credentials).
+
+    :param seconds: how long to wait.
+    :param reason: why, in words; logged as a warning before a retry.
+    :param retry: whether the wait is a retry after a failure (logged as a warning) or a planned
+        pause, such as a token lease's settle delay or poll (logged at debug level only).
+    """
 
     seconds: float
     reason: str = "Dintero request failed"
+    retry: bool = True
 
 
 @dataclass

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CONCURRENCY = 16
 #: The most merchants a sweep polls at the same time (a guard against a typo such as 16000).
 MAX_CONCURRENCY = 256
+#: The longest a sweep's own bookkeeping runs on the event loop before it yields (seconds).
+SLICE = 0.005
 
 
 def check_concurrency(value: Any, field: str = "max_concurrency") -> int:
@@ -68,8 +71,12 @@ def check_account_ids(value: Any, field: str = "account_ids") -> list[str] | Non
 
 
 async def poll_account(
-    hook: DinteroAsyncHook, account_id: str, since: str, payment_providers: Sequence[str] | None
-) -> list[Settlement]:
+    hook: DinteroAsyncHook,
+    account_id: str,
+    since: str,
+    payment_providers: Sequence[str] | None,
+    each: Callable[[Settlement], Any] | None = None,
+) -> list[Any]:
     """
     List one account's settlements recorded (``created_at``) on or after ``since``.
 
@@ -77,10 +84,31 @@ async def poll_account(
     :param account_id: the merchant (or the connection's own account).
     :param since: ISO-8601 timestamp.
     :param payment_providers: only these payout providers (API names); ``None`` for all.
+    :param each: what to keep of each settlement as its page is decoded (``None``: all of it).
     """
+    providers = list(payment_providers or []) or None
+    if each is None:
+        return await hook.async_list_settlements(
+            account_id, item_created_at_gte=since, payment_providers=providers
+        )
     return await hook.async_list_settlements(
-        account_id, item_created_at_gte=since, payment_providers=list(payment_providers or []) or None
+        account_id, each=each, item_created_at_gte=since, payment_providers=providers
     )
+
+
+def listing_keys(settlement: Settlement) -> dict[str, Any]:
+    """
+    What a sweep keeps of a listed settlement until its merchant's listing is reduced: ``id``,
+    ``created_at`` and ``provider`` (a dict of strings, which the garbage collector does not
+    track; the decoded page, with its nested attachments and amounts, is let go at once).
+
+    :param settlement: a settlement as the list endpoint returns it.
+    """
+    return {
+        "id": settlement.get("id"),
+        "created_at": settlement.get("created_at"),
+        "provider": settlement.get("provider"),
+    }
 
 
 #: Seconds one merchant's listing may take within a sweep by default (all its pages, retries
@@ -137,6 +165,8 @@ class SettlementPoller:
     :param max_concurrency: merchants polled at the same time (in a triggerer, all triggers of
         one event loop share at most ``transport.MAX_IN_FLIGHT`` requests in flight).
     :param merchant_timeout: seconds one merchant's listing may take (all pages and retries).
+    :param each: what a sweep keeps of each listed settlement as its page is decoded, e.g.
+        :func:`listing_keys` (``None``: the whole settlement).
     """
 
     def __init__(
@@ -147,8 +177,10 @@ class SettlementPoller:
         payment_providers: Sequence[str] | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         merchant_timeout: float = DEFAULT_MERCHANT_TIMEOUT,
+        each: Callable[[Settlement], Any] | None = None,
     ) -> None:
         self.hook = hook
+        self.each = each
         self.account_ids = list(account_ids) if account_ids is not None else None
         self.payment_providers = list(payment_providers) if payment_providers else None
         self.max_concurrency = check_concurrency(max_concurrency)
@@ -189,12 +221,15 @@ class SettlementPoller:
             # a fixed pool of workers, not one task per merchant: no burst of 10,000 tasks
             for aid in queue:
                 try:
-                    listed = await asyncio.wait_for(
-                        poll_account(self.hook, aid, since_for(aid), self.payment_providers),
-                        self.merchant_timeout,
-                    )
+                    # a timeout scope, not wait_for: no task per merchant, and the listing is
+                    # reduced in the step that received it
+                    async with asyncio.timeout(self.merchant_timeout):
+                        listed = await poll_account(
+                            self.hook, aid, since_for(aid), self.payment_providers, self.each
+                        )
                     outcomes[aid] = reduce(aid, listed) if reduce is not None else listed
-                except asyncio.TimeoutError:
+                    del listed
+                except TimeoutError:
                     outcomes[aid] = TimeoutError(
                         f"no complete answer within {self.merchant_timeout:g} s (merchant_timeout)"
                     )
@@ -203,8 +238,12 @@ class SettlementPoller:
 
         await asyncio.gather(*(worker() for _ in range(min(self.max_concurrency, len(todo)))))
         result = Sweep(checked=len(todo))
+        slice_start = time.perf_counter()
         for aid in todo:
-            outcome = outcomes[aid]
+            if time.perf_counter() - slice_start > SLICE:
+                await asyncio.sleep(0)  # 10,000 merchants: let the other triggers of this loop run
+                slice_start = time.perf_counter()
+            outcome = outcomes.pop(aid)
             if isinstance(outcome, BaseException):
                 if isinstance(outcome, DinteroApiError):
                     outcome.account_id = aid  # the merchant whose poll failed, even on a token error
@@ -260,6 +299,17 @@ class MerchantHealth:
         self.log = logger
         self.failing: dict[str, _Failing] = {}
 
+    def due_among(self, merchants: Sequence[str], now: float) -> list[str]:
+        """
+        The merchants of ``merchants`` to poll in a sweep starting at ``now`` (monotonic), in order.
+
+        :param merchants: the merchants.
+        :param now: ``time.monotonic()``.
+        """
+        if not self.failing:
+            return list(merchants)
+        return [aid for aid in merchants if self.due(aid, now)]
+
     def due(self, account_id: str, now: float) -> bool:
         """
         True when ``account_id`` should be polled in a sweep starting at ``now`` (monotonic).
@@ -274,20 +324,27 @@ class MerchantHealth:
         """
         Record a sweep's outcome for the merchants it polled.
 
+        Linear in the failing merchants, not in those polled (a set of them is built once).
+
         :param polled: the merchants the sweep polled.
         :param sweep: its result.
         :param now: ``time.monotonic()`` at its end.
         """
-        for aid in polled:
-            reason = sweep.skipped.get(aid) or sweep.failed.get(aid)
+        if self.failing:
+            polled_now = polled if isinstance(polled, set | frozenset | dict) else set(polled)
+            recovered = [
+                aid
+                for aid in self.failing
+                if aid in polled_now and aid not in sweep.skipped and aid not in sweep.failed
+            ]
+            for aid in recovered:
+                was = self.failing.pop(aid)
+                self.log.info(
+                    "Merchant %s: settlements readable again after %s failure(s)", aid, was.failures
+                )
+        for aid in [*sweep.skipped, *sweep.failed]:
+            reason = sweep.skipped[aid] if aid in sweep.skipped else sweep.failed[aid]
             before = self.failing.get(aid)
-            if reason is None:
-                if before is not None:
-                    del self.failing[aid]
-                    self.log.info(
-                        "Merchant %s: settlements readable again after %s failure(s)", aid, before.failures
-                    )
-                continue
             failures = before.failures + 1 if before else 1
             wait = min(self.base * 2 ** min(failures - 1, 30), self.cap)
             self.failing[aid] = _Failing(failures, now + wait, reason)
@@ -347,25 +404,71 @@ def access_error_message(account_id: str, exc: DinteroApiError) -> str:
     )
 
 
+def listed_ids(account_id: str, settlements: Iterable[Any]) -> list[str]:
+    """
+    The ids of a merchant's listed settlements, in order and once each: what a partner-wide
+    sweep keeps of a listing (its ``reduce``), so that neither the sweep nor its event holds
+    whole settlements. An entry without an id is left out (the list comes from the wire; the
+    copy confirms every id with Dintero before writing).
+
+    :param account_id: the merchant (unused: the signature of a sweep's ``reduce``).
+    :param settlements: the listing, settlement mappings (or ids already).
+    """
+    ids: dict[str, None] = {}
+    for s in settlements:
+        sid = s.get("id") if isinstance(s, Mapping) else s
+        if isinstance(sid, str) and sid:
+            ids.setdefault(sid, None)
+    return list(ids)
+
+
+#: The shape of :func:`sweep_payload`'s event. Version 1 (no ``version`` key) carried a
+#: settlement summary per settlement (``merchants[].settlements``); version 2 carries ids.
+PAYLOAD_VERSION = 2
+
+
 def sweep_payload(sweep: Sweep, since: str) -> dict[str, Any]:
     """
-    The success event (and the sensor's raw result) of a sweep that found settlements.
+    The success event (and the sensor's raw result) of a sweep that found settlements: ids and
+    counts, never whole settlements, so that it stays small in the trigger table and in XCom
+    whatever the number of merchants (about 50 bytes per merchant plus its ids)::
 
-    :param sweep: the sweep.
+        {"status": "success", "version": 2, "since", "checked": <merchants polled>,
+         "found": <settlements found>, "merchants": [{"account_id", "settlement_ids": [...]}],
+         "skipped": [account ids], "unreadable": {account id: reason}, "failed": {...}}
+
+    :param sweep: the sweep (``found`` holds listings or ids, see :func:`listed_ids`).
     :param since: the ``since`` the sweep used.
     """
+    merchants = [
+        {"account_id": aid, "settlement_ids": listed_ids(aid, found)} for aid, found in sweep.found.items()
+    ]
     return {
         "status": "success",
+        "version": PAYLOAD_VERSION,
         "since": since,
         "checked": sweep.checked,
-        "merchants": [
-            {"account_id": aid, "settlements": [settlement_summary(s) for s in found]}
-            for aid, found in sweep.found.items()
-        ],
+        "found": sum(len(m["settlement_ids"]) for m in merchants),
+        "merchants": merchants,
         "skipped": sorted(sweep.skipped),
         "unreadable": dict(sweep.skipped),
         "failed": dict(sweep.failed),
     }
+
+
+def payload_settlement_ids(merchant: Mapping[str, Any]) -> list[str]:
+    """
+    The settlement ids of one merchant of a :func:`sweep_payload` event, in either shape:
+    ``settlement_ids`` (version 2), or the ids of its ``settlements`` summaries (version 1: an
+    event stored by a trigger that fired before an upgrade).
+
+    :param merchant: one item of the event's ``merchants``.
+    """
+    if "settlement_ids" in merchant:
+        raw = merchant.get("settlement_ids") or []
+    else:
+        raw = merchant.get("settlements") or []
+    return listed_ids(str(merchant.get("account_id")), raw if isinstance(raw, list) else [])
 
 
 def listed_account_ids(accounts: Iterable[Any]) -> list[str]:
@@ -387,18 +490,23 @@ def listed_account_ids(accounts: Iterable[Any]) -> list[str]:
     return list(ids)
 
 
-def sweep_blocking(poller: SettlementPoller, since_for: Callable[[str], str]) -> Sweep:
+def sweep_blocking(
+    poller: SettlementPoller,
+    since_for: Callable[[str], str],
+    reduce: Callable[[str, list[Settlement]], Any] | None = None,
+) -> Sweep:
     """
     Run one sweep to the end from synchronous code (a sensor's poke): the same sweep as in the
     triggerer, on an event loop of its own whose HTTP client is closed afterwards.
 
     :param poller: the poller.
     :param since_for: the ``since`` timestamp of a merchant.
+    :param reduce: what to keep of each merchant's listing (see :meth:`SettlementPoller.sweep`).
     """
     from airflow_provider_dintero.transport import hold_async_clients
 
     async def run() -> Sweep:
         async with hold_async_clients():
-            return await poller.sweep(since_for)
+            return await poller.sweep(since_for, reduce=reduce)
 
     return asyncio.run(run())

@@ -9,9 +9,11 @@ one asset event per merchant batch of new settlements, with the settlement event
 the same shape on the same asset (``source: "webhook"``; an event naming no settlement is a
 wake-up: the copy then collects what is new for that account since its last collection).
 Each run maps the copy over the accounts its events name, and each mapped copy re-reads
-exactly the settlements its account's events name (``use_triggering_events=True``), refusing
-events of another account; ids Dintero does not confirm (404) are named in its result under
-``unconfirmed`` and the others are copied.
+exactly the settlements its account's events name (``use_triggering_events=True``). Both read
+the run's triggering events and those recorded after the run was queued
+(``airflow_provider_dintero.events.run_events``: Airflow hands such an event to no run). Ids
+Dintero does not confirm (404) are named in the copy's result under ``unconfirmed`` and the
+others are copied.
 
 A manual run (no asset events) copies, for the merchants in the ``merchant_ids`` param, the
 settlements recorded in the run's window: the way to re-run a merchant by hand. Params:
@@ -44,7 +46,7 @@ POLL_INTERVAL = float(os.environ.get("DINTERO_POLL_INTERVAL", "30"))
 if EVENT_TRIGGERS and WATERMARK_STORE:  # Airflow 3.3: the watcher keeps its watermark there
     from airflow.sdk import DAG, Asset, AssetWatcher, task
 
-    from airflow_provider_dintero.events import event_accounts
+    from airflow_provider_dintero.events import event_accounts, run_events
     from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
     from airflow_provider_dintero.triggers.settlement_events import DinteroSettlementEventTrigger
     from airflow_provider_dintero.webhooks import settlement_events_asset
@@ -73,12 +75,12 @@ if EVENT_TRIGGERS and WATERMARK_STORE:  # Airflow 3.3: the watcher keeps its wat
     ) as settlements_on_event:
 
         @task
-        def accounts(triggering_asset_events: Any = None, params: dict[str, Any] | None = None) -> list[str]:
+        def accounts(**context: Any) -> list[str]:
             """The accounts this run's asset events name (one mapped copy each), else the param's."""
             from airflow_provider_dintero.validation import validate_account_id
 
-            named = event_accounts(triggering_asset_events)
-            return named or [validate_account_id(m) for m in (params or {}).get("merchant_ids") or []]
+            named = event_accounts(run_events(context))
+            return named or [validate_account_id(m) for m in context["params"].get("merchant_ids") or []]
 
         SettlementsToS3Operator.partial(
             task_id="copy_to_s3", s3_bucket="{{ params.s3_bucket }}", use_triggering_events=True

@@ -6,8 +6,8 @@
 #   af2  Airflow 2.11 wheel[amazon,google,azure,openlineage,testing], constrained by requirements/dev-airflow-2.11.txt
 #   af30 af31 af32  Airflow 3.0, 3.1, 3.2: the same, constrained by requirements/dev-airflow-3.x.txt
 #        (locked as of one month after the line's last release; the lines CI runs no test suite on),
-#        the light check (no `airflow providers list` CLI); on 3.0, the oldest, also the settlements
-#        example run with `airflow dags test` (scripts/demo.py; DEMO_DAGS= runs every example)
+#        the light check (no `airflow providers list` CLI), then the settlements example run with
+#        `airflow dags test` (scripts/demo.py; DEMO_DAGS= runs every example)
 #   py312  Airflow 3.3 on Python 3.12 (the other environments run Python 3.11), the light check:
 #        the machine's own CPython 3.12 (uv finds it, or pyenv's); uv cannot download one here
 #   min  the lower bounds: requirements/min-airflow-2.11.txt (the package's own dependencies,
@@ -79,12 +79,13 @@ for name in "${envs[@]}"; do
     || status=1
   echo "   checked in $((SECONDS - t0)) s"
   case "$name" in
-    af30)
+    af30|af31|af32)
       # the settlements example run with `airflow dags test` against the emulator and moto (the
       # demo's way): the partner-wide sensor (its trigger run inline), the mapped copies into S3
       # and the asset events, which 3.0's dags test needs registered (the other examples: about
-      # 2 more minutes, DEMO_DAGS= runs them all); moto (a test tool) only now, after the import checks
-      VIRTUAL_ENV="$venv" uv pip install --quiet "moto[server,s3]" -c requirements/dev-airflow-3.0.txt
+      # 2 more minutes per line, DEMO_DAGS= runs them all); moto (a test tool) only now, after
+      # the import checks
+      VIRTUAL_ENV="$venv" uv pip install --quiet "moto[server,s3]" -c "requirements/dev-airflow-3.${name#af3}.txt"
       (cd "$work" && DINTERO_DEMO_DAGS="$DEMO_DAGS" "$venv/bin/python" "$REPO/scripts/demo.py" > "$work/demo-$name.log" 2>&1) \
         && echo "   example DAGs run (demo: ${DEMO_DAGS:-all}): ok" \
         || { status=1; echo "check_wheel: the example DAGs failed on $name:"; grep "^demo:" "$work/demo-$name.log"; }

@@ -105,6 +105,13 @@ def for_account(
     return wrapper
 
 
+def _log_sleep(action: pipeline.Sleep) -> None:
+    if action.retry:
+        log.warning("%s; retrying in %.1f s", action.reason, action.seconds)
+    else:
+        log.debug("%s; waiting %.1f s", action.reason, action.seconds)
+
+
 def _log_rejected(action: pipeline.DropToken) -> None:
     log.warning(
         "Dintero rejected the cached token for account %s; minting a new one, retrying once",
@@ -259,7 +266,7 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
         if isinstance(action, pipeline.Send):
             return RequestsTransport(self._session, self.verify, self.proxies).send(action)
         if isinstance(action, pipeline.Sleep):
-            log.warning("%s; retrying in %.1f s", action.reason, action.seconds)
+            _log_sleep(action)
             time.sleep(action.seconds)
             return None
         if isinstance(action, pipeline.GetToken):
@@ -284,7 +291,11 @@ class DinteroPartnerHook(DinteroConnectionMixin, BaseHook):
             account_id=self.account_id,
             margin=self.token_refresh_margin,
             limits=self.limits,
-            shared=SharedTokenStore(self.token_cache_mode == "variable"),
+            shared=SharedTokenStore(
+                self.token_cache_mode == "variable",
+                settle=self.token_lease_settle,
+                lease_ttl=self.token_lease_ttl,
+            ),
             credentials=lambda: basic_authorization(self.client_id, self._client_secret),
         )
 
@@ -834,18 +845,27 @@ class DinteroAsyncHook(DinteroPartnerHook):
     :param dintero_conn_id: the Airflow connection id.
     """
 
-    async def async_list_settlements(self, account_id: str | None, **filters: Any) -> list[Settlement]:
+    async def async_list_settlements(
+        self, account_id: str | None, *, each: Callable[[Settlement], Any] | None = None, **filters: Any
+    ) -> list[Any]:
         """
         Return every settlement matching the filters (see :meth:`list_settlements`).
 
         :param account_id: the merchant, or ``None`` for the connection's own account.
+        :param each: what to keep of each settlement, applied to each page as soon as it is
+            decoded (the list holds what it returns): a poll of many merchants keeps a few
+            fields, not every decoded page across the requests of a listing.
         :param filters: keyword filters of :meth:`list_settlements`.
         """
         request, params = await asyncio.to_thread(self._settlements_request, account_id, filters)
         window = SettlementWindow.of(**filters)
-        found: list[Settlement] = []
-        flow = paged_settlements(request, self.limits, params)
-        await pipeline.arun(flow, self.aperform, lambda page: found.extend(window.select(page)))
+        found: list[Any] = []
+
+        def sink(page: list[Any]) -> None:
+            selected = window.select(page)
+            found.extend(selected if each is None else map(each, selected))
+
+        await pipeline.arun(paged_settlements(request, self.limits, params), self.aperform, sink)
         return found
 
     async def async_list_merchants(self, *, limit: int = 100, **filters: Any) -> list[Account]:
@@ -882,7 +902,7 @@ class DinteroAsyncHook(DinteroPartnerHook):
             client = shared_async_client(self.verify, self.proxies)
             return await HttpxTransport(client, internal_ok=self._internal_hosts_ok).send(action)
         if isinstance(action, pipeline.Sleep):
-            log.warning("%s; retrying in %.1f s", action.reason, action.seconds)
+            _log_sleep(action)
             await asyncio.sleep(action.seconds)
             return None
         if isinstance(action, pipeline.GetToken):

@@ -48,6 +48,9 @@ from airflow_provider_dintero.poller import (
     access_error_message,
     check_account_ids,
     check_concurrency,
+    listed_ids,
+    listing_keys,
+    payload_settlement_ids,
     settlement_summary,
     sweep_blocking,
     sweep_error,
@@ -121,10 +124,12 @@ class SettlementSensor(BaseSensorOperator):
     at a time (partner-wide: every merchant the partner connection lists, again at each sweep).
     Each merchant is polled on its own, with its own deadline: one that cannot be read
     (403/404) or fails is named with its reason and delays no other. It succeeds when **at
-    least one** merchant has new settlements and returns a list with one item, shaped as
-    above, for **every merchant found in that sweep** (merchants without new settlements are
-    left out); the merchants not read in that sweep are pushed under the XCom key
-    ``not_collected`` (``{account id: {"status": "could not be read" | "failed", "reason"}}``).
+    least one** merchant has new settlements and returns a list with one item
+    ``{"account_id", "since", "settlement_ids": [...], "count"}`` (ids only, no settlement
+    summaries: the result stays small in XCom whatever the number of merchants) for **every
+    merchant found in that sweep** (merchants without new settlements are left out); the
+    merchants not read in that sweep are pushed under the XCom key ``not_collected``
+    (``{account id: {"status": "could not be read" | "failed", "reason"}}``).
     While nothing is found it keeps waiting, except that an explicit list naming a merchant the
     connection may not read fails at once, as does a sweep in which no merchant could be read.
     Map the copy over it:
@@ -370,9 +375,10 @@ class SettlementSensor(BaseSensorOperator):
             account_ids=account_ids,
             payment_providers=providers,
             max_concurrency=self.max_concurrency,
+            each=listing_keys,
         )
         try:
-            sweep = sweep_blocking(poller, lambda _aid: since)
+            sweep = sweep_blocking(poller, lambda _aid: since, listed_ids)
         except DinteroApiError as exc:
             if exc.status in (403, 404):
                 raise AirflowFailException(access_error_message(str(exc.account_id), exc)) from exc
@@ -425,9 +431,10 @@ class SettlementSensor(BaseSensorOperator):
             )
         since = str(event.get("since"))
         results: list[dict[str, Any]] = []
-        for merchant in event.get("merchants") or []:
+        for merchant in event.get("merchants") or []:  # either event shape (an upgrade mid-wait)
             aid = validate_account_id(merchant.get("account_id"))
-            results.append(self._result(aid, since, list(merchant.get("settlements") or [])))
+            ids = payload_settlement_ids(merchant)
+            results.append({"account_id": aid, "since": since, "settlement_ids": ids, "count": len(ids)})
         self.log.info(
             "Found new settlements for %s of %s merchant(s) created since %s: %s",
             len(results),

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, Asset, timezone
 
-from airflow_provider_dintero.events import iter_events, parse_extra, raw_extra, triggering_events
+from airflow_provider_dintero.events import parse_extra, raw_extra, run_events
 from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError, DinteroStreamError
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.poller import access_error_message, check_concurrency
@@ -138,17 +138,18 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
     """
     Stream the attachments of an account's settlements into S3, then a manifest per settlement.
 
-    **Which settlements.** With ``use_triggering_events=True`` in a run scheduled on assets,
-    exactly the settlements named by the run's triggering asset events (``triggering_asset_events``;
-    ``triggering_dataset_events`` on Airflow 2.11) whose extra is
-    ``{"account_id", "settlement_ids", "providers"}`` and whose ``account_id`` is this task's:
-    events of other accounts are refused (never copied, logged); the settlements are re-read
-    from the API by id, so an event cannot inject data. A run without such events (a manual
-    run) selects as below. Otherwise ``settlement_ids`` when given (e.g. the sensor's
-    ``settlement_ids`` XCom; an empty list copies nothing); otherwise those recorded
-    (``created_at``, the ``item_created_at`` filter) on or after ``since``; and by default those
-    recorded within the run's data interval ``[start, end]`` (when it is empty or missing, the
-    day ending at its end, the logical date or now: see
+    **Which settlements.** With ``use_triggering_events=True`` in a run scheduled on assets, exactly
+    the settlements named by the run's triggering asset events (``triggering_asset_events``;
+    ``triggering_dataset_events`` on Airflow 2.11), and by the events recorded on the same assets
+    after the run was queued (:func:`~airflow_provider_dintero.events.run_events`: Airflow gives
+    such an event to no run), whose extra is ``{"account_id", "settlement_ids", "providers"}`` and
+    whose ``account_id`` is this task's: events of other accounts are left to their own copies
+    (counted in one log line); the settlements are re-read from the API by id, so an event cannot
+    inject data. A run without such events (a manual run) selects as below. Otherwise
+    ``settlement_ids`` when given (e.g. the sensor's ``settlement_ids`` XCom; an empty list copies
+    nothing); otherwise those recorded (``created_at``, the ``item_created_at`` filter) on or after
+    ``since``; and by default those recorded within the run's data interval ``[start, end]`` (when
+    it is empty or missing, the day ending at its end, the logical date or now: see
     :func:`~airflow_provider_dintero.settlements.run_window`).
 
     **Keys.** Every attachment goes to ``s3_key`` rendered with :data:`KEY_FIELDS`
@@ -316,7 +317,8 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         settlement event (a manual run). Events of other accounts are refused (logged).
         """
         selection: _EventSelection | None = None
-        for event in iter_events(triggering_events(context)):
+        others: dict[str, int] = {}
+        for event in run_events(context):
             if raw_extra(event) is None:
                 continue
             selection = selection or _EventSelection()
@@ -333,17 +335,18 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
                 continue
             assert parsed is not None
             if parsed.account_id != account_id:
-                self.log.warning(
-                    "Refusing an asset event for account %s: this task copies account %s "
-                    "(%s settlement id(s) not copied)",
-                    parsed.account_id,
-                    account_id,
-                    len(parsed.settlement_ids),
-                )
+                others[parsed.account_id] = others.get(parsed.account_id, 0) + 1
                 continue
             if parsed.is_wake_up:
                 selection.wake_up = True
             selection.ids.extend(parsed.settlement_ids)
+        if others:  # a mapped copy sees every account's events: each account has its own copy
+            self.log.info(
+                "Left %s event(s) of %s other account(s) to their own copies (this task copies account %s)",
+                sum(others.values()),
+                len(others),
+                account_id,
+            )
         if selection is None:
             self.log.info("No triggering asset event names settlements; selecting them as without events")
             return None

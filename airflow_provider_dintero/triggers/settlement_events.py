@@ -84,6 +84,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -91,7 +92,7 @@ from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_dintero.events import poll_extra
+from airflow_provider_dintero.events import build_extra
 from airflow_provider_dintero.exceptions import DinteroApiError
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook
 from airflow_provider_dintero.poller import (
@@ -101,6 +102,7 @@ from airflow_provider_dintero.poller import (
     SettlementPoller,
     check_account_ids,
     check_concurrency,
+    listing_keys,
 )
 from airflow_provider_dintero.redaction import redact_text
 from airflow_provider_dintero.settlements import format_timestamp, parse_timestamp
@@ -186,10 +188,19 @@ def _instant(value: Any) -> datetime | None:
     return datetime(p.year, p.month, p.day, p.hour, p.minute, p.second, p.microsecond, tzinfo=timezone.utc)
 
 
-@dataclass
+def _stored_form(at: datetime) -> str:
+    """Dintero's form of an instant (what :func:`format_timestamp` gives), fast for UTC ones."""
+    if at.tzinfo is timezone.utc:
+        return at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return format_timestamp(at, "created_at")
+
+
+@dataclass(slots=True)
 class Watermark:
     """
     How far a merchant's settlements were reported (see the module's watermark contract).
+    Never changed in place (:meth:`split` returns a new one), so the watcher shares one object
+    between the merchant's current and stored watermark and the event's broker payload.
 
     :param floor: list from here (Dintero's form): the newest reported ``created_at`` less the
         lookback, or the first start's ``since``.
@@ -203,7 +214,7 @@ class Watermark:
         """The stored form: ``{"floor", "seen": {id: created_at}}``."""
         return {
             "floor": self.floor,
-            "seen": {sid: format_timestamp(at, "created_at") for sid, at in self.seen.items()},
+            "seen": {sid: _stored_form(at) for sid, at in self.seen.items()},
         }
 
     @classmethod
@@ -212,8 +223,10 @@ class Watermark:
         Read a stored watermark; ``None`` when absent or unreadable. The earlier form
         ``{"created_at", "ids"}`` reads as a floor at ``created_at`` with those ids seen there.
 
-        :param value: the stored value.
+        :param value: the stored value (a :class:`Watermark` is returned as it is).
         """
+        if isinstance(value, Watermark):
+            return value
         if not isinstance(value, dict):
             return None
         if "floor" not in value and _instant(value.get("created_at")) is not None:
@@ -247,11 +260,14 @@ class Watermark:
         fresh: list[Settlement] = []
         newest = max(seen.values(), default=floor)
         for item in settlements:
-            sid, created = item.get("id"), _instant(item.get("created_at"))
+            sid = item.get("id")
+            if isinstance(sid, str) and sid in seen:  # reported already (most of a re-listed lookback)
+                continue
+            created = _instant(item.get("created_at"))
             if not isinstance(sid, str) or not sid or created is None:
                 log.warning("Ignoring a settlement without a readable id or created_at: %r", str(sid)[:60])
                 continue
-            if created < floor or sid in seen:  # older than the contract, or reported already
+            if created < floor:  # older than the contract
                 continue
             fresh.append(item)
             seen[sid] = created
@@ -295,6 +311,10 @@ class SettlementEventProducer(SharedStreamProducer):
         self.initial_since = kwargs.get("since")
         self.store = state_store(self.account_id)
         self.since = ""
+        #: the watermark of every merchant with none stored: one object, shared (never changed)
+        self.first = Watermark(format_timestamp(datetime.min.replace(tzinfo=timezone.utc), "since"))
+        #: merchants whose stored watermark was read (those with one are in ``stored``)
+        self.loaded: set[str] = set()
         self.stored: dict[str, Watermark] = {}
         self.current: dict[str, Watermark] = {}
         #: per merchant, bumped at each rollback: confirmations of older events are ignored
@@ -303,17 +323,19 @@ class SettlementEventProducer(SharedStreamProducer):
 
     async def _load_all(self, merchants: Sequence[str]) -> None:
         """Read the stored watermark of every merchant not read yet (restart, new merchants)."""
-        missing = iter([aid for aid in merchants if aid not in self.stored])
+        missing = iter([aid for aid in merchants if aid not in self.loaded])
 
         async def worker() -> None:
             for aid in missing:
                 mark = Watermark.from_json(await self.store.aget(f"watermark:{aid}"))
-                self.stored[aid] = mark or Watermark(self.since)
+                if mark is not None:
+                    self.stored[aid] = mark
+                self.loaded.add(aid)
 
         await asyncio.gather(*(worker() for _ in range(self.max_concurrency)))
 
     def _mark(self, aid: str) -> Watermark:
-        return self.current.get(aid) or self.stored.setdefault(aid, Watermark(self.since))
+        return self.current.get(aid) or self.stored.get(aid) or self.first
 
     async def _start(self) -> None:
         since = await self.store.aget("since")
@@ -324,13 +346,18 @@ class SettlementEventProducer(SharedStreamProducer):
             since = format_timestamp(start, "since")
             await self.store.aset("since", since)
         self.since = str(since)
+        self.first = Watermark(self.since)
         log.info("Watching Dintero settlements of %s created since %s", self._who(), self.since)
 
     def _who(self) -> str:
         return f"{len(self.account_ids)} merchant(s)" if self.account_ids else f"partner {self.account_id}"
 
-    async def open_stream(self) -> AsyncIterator[tuple[dict[str, Any], tuple[str, dict[str, Any], int]]]:
-        """Sweep forever; yield ``(event payload, (merchant, new watermark, generation))`` per new batch."""
+    async def open_stream(self) -> AsyncIterator[tuple[dict[str, Any], tuple[str, Watermark, int]]]:
+        """
+        Sweep forever; yield ``(event payload, (merchant, new watermark, generation))`` per new
+        batch. A sweep keeps, per merchant found, only its new ids, providers and watermarks
+        (not the listed settlements), and lets go of each merchant once its event is yielded.
+        """
         await self._start()
         poller = SettlementPoller(
             DinteroAsyncHook(dintero_conn_id=self.dintero_conn_id),
@@ -338,38 +365,47 @@ class SettlementEventProducer(SharedStreamProducer):
             payment_providers=self.payment_providers,
             max_concurrency=self.max_concurrency,
             merchant_timeout=self.merchant_timeout,
+            each=listing_keys,
         )
         async with hold_async_clients():
             while True:
-                found = await self._sweep(poller)
+                found = deque(await self._sweep(poller))
                 slice_start = time.perf_counter()
-                for aid, (extra, mark) in found:
+                while found:
+                    aid, (ids, providers, before, mark) = found.popleft()
                     if time.perf_counter() - slice_start > SLICE:
                         await asyncio.sleep(0)  # let the other triggers of this loop run
                         slice_start = time.perf_counter()
-                    if self._mark(aid) is not mark[0]:
-                        continue  # rolled back (or stored) during the sweep: the next sweep decides
-                    self.current[aid] = mark[1]
-                    yield extra, (aid, mark[1].to_json(), self.generation.get(aid, 0))
+                    if self._mark(aid) is not before:
+                        continue  # rolled back during the sweep: the next sweep decides
+                    self.current[aid] = mark
+                    extra = build_extra(aid, ids, providers, source="poll")
+                    yield extra, (aid, mark, self.generation.get(aid, 0))
                 await asyncio.sleep(self.poll_interval)
 
-    def _fresh(self, aid: str, settlements: list[Settlement]) -> tuple[dict[str, Any], Any] | None:
+    def _fresh(
+        self, aid: str, settlements: list[Settlement]
+    ) -> tuple[tuple[str, ...], tuple[str, ...], Watermark, Watermark] | None:
         """
-        Reduce one merchant's listing, as soon as it arrives, to its event and new watermark
-        (``None`` when nothing is new): the listing itself is not kept.
+        Reduce one merchant's listing, as soon as it arrives, to what its event needs (the new
+        ids and their providers, as tuples of strings, which the garbage collector does not
+        track) and its watermarks before and after (``None`` when nothing is new): the listing
+        itself is not kept.
         """
         before = self._mark(aid)
         fresh, mark = before.split(settlements, self.lookback)
         if not fresh:
             return None
-        return poll_extra(aid, fresh), (before, mark)
+        ids = tuple(str(s["id"]) for s in fresh)
+        providers = tuple(dict.fromkeys(p for s in fresh if isinstance(p := s.get("provider"), str) and p))
+        return ids, providers, before, mark
 
     async def _sweep(self, poller: SettlementPoller) -> list[tuple[str, Any]]:
         try:
             merchants = await poller.merchants()
             await self._load_all(merchants)
             now = time.monotonic()
-            due = [aid for aid in merchants if self.health.due(aid, now)]
+            due = self.health.due_among(merchants, now)
             sweep = await poller.sweep(lambda aid: self._mark(aid).floor, due, self._fresh)
         except DinteroApiError as exc:
             log.warning(
@@ -407,20 +443,23 @@ class SettlementEventProducer(SharedStreamProducer):
                 return
             await self.commit(aid, mark, generation)
 
-    async def commit(self, aid: str, mark: dict[str, Any], generation: int = 0) -> None:
+    async def commit(self, aid: str, mark: Watermark | dict[str, Any], generation: int = 0) -> None:
         """
         Store ``aid``'s watermark (its event is safely recorded).
 
         :param aid: the merchant.
-        :param mark: the watermark after the batch.
+        :param mark: the watermark after the batch (or its stored form).
         :param generation: the merchant's generation when the event was yielded.
         """
         if generation != self.generation.get(aid, 0):
             return
-        await self.store.aset(f"watermark:{aid}", mark)
+        await self.store.aset(f"watermark:{aid}", mark.to_json() if isinstance(mark, Watermark) else mark)
         stored = Watermark.from_json(mark)
-        if stored is not None:
-            self.stored[aid] = stored
+        if stored is None:
+            return
+        if self.current.get(aid) is mark:  # nothing newer in flight: one object, not two
+            del self.current[aid]
+        self.stored[aid] = stored
 
     def rollback(self, aid: str) -> None:
         """

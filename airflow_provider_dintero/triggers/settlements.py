@@ -33,6 +33,8 @@ from airflow_provider_dintero.poller import (
     MerchantHealth,
     SettlementPoller,
     access_error_message,
+    listed_ids,
+    listing_keys,
     poll_account,
     settlement_summary,
     sweep_error,
@@ -186,12 +188,15 @@ class PartnerSettlementTrigger(BaseTrigger):
     or is slow is reported by id with its reason and delays no other merchant's result; one
     log line per merchant per change of state.
 
-    Events: ``{"status": "success", "since", "checked": <merchants polled>, "merchants":
-    [{"account_id", "settlements": [summary, ...]}, ...], "skipped": [account ids],
-    "unreadable": {account id: reason}, "failed": {account id: reason}}`` as soon as one
-    merchant has settlements, or ``{"status": "error", "account_id", "status_code", "message"}``
-    when the merchants cannot be listed, when an explicit list names a merchant the connection
-    may not read, or when no merchant at all could be read.
+    Events: ``{"status": "success", "version": 2, "since", "checked": <merchants polled>,
+    "found": <settlements found>, "merchants": [{"account_id", "settlement_ids": [...]}, ...],
+    "skipped": [account ids], "unreadable": {account id: reason}, "failed": {account id:
+    reason}}`` as soon as one merchant has settlements (ids only: the event is stored in the
+    trigger table and stays small whatever the number of merchants; each listing is reduced to
+    its ids as it arrives, so the sweep never holds every merchant's settlements), or
+    ``{"status": "error", "account_id", "status_code", "message"}`` when the merchants cannot
+    be listed, when an explicit list names a merchant the connection may not read, or when no
+    merchant at all could be read.
 
     :param since: ISO-8601 timestamp; settlements created on or after it count.
     :param account_ids: the merchants; ``None`` for every merchant of the partner.
@@ -246,6 +251,7 @@ class PartnerSettlementTrigger(BaseTrigger):
             account_ids=self.account_ids,
             payment_providers=self.payment_providers,
             max_concurrency=self.max_concurrency,
+            each=listing_keys,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -267,7 +273,7 @@ class PartnerSettlementTrigger(BaseTrigger):
             sweeps += 1
             try:
                 merchants = await poller.merchants()
-                sweep = await poller.sweep(lambda _aid: self.since, merchants)
+                sweep = await poller.sweep(lambda _aid: self.since, merchants, listed_ids)
             except (DinteroApiError, DinteroInputError) as exc:
                 yield TriggerEvent(error_payload(exc, None))
                 return

@@ -11,7 +11,9 @@ value stops the api-server's start-up with a message naming the option and the e
 Other Airflow processes load the plugin without reading these options.
 
 On Airflow 2.11 this module imports cleanly and the plugin carries no app: the receiver is
-Airflow 3 only (2.11's webserver has no FastAPI app to mount it in).
+Airflow 3 only (2.11's webserver has no FastAPI app to mount it in). On Airflow 3.0 to 3.2,
+enabling it stops the api-server's start-up with a message naming Airflow 3.3: the receiver is
+tested live on 3.3 only (see the supported lines in the documentation).
 """
 
 from __future__ import annotations
@@ -25,6 +27,25 @@ from airflow_provider_dintero.webhooks.assets import URL_PREFIX
 from airflow_provider_dintero.webhooks.settings import DinteroConfigError, load_settings
 
 log = logging.getLogger(__name__)
+
+#: The oldest Airflow line the receiver is tested on (live, in the system suite).
+RECEIVER_MIN_AIRFLOW = "3.3"
+
+
+def _airflow_line() -> str:
+    """The running Airflow's ``major.minor``."""
+    from airflow import __version__ as version
+
+    return ".".join(str(version).split(".")[:2])
+
+
+def _older_line(line: str, minimum: str) -> bool:
+    """Whether ``line`` (``major.minor``) is before ``minimum``."""
+
+    def key(text: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+    return key(line) < key(minimum)
 
 
 def receiver_apps() -> list[dict[str, Any]]:
@@ -49,6 +70,15 @@ def receiver_apps() -> list[dict[str, Any]]:
             "Dintero webhook receiver is off ([dintero] webhook_receiver_enabled = False): no route mounted"
         )
         return []
+    line = _airflow_line()
+    if _older_line(line, RECEIVER_MIN_AIRFLOW):
+        message = (
+            f"The Dintero webhook receiver cannot start: it needs Airflow {RECEIVER_MIN_AIRFLOW} or later "
+            f"(this api-server runs Airflow {line}). Set [dintero] webhook_receiver_enabled = False, "
+            "and wait for settlements with the settlement sensor (example_dags/settlements_to_s3.py)"
+        )
+        log.error("%s", message)
+        raise SystemExit(message)
     from airflow_provider_dintero.webhooks.receiver import create_app
 
     if not settings.accounts:

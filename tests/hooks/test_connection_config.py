@@ -218,6 +218,8 @@ BAD_CONNECTIONS = [
     pytest.param({"extra": {"token_cache": "redis"}}, "extra.token_cache", id="old-token-cache-unknown"),
     pytest.param({"extra": {"cache_mode": "redis"}}, "extra.cache_mode", id="cache-mode-unknown"),
     pytest.param({"extra": {"refresh_margin": "soon"}}, "extra.refresh_margin", id="refresh-margin-text"),
+    pytest.param({"extra": {"cache_lease_settle": -1}}, "extra.cache_lease_settle", id="settle-negative"),
+    pytest.param({"extra": {"cache_lease_ttl": 0}}, "extra.cache_lease_ttl", id="lease-ttl-zero"),
 ]
 
 

@@ -47,6 +47,15 @@ def test_mapped_tasks_reuse_one_token_through_the_variable(
     assert dintero_emulator.count(path_regex=r".*/management/settings$", status=200) == 5
     assert dintero_emulator.count(path_regex=r".*/exchange_token$") == 1
     assert dintero_emulator.count(path_regex=r".*/auth/token$") == 2
+    assert _leases_left() == []  # each mint's lease released (through the Task SDK on Airflow 3)
+
+
+def _leases_left() -> list[str]:
+    from airflow.models.variable import Variable as DbVariable
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [row.key for row in session.query(DbVariable).filter(DbVariable.key.like("dintero_lease_%"))]
 
 
 def test_shared_token_is_stored_encrypted(

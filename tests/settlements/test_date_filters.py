@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from airflow_provider_dintero.hooks.dintero import DinteroAsyncHook, DinteroPartnerHook
-from airflow_provider_dintero.settlements import SettlementWindow, filter_date, settlement_query
+from airflow_provider_dintero.poller import listing_keys
+from airflow_provider_dintero.settlements import (
+    SettlementWindow,
+    filter_date,
+    parse_timestamp,
+    settlement_query,
+)
 
 from .conftest import LIST_PATH, settled_count
 
@@ -76,6 +82,47 @@ def test_async_list_settlements_applies_the_same_window(
 
     assert sorted(s["id"] for s in found) == sorted(ids[i] for i in inside)
     assert settled_count(emu, 1, "GET", LIST_PATH) == 1
+
+
+def test_async_list_settlements_keeps_what_each_returns_of_the_window(
+    emu: Any, day_of_settlements: tuple[str, list[str]]
+) -> None:
+    mid, ids = day_of_settlements
+
+    found = asyncio.run(
+        DinteroAsyncHook().async_list_settlements(
+            mid,
+            each=listing_keys,
+            item_created_at_gte="2026-11-05T10:00:00.000001Z",
+            item_created_at_lte="2026-11-05T18:00:00Z",
+        )
+    )
+
+    assert sorted(s["id"] for s in found) == sorted(ids[2:])  # the window, as without each
+    assert all(set(s) == {"id", "created_at", "provider"} and s["provider"] == "vipps" for s in found)
+
+
+#: Dintero's timestamps and other ISO-8601 forms: the fast path reads them as pendulum does.
+TIMESTAMPS = [
+    "2026-11-05T10:00:00.000000Z",
+    "2026-11-05T10:00:00Z",
+    "2026-11-05T10:00:00.123Z",
+    "2026-11-05T11:00:00+01:00",
+    "2026-11-05 10:00",
+    "20261105T100000Z",
+    "2026-11-05",
+    "2026-11-05T10:00:00",
+]
+
+
+@pytest.mark.parametrize("text", TIMESTAMPS)
+def test_parse_timestamp_reads_iso_forms_as_pendulum_does(text: str) -> None:
+    import pendulum
+
+    parsed = parse_timestamp(text)
+
+    assert parsed is not None and parsed.tzinfo is not None
+    assert parsed == pendulum.parse(text, tz="UTC")
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from airflow_provider_dintero.emulator import EmulatorSeed
 from airflow_provider_dintero.emulator.pytest_plugin import connection_json
 from airflow_provider_dintero.emulator.server import DinteroEmulator
 from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError
+from airflow_provider_dintero.poller import Sweep, sweep_payload
 from airflow_provider_dintero.sensors.settlements import SettlementSensor, settlement_copy_kwargs
 from airflow_provider_dintero.triggers.settlements import PartnerSettlementTrigger
 from tests.reliability.conftest import hostile_connection
@@ -80,10 +81,43 @@ def test_partner_trigger_reports_every_merchant_found_in_the_sweep(many: Dintero
 
     assert event["status"] == "success"
     assert event["checked"] == MERCHANTS
-    found = {m["account_id"]: sorted(s["id"] for s in m["settlements"]) for m in event["merchants"]}
+    found = {m["account_id"]: sorted(m["settlement_ids"]) for m in event["merchants"]}
     assert found == {aid: sorted(ids) for aid, ids in added.items()}
     assert many.count("GET", r"/settlements$") == MERCHANTS
     assert event["skipped"] == []
+
+
+def test_partner_trigger_event_names_ids_not_whole_settlements(many: DinteroEmulator) -> None:
+    added = _add(many, 3, 17, 17)
+
+    event = _first_event(PartnerSettlementTrigger(since=SINCE, poll_interval=0.01))
+
+    assert (event["version"], event["found"]) == (2, 3)
+    assert all(set(m) == {"account_id", "settlement_ids"} for m in event["merchants"])
+    assert {m["account_id"]: sorted(m["settlement_ids"]) for m in event["merchants"]} == {
+        aid: sorted(ids) for aid, ids in added.items()
+    }
+    assert "attachments" not in json.dumps(event)
+
+
+@pytest.mark.parametrize("attachments", [0, 2, 20])
+def test_partner_event_stays_ids_and_counts_whatever_a_settlement_holds(attachments: int) -> None:
+    merchants = [f"T1{i:07d}" for i in range(1, 1001)]
+    settlement = {
+        "id": "s-0001",
+        "provider": "vipps",
+        "created_at": NEW_AT,
+        "settled_at": NEW_AT,
+        "attachments": [
+            {"id": f"a{i}", "created_by": "dintero", "extension": "csv"} for i in range(attachments)
+        ],
+    }
+    sweep = Sweep(found={aid: [settlement] for aid in merchants}, checked=len(merchants))
+
+    event = sweep_payload(sweep, SINCE)
+
+    assert len(json.dumps(event)) < 60 * len(merchants)  # the account id, the id and the keys
+    assert event["merchants"][0] == {"account_id": merchants[0], "settlement_ids": ["s-0001"]}
 
 
 def test_partner_trigger_polls_until_one_merchant_has_settlements(many: DinteroEmulator) -> None:
@@ -224,10 +258,67 @@ def test_sensor_all_merchants_returns_one_item_per_merchant_found(many: DinteroE
 
     assert done
     assert [(r["account_id"], r["settlement_ids"]) for r in value] == list(added.items())
-    assert all(set(r) == {"account_id", "since", "settlement_ids", "settlements"} for r in value)
+    assert all(set(r) == {"account_id", "since", "settlement_ids", "count"} for r in value)
     assert [settlement_copy_kwargs(r) for r in value] == [
         {"account_id": aid, "settlement_ids": ids} for aid, ids in added.items()
     ]
+
+
+def _summary(sid: str) -> dict[str, Any]:
+    return {"id": sid, "provider": "vipps", "created_at": NEW_AT, "settled_at": NEW_AT, "attachments": []}
+
+
+#: the partner trigger's event before and after it carried ids only (a trigger that fired
+#: before an upgrade hands the upgraded sensor the first shape)
+PARTNER_EVENTS = {
+    "before the upgrade": {
+        "status": "success",
+        "since": SINCE,
+        "checked": 3,
+        "merchants": [
+            {"account_id": "T11200001", "settlements": [_summary("s1"), _summary("s2")]},
+            {"account_id": "T11200002", "settlements": [_summary("s3")]},
+        ],
+        "skipped": [],
+        "unreadable": {},
+        "failed": {},
+    },
+    "version 2": {
+        "status": "success",
+        "version": 2,
+        "since": SINCE,
+        "checked": 3,
+        "found": 3,
+        "merchants": [
+            {"account_id": "T11200001", "settlement_ids": ["s1", "s2"]},
+            {"account_id": "T11200002", "settlement_ids": ["s3"]},
+        ],
+        "skipped": [],
+        "unreadable": {},
+        "failed": {},
+    },
+}
+
+
+@pytest.mark.parametrize("shape", list(PARTNER_EVENTS))
+def test_sensor_returns_ids_and_counts_from_a_partner_event_of_either_shape(shape: str) -> None:
+    sensor = SettlementSensor(task_id="wait", all_merchants=True)
+
+    result = sensor.execute_complete(cast("Any", {}), PARTNER_EVENTS[shape])
+
+    assert result == [
+        {"account_id": "T11200001", "since": SINCE, "settlement_ids": ["s1", "s2"], "count": 2},
+        {"account_id": "T11200002", "since": SINCE, "settlement_ids": ["s3"], "count": 1},
+    ]
+
+
+@pytest.mark.parametrize("shape", list(PARTNER_EVENTS))
+def test_sensor_batches_a_partner_event_of_either_shape(shape: str) -> None:
+    sensor = SettlementSensor(task_id="wait", all_merchants=True, batch_size=1)
+
+    result = sensor.execute_complete(cast("Any", {}), PARTNER_EVENTS[shape])
+
+    assert result == [{"T11200001": ["s1", "s2"]}, {"T11200002": ["s3"]}]
 
 
 def test_sensor_account_ids_polls_only_those(many: DinteroEmulator) -> None:

@@ -237,6 +237,30 @@ def test_ack_mode_stores_the_watermark_only_for_persisted_events(
 
 
 @needs_airflow_3
+def test_a_confirmed_event_leaves_one_watermark_of_its_merchant_in_memory(emu: Any, store: DictStore) -> None:
+    from airflow.triggers.shared_stream import AdvanceItem, AdvanceOutcome
+
+    mid = emu.merchant_ids[0]
+    sid = emu.add_settlement(mid, created_at=AT)["id"]
+    trigger = _trigger(emu, account_ids=[mid])
+    producer = DinteroSettlementEventTrigger.create_shared_stream_producer(trigger.serialize()[1])
+
+    async def go() -> None:
+        stream = producer.open_stream()
+        try:
+            _payload, broker = await stream.__anext__()
+            await producer.advance([AdvanceItem(broker, AdvanceOutcome(acked=1, failed=0))])
+        finally:
+            await stream.aclose()
+
+    asyncio.run(go())
+
+    assert mid not in producer.current  # the stored watermark is the one in use, not a copy
+    assert producer.stored[mid].seen == {sid: _at(AT)}
+    assert json.loads(store.values[f"watermark:{mid}"]) == {"floor": AT_LESS_LOOKBACK, "seen": {sid: AT}}
+
+
+@needs_airflow_3
 def test_shared_stream_key_and_serialize() -> None:
     a = DinteroSettlementEventTrigger(account_id="T11200000", poll_interval=30)
     path, kwargs = a.serialize()

@@ -9,12 +9,11 @@ session sent.
 The cases run in file order (module fixtures, each independent: ``-k`` runs one alone). Figures
 (token counts, take-over times) go to ``build/system-artifacts/production.json``.
 
-CI (``scripts/system_production.sh``, 4 merchants) runs the deployment checks, the example DAGs,
-the worker killed mid-copy (3a) and the proxy check. ``--all`` (``DINTERO_PRODUCTION_ALL=1``, 20
+CI (``scripts/system_production.sh``, 4 merchants) runs the deployment checks, the example DAGs, the
+worker killed mid-copy (3a) and the proxy check. ``--all`` (``DINTERO_PRODUCTION_ALL=1``, 20
 merchants) adds the token economy, the triggerer take-over (3b), the webhook twins (3c), the
-PostgreSQL outage (3d) and the copies' spread over both workers (Celery may give every copy of a
-small run to one worker). Cases that fail today are strict xfails naming the cause: they cannot
-pass unnoticed.
+PostgreSQL outage (3d); the token economy's eight copies also show both workers at work (the
+examples' copies are batched: a small run's copy is one task, on one worker).
 """
 
 from __future__ import annotations
@@ -57,17 +56,6 @@ FIGURES: dict[str, Any] = {}
 ALL = os.environ.get("DINTERO_PRODUCTION_ALL") == "1"
 all_only = pytest.mark.skipif(
     not ALL, reason="not in CI: scripts/system_production.sh --all (DINTERO_PRODUCTION_ALL=1)"
-)
-#: Known failures, each naming its cause (strict: a pass fails the run, so the mark is removed).
-variable_cache_race = pytest.mark.xfail(
-    strict=True,
-    reason="token cache_mode=variable: the Variable is read and written without a cross-process lock,"
-    " so concurrent task processes miss together and each mints (issue 24)",
-)
-takeover_missed_copy = pytest.mark.xfail(
-    strict=True,
-    reason="after the triggerer take-over, one settlement the watcher reported is never copied by the"
-    " event-driven DAG (issue 24, open)",
 )
 
 
@@ -139,14 +127,6 @@ def test_every_process_of_the_production_shape_runs(deployment: Deployment) -> N
         assert urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=10).status == 200
 
 
-@all_only
-def test_the_example_copies_ran_on_both_workers(deployment: Deployment, example_runs: dict[str, Any]) -> None:
-    run_id = example_runs["runs"][SETTLEMENTS_DAG]
-    copies = task_instances(deployment, SETTLEMENTS_DAG, run_id, "copy_to_s3")
-
-    assert {_worker_of(ti) for ti in copies} == {"worker-1", "worker-2"}
-
-
 # ---------------------------------------------------------------------- token economy
 
 
@@ -196,7 +176,6 @@ def token_economy(
 
 
 @all_only
-@variable_cache_race
 def test_shared_cache_mints_one_partner_token_across_workers(token_economy: dict[str, Any]) -> None:
     variable = token_economy["variable"]
 
@@ -208,7 +187,6 @@ def test_shared_cache_mints_one_partner_token_across_workers(token_economy: dict
 
 
 @all_only
-@variable_cache_race
 def test_shared_cache_mints_one_exchange_and_one_merchant_token_per_merchant(
     token_economy: dict[str, Any], emulator: Any
 ) -> None:
@@ -438,7 +416,6 @@ def test_after_the_takeover_every_settlement_is_reported_exactly_once(
 
 
 @all_only
-@takeover_missed_copy
 def test_after_the_takeover_every_settlement_is_in_s3_once(
     triggerer_killed: dict[str, Any], deployment: Deployment
 ) -> None:

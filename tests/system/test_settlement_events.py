@@ -323,3 +323,52 @@ def test_no_webhook_secret_token_or_signature_in_any_log(
 
     assert len(scenario["secret"]) >= 20
     assert leaks(deployment, canaries) == []
+
+
+# ------------------------------------------------ an event that arrives while its run is queued
+
+
+@pytest.fixture(scope="module")
+def queued_twice(deployment: Deployment, emulator: Any, scenario: dict[str, Any]) -> dict[str, Any]:
+    """
+    Two settlement events recorded while the scheduler is down (the watcher's triggerer too, so
+    that only these events name the two settlements): the first queues a run of the watched DAG,
+    the second finds it queued. Airflow then gives the run only the first (those stamped up to
+    its queue entry) and the second to no run: only ``run_events`` copies it.
+    """
+    from airflow_provider_dintero.events import poll_extra
+    from airflow_provider_dintero.webhooks import settlement_events_asset
+
+    m1, m2 = emulator.merchant_ids[:2]
+    name = settlement_events_asset(emulator.partner_id).name
+    (asset,) = [a for a in deployment.api(f"/assets?name_pattern={name}")["assets"] if a["name"] == name]
+    deployment.stop("triggerer", "scheduler")
+    listed = deployment.api(f"/dags/{WATCH_DAG}/dagRuns?limit=100")["dag_runs"]
+    runs_before = {r["dag_run_id"] for r in listed}
+    added = []
+    for merchant in (m1, m2):
+        settlement = emulator.add_settlement(merchant, provider="vipps")
+        added.append((merchant, str(settlement["id"])))
+        extra = poll_extra(merchant, [settlement])
+        deployment.api("/assets/events", "POST", {"asset_id": asset["id"], "extra": extra})
+        time.sleep(1)
+    deployment.start_process("scheduler")
+
+    def new_runs() -> list[dict[str, Any]]:
+        runs = deployment.api(f"/dags/{WATCH_DAG}/dagRuns?limit=100")["dag_runs"]
+        return [r for r in runs if r["dag_run_id"] not in runs_before]
+
+    wait_until(lambda: new_runs() and not _unfinished(deployment, WATCH_DAG), 300, "the queued run", 2)
+    # the second settlement in S3, or 60 s more: its absence is the test's failure
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(deployment.manifest_in_s3(m, s) for m, s in added):
+        time.sleep(2)
+    landed = {sid: deployment.manifest_in_s3(m, sid) for m, sid in added}
+    runs = new_runs()
+    deployment.start_process("triggerer")
+    return {"added": added, "landed": landed, "runs": runs}
+
+
+def test_an_event_recorded_while_its_run_was_queued_is_copied(queued_twice: dict[str, Any]) -> None:
+    assert queued_twice["landed"] == {sid: True for _, sid in queued_twice["added"]}
+    assert len(queued_twice["runs"]) == 1  # one run did both: the second event queued none

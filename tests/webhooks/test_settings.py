@@ -80,3 +80,27 @@ def test_the_plugin_stops_the_api_server_on_a_bad_value(monkeypatch: pytest.Monk
 
     with pytest.raises(SystemExit, match=r"webhook_replay_window_days .* expected whole days"):
         _ = DinteroWebhooksPlugin().fastapi_apps
+
+
+@pytest.mark.parametrize(
+    ("version", "starts"), [("3.0.6", False), ("3.2.2", False), ("3.3.2", True), ("3.4.0", True)]
+)
+def test_the_receiver_starts_only_on_the_lines_it_is_tested_on(
+    monkeypatch: pytest.MonkeyPatch, version: str, starts: bool
+) -> None:
+    pytest.importorskip("fastapi", reason="the receiver's apps exist on Airflow 3 only")
+    import airflow
+
+    from airflow_provider_dintero.webhooks.plugin import DinteroWebhooksPlugin
+
+    monkeypatch.setattr(airflow, "__version__", version)
+    monkeypatch.setenv("AIRFLOW__DINTERO__WEBHOOK_RECEIVER_ENABLED", "True")
+    monkeypatch.setenv("AIRFLOW__DINTERO__WEBHOOK_ACCOUNTS", "P11200000")
+
+    if starts:
+        assert [app["url_prefix"] for app in DinteroWebhooksPlugin().fastapi_apps] == ["/dintero-webhooks"]
+    else:
+        with pytest.raises(
+            SystemExit, match=rf"needs Airflow 3\.3 or later \(this api-server runs Airflow {version[:3]}\)"
+        ):
+            _ = DinteroWebhooksPlugin().fastapi_apps
