@@ -143,6 +143,23 @@ FIRST_START_SKEW = timedelta(minutes=5)
 MAX_SEEN = 2000
 #: Results processed between two yields to the event loop at most this long (seconds).
 SLICE = 0.005
+#: The most events the watcher has yielded and Airflow has not resolved (recorded or not) yet, at
+#: most: Airflow fails a shared stream whose subscriber queue overflows (``[triggerer]
+#: shared_stream_subscriber_queue_size``, 1,024 by default), which a sweep finding new
+#: settlements for more merchants than that would do. Half the queue, and never more than 512.
+IN_FLIGHT_CAP = 512
+
+
+def in_flight_limit() -> int:
+    """How many events the watcher may have in flight: half the subscriber queue, at most 512."""
+    try:
+        from airflow.providers.common.compat.sdk import conf
+
+        queue = conf.getint("triggerer", "shared_stream_subscriber_queue_size", fallback=1024)
+    except Exception:  # an unreadable option: Airflow's default
+        queue = 1024
+    return max(1, min(IN_FLIGHT_CAP, queue // 2))
+
 
 AIRFLOW_3_ONLY = (
     "DinteroSettlementEventTrigger needs Airflow 3 (asset watchers and event triggers). On "
@@ -320,6 +337,10 @@ class SettlementEventProducer(SharedStreamProducer):
         #: per merchant, bumped at each rollback: confirmations of older events are ignored
         self.generation: dict[str, int] = {}
         self.health = MerchantHealth(self.poll_interval, logger=log)
+        #: events yielded and not resolved yet, and the most there may be (see :func:`in_flight_limit`)
+        self.in_flight = 0
+        self.in_flight_limit = in_flight_limit()
+        self._room = asyncio.Event()
 
     async def _load_all(self, merchants: Sequence[str]) -> None:
         """Read the stored watermark of every merchant not read yet (restart, new merchants)."""
@@ -378,10 +399,40 @@ class SettlementEventProducer(SharedStreamProducer):
                         slice_start = time.perf_counter()
                     if self._mark(aid) is not before:
                         continue  # rolled back during the sweep: the next sweep decides
+                    if self.in_flight >= self.in_flight_limit:
+                        await self._wait_for_room()
+                        if self._mark(aid) is not before:
+                            continue
                     self.current[aid] = mark
                     extra = build_extra(aid, ids, providers, source="poll")
+                    self.in_flight += 1
                     yield extra, (aid, mark, self.generation.get(aid, 0))
                 await asyncio.sleep(self.poll_interval)
+
+    async def _wait_for_room(self) -> None:
+        """Wait until Airflow has resolved enough of the events in flight to yield another."""
+        waited = time.monotonic()
+        while self.in_flight >= self.in_flight_limit:
+            self._room.clear()
+            try:
+                await asyncio.wait_for(self._room.wait(), 60)
+            except asyncio.TimeoutError:
+                log.info(
+                    "Waiting for Airflow to record the %s settlement events in flight before reporting "
+                    "more (%.0f s so far)",
+                    self.in_flight,
+                    time.monotonic() - waited,
+                )
+
+    def settled(self, count: int) -> None:
+        """
+        Count ``count`` events as resolved by Airflow (recorded or not): room for more.
+
+        :param count: how many.
+        """
+        self.in_flight = max(0, self.in_flight - count)
+        if self.in_flight < self.in_flight_limit:
+            self._room.set()
 
     def _fresh(
         self, aid: str, settlements: list[Settlement]
@@ -434,6 +485,7 @@ class SettlementEventProducer(SharedStreamProducer):
 
         :param batch: resolved events of one merchant, in order.
         """
+        self.settled(len(batch))
         for item in batch:
             aid, mark, generation = item.broker_payload
             if generation != self.generation.get(aid, 0):
@@ -573,4 +625,5 @@ class DinteroSettlementEventTrigger(_EventTriggerBase):
         producer = self.create_shared_stream_producer(self.serialize()[1])
         async for payload, broker_payload in producer.open_stream():
             yield TriggerEvent(payload)
+            producer.settled(1)
             await producer.commit(*broker_payload)

@@ -494,3 +494,33 @@ def test_the_ids_kept_by_a_watermark_are_bounded() -> None:
     assert len(fresh) == len(settlements)
     assert len(after.seen) == settlement_events.MAX_SEEN
     assert len(json.dumps(after.to_json())) < 200 * settlement_events.MAX_SEEN
+
+
+@needs_airflow_3
+def test_a_burst_of_merchants_never_outruns_airflows_subscriber_queue(
+    emu: Any, store: DictStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.triggers.shared_stream import AdvanceItem, AdvanceOutcome
+
+    monkeypatch.setenv("AIRFLOW__TRIGGERER__SHARED_STREAM_SUBSCRIBER_QUEUE_SIZE", "4")
+    merchants = emu.merchant_ids[:3]
+    for mid in merchants:
+        emu.add_settlement(mid, created_at=AT)
+    producer = DinteroSettlementEventTrigger.create_shared_stream_producer(
+        _trigger(emu, account_ids=merchants).serialize()[1]
+    )
+
+    async def go() -> tuple[int, bool, int]:
+        stream = producer.open_stream()
+        try:
+            first = [await stream.__anext__() for _ in range(2)]  # the limit: half the queue
+            third = asyncio.ensure_future(stream.__anext__())
+            await asyncio.sleep(0.2)
+            held = not third.done()
+            await producer.advance([AdvanceItem(first[0][1], AdvanceOutcome(acked=1, failed=0))])
+            await asyncio.wait_for(third, 5)
+            return len(first), held, producer.in_flight
+        finally:
+            await stream.aclose()
+
+    assert asyncio.run(go()) == (2, True, 2)

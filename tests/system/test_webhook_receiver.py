@@ -177,7 +177,10 @@ def test_a_thousand_requests_for_unlisted_accounts_cost_no_look_up_and_one_line_
 
 
 def _woken_copies(deployment: Deployment, event: dict[str, Any]) -> list[str]:
-    """The S3 URIs the runs an asset event created wrote, once they finished."""
+    """
+    The S3 URIs the runs an asset event created wrote or found already written, once they
+    finished (a run queued just before the event may have copied it first: ``run_events``).
+    """
     written: list[str] = []
     for run in event["created_dagruns"]:
         run_id = run["run_id"]
@@ -191,7 +194,8 @@ def _woken_copies(deployment: Deployment, event: dict[str, Any]) -> list[str]:
         )
         for ti in task_instances(deployment, WATCH_DAG, run_id, "copy_to_s3"):
             if ti["state"] == "success":
-                written.extend(deployment.xcom(WATCH_DAG, run_id, "copy_to_s3", ti["map_index"])["written"])
+                result = deployment.xcom(WATCH_DAG, run_id, "copy_to_s3", ti["map_index"])
+                written.extend(result["written"] + result["skipped"])
     return written
 
 
