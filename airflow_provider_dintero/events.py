@@ -289,6 +289,26 @@ def run_events(context: Mapping[str, Any]) -> list[Any]:
     return events
 
 
+#: Accounts per mapped copy in :func:`event_account_batches` (as ``SettlementSensor``'s batches).
+EVENT_BATCH_SIZE = 100
+
+
+def event_account_batches(events: Any, size: int = EVENT_BATCH_SIZE) -> list[list[str]]:
+    """
+    The accounts :func:`event_accounts` finds, in lists of at most ``size``: what a copy maps over
+    (``SettlementsToS3Operator.partial(..., use_triggering_events=True).expand(merchants=...)``)
+    so that a run whose events name 10,000 accounts makes 100 mapped copies, not 10,000, and
+    stays under Airflow's ``[core] max_map_length`` (1,024).
+
+    :param events: as :func:`event_accounts` takes them.
+    :param size: accounts per batch (from 1).
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise DinteroInputError("size", "a whole number from 1", size)
+    accounts = event_accounts(events)
+    return [accounts[i : i + size] for i in range(0, len(accounts), size)]
+
+
 def event_accounts(triggering_asset_events: Any) -> list[str]:
     """
     The accounts named by a run's triggering settlement events, in order of first appearance:

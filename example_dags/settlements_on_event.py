@@ -8,8 +8,10 @@ one asset event per merchant batch of new settlements, with the settlement event
 ``airflow_provider_dintero.events`` as extra (``source: "poll"``); the webhook receiver records
 the same shape on the same asset (``source: "webhook"``; an event naming no settlement is a
 wake-up: the copy then collects what is new for that account since its last collection).
-Each run maps the copy over the accounts its events name, and each mapped copy re-reads
-exactly the settlements its account's events name (``use_triggering_events=True``). Both read
+Each run maps the copy over the accounts its events name, 100 accounts per mapped copy (so a
+run naming 10,000 accounts makes 100 copies, under Airflow's ``max_map_length``), and each copy
+re-reads exactly the settlements its accounts' events name (``use_triggering_events=True``), 4
+accounts at a time, each ending copied, could not be read or failed on its own. Both read
 the run's triggering events and those recorded after the run was queued
 (``airflow_provider_dintero.events.run_events``: Airflow hands such an event to no run). Ids
 Dintero does not confirm (404) are named in the copy's result under ``unconfirmed`` and the
@@ -46,7 +48,7 @@ POLL_INTERVAL = float(os.environ.get("DINTERO_POLL_INTERVAL", "30"))
 if EVENT_TRIGGERS and WATERMARK_STORE:  # Airflow 3.3: the watcher keeps its watermark there
     from airflow.sdk import DAG, Asset, AssetWatcher, task
 
-    from airflow_provider_dintero.events import event_accounts, run_events
+    from airflow_provider_dintero.events import event_account_batches, run_events
     from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
     from airflow_provider_dintero.triggers.settlement_events import DinteroSettlementEventTrigger
     from airflow_provider_dintero.webhooks import settlement_events_asset
@@ -75,14 +77,18 @@ if EVENT_TRIGGERS and WATERMARK_STORE:  # Airflow 3.3: the watcher keeps its wat
     ) as settlements_on_event:
 
         @task
-        def accounts(**context: Any) -> list[str]:
-            """The accounts this run's asset events name (one mapped copy each), else the param's."""
+        def account_batches(**context: Any) -> list[list[str]]:
+            """The accounts this run's events name, 100 per mapped copy (a manual run: the param's)."""
             from airflow_provider_dintero.validation import validate_account_id
 
-            named = event_accounts(run_events(context))
-            return named or [validate_account_id(m) for m in context["params"].get("merchant_ids") or []]
+            named = event_account_batches(run_events(context))
+            manual = [validate_account_id(m) for m in context["params"].get("merchant_ids") or []]
+            return named or [manual[i : i + 100] for i in range(0, len(manual), 100)]
 
         SettlementsToS3Operator.partial(
-            task_id="copy_to_s3", s3_bucket="{{ params.s3_bucket }}", use_triggering_events=True
-        ).expand(account_id=accounts())
+            task_id="copy_to_s3",
+            s3_bucket="{{ params.s3_bucket }}",
+            use_triggering_events=True,
+            max_concurrency=4,
+        ).expand(merchants=account_batches())
         # [END howto_settlements_on_event]

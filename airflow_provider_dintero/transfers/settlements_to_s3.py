@@ -193,7 +193,8 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
     account since its last wake-up collection (less :data:`WAKE_UP_OVERLAP`; the first time,
     :data:`WAKE_UP_LOOKBACK`), recorded in S3 at ``<key prefix>/_collections/account=<id>.json``.
 
-    **Batches** (``merchants=``): every merchant of the batch is copied on its own; each ends in
+    **Batches** (``merchants=``, with or without ``use_triggering_events``): every merchant of
+    the batch is copied on its own; each ends in
     exactly one of ``copied`` (counts), ``could not be read`` (403/404, the reason names the
     grant) or ``failed`` (the step and error); the per-merchant lines are pushed under the XCom
     key :data:`MERCHANTS_XCOM` and returned as ``{"merchants": {...}}``; the task fails after
@@ -213,7 +214,9 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
     :param account_id: the merchant (or the connection's own account). Templated.
     :param merchants: a batch instead of one account: ``{account id: [settlement ids]}`` (one
         item of ``SettlementSensor(batch_size=...)``'s result), copied ``max_concurrency``
-        merchants at a time. Templated.
+        merchants at a time; with ``use_triggering_events=True``, a list of account ids whose
+        settlements the run's events name (a batch of ``events.event_account_batches``).
+        Templated.
     :param max_concurrency: merchants of a batch copied at the same time (threads).
     :param s3_bucket: the destination bucket. Templated.
     :param s3_key: the key template (:meth:`str.format` fields from :data:`KEY_FIELDS`). Templated.
@@ -310,18 +313,17 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
             raise DinteroInputError("settlement_ids", "a list of settlement ids", self.settlement_ids)
         return list(dict.fromkeys(value))
 
-    def _from_events(self, context: Context, account_id: str) -> _EventSelection | None:
+    def _event_selections(self, context: Context) -> dict[str, _EventSelection] | None:
         """
-        What the run's triggering settlement events ask of ``account_id``: the ids they name,
-        and whether any is a wake-up (names no id). ``None`` when no triggering event is a
-        settlement event (a manual run). Events of other accounts are refused (logged).
+        What the run's settlement events (:func:`~airflow_provider_dintero.events.run_events`)
+        ask of each account they name: the ids, and whether any is a wake-up (names no id).
+        ``None`` when no event is a settlement event (a manual run). Read once per task.
         """
-        selection: _EventSelection | None = None
-        others: dict[str, int] = {}
+        selections: dict[str, _EventSelection] | None = None
         for event in run_events(context):
             if raw_extra(event) is None:
                 continue
-            selection = selection or _EventSelection()
+            selections = {} if selections is None else selections
             try:
                 parsed = parse_extra(event)
             except DinteroInputError as exc:
@@ -334,23 +336,32 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
                 self.log.warning("Ignoring an asset event naming no valid account (%s)", exc)
                 continue
             assert parsed is not None
-            if parsed.account_id != account_id:
-                others[parsed.account_id] = others.get(parsed.account_id, 0) + 1
-                continue
+            selection = selections.setdefault(parsed.account_id, _EventSelection())
             if parsed.is_wake_up:
                 selection.wake_up = True
             selection.ids.extend(parsed.settlement_ids)
-        if others:  # a mapped copy sees every account's events: each account has its own copy
-            self.log.info(
-                "Left %s event(s) of %s other account(s) to their own copies (this task copies account %s)",
-                sum(others.values()),
-                len(others),
-                account_id,
-            )
-        if selection is None:
+        for selection in (selections or {}).values():
+            selection.ids = list(dict.fromkeys(selection.ids))
+        return selections
+
+    def _from_events(
+        self, selections: dict[str, _EventSelection] | None, account_id: str, *, mapped: bool = True
+    ) -> _EventSelection | None:
+        """
+        What the run's settlement events ask of ``account_id`` (``None``: a manual run). Other
+        accounts' events are left to their own copies (counted in one log line).
+        """
+        if selections is None:
             self.log.info("No triggering asset event names settlements; selecting them as without events")
             return None
-        selection.ids = list(dict.fromkeys(selection.ids))
+        others = len(selections) - (account_id in selections)
+        if others and mapped:  # a mapped copy sees every account's events: each has its own copy
+            self.log.info(
+                "Left the events of %s other account(s) to their own copies (this task copies account %s)",
+                others,
+                account_id,
+            )
+        selection = selections.get(account_id) or _EventSelection()
         self.log.info(
             "Triggering asset events name %s settlement(s) of account %s%s",
             len(selection.ids),
@@ -431,7 +442,7 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
                 raise DinteroInputError(
                     "settlement_ids", "None when use_triggering_events=True (the events name the settlements)"
                 )
-            selection = self._from_events(context, account_id)
+            selection = self._from_events(self._event_selections(context), account_id)
             if selection is not None:
                 ids, wake_up = selection.ids, selection.wake_up
         window = self._window(context) if ids is None else None
@@ -495,8 +506,14 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
 
     def _merchants(self) -> dict[str, list[str]]:
         value: Any = self.merchants
+        if self.use_triggering_events is True and isinstance(value, list | tuple) and value:
+            # the run's events name each account's settlements
+            return {validate_account_id(aid, "merchants"): [] for aid in value}
         if not isinstance(value, Mapping) or not value:
-            raise DinteroInputError("merchants", "a non-empty mapping of account id to settlement ids", value)
+            expected = "a non-empty mapping of account id to settlement ids"
+            if self.use_triggering_events is True:
+                expected = "a non-empty list of account ids (the run's events name their settlements)"
+            raise DinteroInputError("merchants", expected, value)
         batch: dict[str, list[str]] = {}
         for aid, ids in value.items():
             validate_account_id(aid, "merchants")
@@ -507,11 +524,13 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
 
     def _execute_batch(self, context: Context) -> dict[str, Any]:
         """Copy a batch of merchants by id, ``max_concurrency`` at a time, each on its own."""
-        if self.account_id not in (None, "") or self.settlement_ids is not None or self.use_triggering_events:
-            raise DinteroInputError(
-                "merchants", "not together with account_id, settlement_ids or use_triggering_events"
-            )
+        if self.account_id not in (None, "") or self.settlement_ids is not None:
+            raise DinteroInputError("merchants", "not together with account_id or settlement_ids")
+        if not isinstance(self.use_triggering_events, bool):
+            raise DinteroInputError("use_triggering_events", "True or False", self.use_triggering_events)
         batch = self._merchants()
+        selections = self._event_selections(context) if self.use_triggering_events else None
+        window = self._window(context) if self.use_triggering_events and selections is None else None
         workers = check_concurrency(self.max_concurrency)
         kind = self._kind()
         providers = parse_payment_providers(self.payment_providers)
@@ -526,8 +545,13 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         self._lineage_outputs = []
 
         def one(aid: str) -> dict[str, Any]:
+            ids: list[str] | None = batch[aid]
+            wake_up = False
+            if self.use_triggering_events:
+                selection = self._from_events(selections, aid, mapped=False)
+                ids, wake_up = (selection.ids, selection.wake_up) if selection is not None else (None, False)
             try:
-                r = self._copy_account(aid, batch[aid], None, False, kind, providers)
+                r = self._copy_account(aid, ids, window if ids is None else None, wake_up, kind, providers)
             except DinteroApiError as exc:
                 if exc.status in (403, 404):
                     return {"status": "could not be read", "reason": access_error_message(aid, exc)}
@@ -540,6 +564,7 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
                 }
             line: dict[str, Any] = {
                 "status": "copied",
+                "settlement_ids": r["settlement_ids"],
                 "settlements": len(r["settlement_ids"]),
                 "written": len(r["written"]),
                 "skipped": len(r["skipped"]),

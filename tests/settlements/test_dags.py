@@ -156,7 +156,13 @@ def _example_dag(
 
 
 def _copied(added: dict[str, Any]) -> dict[str, Any]:
-    return {"status": "copied", "settlements": 1, "written": len(added["attachments"]) + 1, "skipped": 0}
+    return {
+        "status": "copied",
+        "settlement_ids": [added["id"]],
+        "settlements": 1,
+        "written": len(added["attachments"]) + 1,
+        "skipped": 0,
+    }
 
 
 NOTHING_NEW = {"status": "nothing new"}

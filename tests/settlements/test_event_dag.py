@@ -7,11 +7,12 @@ settlements (a dag.test() run whose DagRun carries real asset events in the meta
 from __future__ import annotations
 
 import importlib.util
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from airflow_provider_dintero.events import event_accounts, poll_extra
+from airflow_provider_dintero.events import event_account_batches, event_accounts, poll_extra
 from airflow_provider_dintero.triggers.settlement_events import EVENT_TRIGGERS, WATERMARK_STORE
 
 WATCHERS = EVENT_TRIGGERS and WATERMARK_STORE
@@ -72,7 +73,7 @@ def test_event_run_copies_exactly_the_named_settlements(
 
     assert "success" in str(run.state).lower()
     copies = [ti for ti in run.get_task_instances() if ti.task_id == "copy_to_s3"]
-    assert sorted(ti.map_index for ti in copies) == [0, 1]
+    assert [ti.map_index for ti in copies] == [0]  # one batch of the two named accounts
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
     named = {a["id"], b["id"], c["id"]}
     assert {sid for sid in named if any(sid in k for k in keys)} == named
@@ -113,3 +114,20 @@ def test_example_dag_module_parses_on_this_line() -> None:
 
     dags = [v for v in vars(module).values() if isinstance(v, DAG)]
     assert [d.dag_id for d in dags] == (["dintero_settlements_on_event"] if WATCHERS else [])
+
+
+@pytest.mark.parametrize(
+    ("accounts", "size", "batches"),
+    [(0, 100, 0), (1, 100, 1), (100, 100, 1), (101, 100, 2), (10_000, 100, 100)],
+)
+def test_event_account_batches_stay_under_max_map_length(accounts: int, size: int, batches: int) -> None:
+    events = [
+        SimpleNamespace(extra={"account_id": f"T{11200001 + i}", "settlement_ids": ["s"]})
+        for i in range(accounts)
+    ]
+
+    found = event_account_batches(events, size)
+
+    assert len(found) == batches
+    assert [a for batch in found for a in batch] == event_accounts(events)
+    assert all(len(batch) <= size for batch in found)

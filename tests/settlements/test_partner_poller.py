@@ -533,3 +533,37 @@ def test_a_batch_copy_copies_every_merchant_it_can_and_names_the_others(
     lines = pushed["merchants"]
     assert {aid: lines[aid]["status"] for aid in added} == dict.fromkeys(added, "copied")
     assert lines[denied]["status"] == "could not be read"
+
+
+def test_a_batch_copy_with_events_copies_what_each_accounts_events_name(
+    many: DinteroEmulator, s3_bucket: str, s3_client: Any
+) -> None:
+    from types import SimpleNamespace
+
+    from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
+
+    added = _add(many, 0, 1)
+    unnamed = many.add_settlement(many.merchant_ids[0], provider="vipps", created_at=SINCE)["id"]
+    events = {
+        "asset": [
+            SimpleNamespace(extra={"account_id": aid, "settlement_ids": ids}) for aid, ids in added.items()
+        ]
+    }
+    copy = SettlementsToS3Operator(
+        task_id="copy",
+        s3_bucket=s3_bucket,
+        merchants=list(added),
+        use_triggering_events=True,
+        attachments="source",
+    )
+
+    result = copy.execute(cast("Any", {"triggering_asset_events": events}))
+
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
+    assert {aid: line["status"] for aid, line in result["merchants"].items()} == dict.fromkeys(
+        added, "copied"
+    )
+    assert {
+        sid for ids in added.values() for sid in ids if any(f"/{sid}/manifest.json" in k for k in keys)
+    } == {sid for ids in added.values() for sid in ids}
+    assert not any(unnamed in k for k in keys)

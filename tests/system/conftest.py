@@ -150,8 +150,8 @@ def deployment(emulator: Any, proxy: ConnectProxy | None) -> Iterator[Deployment
     try:
         deploy.start()
         deploy.s3().create_bucket(Bucket=BUCKET)
-        if deploy.profile.name == "production":  # every overwrite shows as a second version
-            deploy.s3().put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        # every overwrite shows as a second version
+        deploy.s3().put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         yield deploy
     finally:
         deploy.stop()

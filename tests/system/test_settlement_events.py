@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from .conftest import task_instances
-from .deployment import ARTIFACTS, Deployment, emulator_canaries, leaks, wait_until
+from .deployment import ARTIFACTS, BUCKET, Deployment, emulator_canaries, leaks, wait_until
 
 WATCH_DAG = "dintero_settlements_on_event"
 PROVISION_DAG = "dintero_provision_merchant"
@@ -159,18 +159,27 @@ def _settlement_part(event: dict[str, Any]) -> dict[str, Any]:
     return dict(raw_extra(SimpleNamespace(extra=event.get("extra"))) or {})
 
 
-def _copies(deployment: Deployment) -> dict[str, list[str]]:
-    """Per run of the watched DAG: the S3 URIs its copies *wrote* (not those already there)."""
+def _batch_lines(deployment: Deployment) -> dict[str, dict[str, Any]]:
+    """Per run of the watched DAG: its copies' line for each merchant (status, ids, counts)."""
     runs = deployment.api(f"/dags/{WATCH_DAG}/dagRuns?limit=100")["dag_runs"]
-    written: dict[str, list[str]] = {}
+    lines: dict[str, dict[str, Any]] = {}
     for run in runs:
         run_id = run["dag_run_id"]
         for ti in task_instances(deployment, WATCH_DAG, run_id, "copy_to_s3"):
-            if ti["state"] != "success":
-                continue
-            value = deployment.xcom(WATCH_DAG, run_id, "copy_to_s3", ti["map_index"])
-            written.setdefault(run_id, []).extend(value["written"])
-    return written
+            if ti["state"] == "success":
+                value = deployment.xcom(WATCH_DAG, run_id, "copy_to_s3", ti["map_index"])
+                lines.setdefault(run_id, {}).update(value["merchants"])
+    return lines
+
+
+def _copies(deployment: Deployment) -> Counter[str]:
+    """Every settlement object in S3 and how many versions of it were written (one: written once)."""
+    pages = (
+        deployment.s3()
+        .get_paginator("list_object_versions")
+        .paginate(Bucket=BUCKET, Prefix="dintero/settlements/")
+    )
+    return Counter(v["Key"] for page in pages for v in page.get("Versions", []))
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +237,7 @@ def scenario(deployment: Deployment, emulator: Any, example_runs: dict[str, Any]
         "recorded_by_refusals": recorded_by_refusals,
         "events": _asset_events(deployment, partner),
         "copies": _copies(deployment),
+        "lines": _batch_lines(deployment),
         "secret": secret,
     }
     arrivals = ("watched", "restarted", "webhooked")
@@ -246,7 +256,7 @@ def _events_naming(scenario: dict[str, Any], settlement_id: str, source: str) ->
 
 
 def _writes(scenario: dict[str, Any], settlement_id: str) -> Counter[str]:
-    return Counter(uri for uris in scenario["copies"].values() for uri in uris if f"/{settlement_id}/" in uri)
+    return Counter({k: n for k, n in scenario["copies"].items() if f"/{settlement_id}/" in k})
 
 
 @pytest.mark.parametrize("arrival", ["watched", "restarted", "webhooked"])
@@ -286,8 +296,10 @@ def test_the_webhook_delivery_is_accepted_and_wakes_the_dag(scenario: dict[str, 
     woken = {run["run_id"] for run in event["created_dagruns"]}
     writers = {
         run
-        for run, uris in scenario["copies"].items()
-        if any(f"/{webhooked.settlement_id}/" in u for u in uris)
+        for run, lines in scenario["lines"].items()
+        if (line := lines.get(webhooked.account_id))
+        and webhooked.settlement_id in line.get("settlement_ids", [])
+        and line["written"]
     }
 
     assert scenario["provisioning"] == "success"

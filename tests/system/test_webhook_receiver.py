@@ -178,8 +178,8 @@ def test_a_thousand_requests_for_unlisted_accounts_cost_no_look_up_and_one_line_
 
 def _woken_copies(deployment: Deployment, event: dict[str, Any]) -> list[str]:
     """
-    The S3 URIs the runs an asset event created wrote or found already written, once they
-    finished (a run queued just before the event may have copied it first: ``run_events``).
+    The settlement ids the runs an asset event created copied or found already copied, once
+    they finished (a run queued just before the event may have copied it first: ``run_events``).
     """
     written: list[str] = []
     for run in event["created_dagruns"]:
@@ -195,7 +195,8 @@ def _woken_copies(deployment: Deployment, event: dict[str, Any]) -> list[str]:
         for ti in task_instances(deployment, WATCH_DAG, run_id, "copy_to_s3"):
             if ti["state"] == "success":
                 result = deployment.xcom(WATCH_DAG, run_id, "copy_to_s3", ti["map_index"])
-                written.extend(result["written"] + result["skipped"])
+                for line in result["merchants"].values():
+                    written.extend(line.get("settlement_ids", []))
     return written
 
 
@@ -303,4 +304,4 @@ def test_a_settlement_add_of_any_shape_wakes_a_run_that_copies_the_settlement(
 
     assert delivery.status == 202
     assert (event["extra"].get("shape") == "unrecognised") is (shape == "other")
-    assert any(f"/{settlement['id']}/manifest.json" in uri for uri in _woken_copies(deployment, event))
+    assert settlement["id"] in _woken_copies(deployment, event)
