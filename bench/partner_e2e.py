@@ -17,7 +17,8 @@ Two scenarios:
 * ``restart``: ``example_dags/settlements_on_event.py``'s watcher over the N merchants (the
   consuming DAG paused once its watcher is registered: only the watcher is measured). After
   its first sweep, one new settlement per merchant; once part of that sweep's asset events
-  are recorded, the triggerer is SIGKILLed (its whole process group), one settlement is added
+  are recorded, the triggerer is SIGKILLed (its whole process group; ``--stop term``: SIGTERMed,
+  as a deploy stops it), one settlement is added
   for every tenth merchant while it is down, a new triggerer is started, and one more for
   every tenth merchant (offset 5) during its first sweep. Then asset events are counted per
   settlement id from the metadata DB after two more full sweeps: lost (0 events), repeated
@@ -625,13 +626,39 @@ def event_rows(db: Path) -> int:
 
 
 def stored_watermarks(db: Path) -> int:
-    """How many merchants' watermarks the watcher has stored in the asset state store."""
+    """
+    How many merchants' watermarks the watcher has stored in the asset state store (the merchants
+    in its ``watermarks:<n>`` keys; one ``watermark:<merchant>`` key each in the earlier layout).
+    """
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
-        query = "select count(*) from asset_state_store where key like 'watermark:%'"
-        return int(conn.execute(query).fetchone()[0])
+        merchants = 0
+        for key, value in conn.execute(
+            "select key, value from asset_state_store where key like 'watermark%:%'"
+        ):
+            merchants += len(json.loads(value)) if key.startswith("watermarks:") else 1
+        return merchants
     finally:
         conn.close()
+
+
+def time_a_sweep(sampler: Sampler, n: int, timeout: float) -> float:
+    """
+    Wait for the watcher's current sweep to end (no list request for 3 s), then time its next
+    sweep: from its first list request to its ``n``-th (every merchant listed once).
+    """
+
+    def idle() -> bool:
+        before = sampler.kinds["list"]
+        time.sleep(3)
+        return sampler.kinds["list"] == before
+
+    system.wait_until(idle, timeout, "the end of a sweep", 0.1)
+    listed = sampler.kinds["list"]
+    system.wait_until(lambda: sampler.kinds["list"] > listed, timeout, "the next sweep", 0.05)
+    began = time.time()
+    system.wait_until(lambda: sampler.kinds["list"] >= listed + n, timeout, "a whole sweep", 0.05)
+    return time.time() - began
 
 
 def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -641,6 +668,8 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "scenario": "restart",
         "merchants": n,
         "poll interval (s)": args.poll_interval,
+        "triggerer stopped by": f"SIG{args.stop.upper()}"
+        + (" (its process group)" if args.stop == "kill" else ""),
         "Airflow settings changed": ", ".join(args.config) or "none",
     }
     with DinteroEmulator(seed) as emu:
@@ -669,12 +698,15 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             lists_at_add = sampler.kinds["list"]
             target = max(1, int(n * args.kill_at))
             system.wait_until(lambda: event_rows(db) >= target, args.timeout, f"{target} asset events", 0.1)
-            dep.kill("triggerer", restart=False)
+            if args.stop == "kill":
+                dep.kill("triggerer", restart=False)
+            else:
+                dep.stop("triggerer")
             killed = time.time()
             recorded_at_kill = event_rows(db)
             stored_at_kill = stored_watermarks(db)
             listed_at_kill = sampler.kinds["list"] - lists_at_add
-            log(f"SIGKILLed the triggerer: {recorded_at_kill} of {n} events recorded")
+            log(f"stopped the triggerer (SIG{args.stop.upper()}): {recorded_at_kill} of {n} events recorded")
             wave_b = {str(emu.add_settlement(m, provider="klarna")["id"]): m for m in emu.merchant_ids[::10]}
             before = dep.output("triggerer").count("Watching Dintero settlements")
             dep.start_process("triggerer")
@@ -686,6 +718,7 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 0.5,
             )
             watching_again = time.time()
+            lists_at_watch = sampler.kinds["list"]
             wave_c = {str(emu.add_settlement(m, provider="walley")["id"]): m for m in emu.merchant_ids[5::10]}
             expected = wave_a | wave_b | wave_c
             log(f"new triggerer watching after {watching_again - restarted:.0f} s; waiting for every event")
@@ -695,10 +728,13 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 counts = asset_events(db)
                 return all(counts[sid] for sid in expected)
 
+            system.wait_until(lambda: sampler.kinds["list"] > lists_at_watch, args.timeout, "a listing", 0.2)
+            listing_again = time.time()
             system.wait_until(all_reported, args.timeout, "an event for every settlement", 5)
             complete = time.time()
             lists = sampler.kinds["list"]
-            log("every settlement reported; waiting two more full sweeps for repeats")
+            log("every settlement reported; timing a steady sweep, then waiting for repeats")
+            steady_sweep = time_a_sweep(sampler, n, args.timeout)
             system.wait_until(lambda: sampler.kinds["list"] >= lists + 2 * n, args.timeout, "two sweeps", 2)
             counts = asset_events(db)
             sampler.stop(work / "timeline.json")
@@ -718,7 +754,9 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             ),
             "added -> kill (s)": round(killed - added_a),
             "kill -> new triggerer watching (s)": round(watching_again - killed),
+            "new watcher: watching -> first merchant listed (s)": round(listing_again - watching_again),
             "kill -> every settlement reported (s)": round(complete - killed),
+            "steady sweep after the restart: first -> last list request (s)": round(steady_sweep, 1),
             "settlements lost (0 events)": len(lost),
             "settlements repeated (> 1 event)": len(repeated),
             "repeated, examples": repeated[:5],
@@ -763,6 +801,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per wait")
     parser.add_argument("--poll-interval", type=float, default=30.0, help="the watcher's (restart)")
     parser.add_argument("--kill-at", type=float, default=0.3, help="fraction of events recorded (restart)")
+    parser.add_argument(
+        "--stop",
+        choices=("kill", "term"),
+        default="kill",
+        help="how the triggerer is stopped (restart): SIGKILL its process group, or SIGTERM it (a deploy)",
+    )
     parser.add_argument("--lag-seconds", type=float, default=3600, help="how long the lag probe runs")
     parser.add_argument("--markdown", help="append each result to this file")
     parser.add_argument(

@@ -29,7 +29,8 @@ the settlement event of :mod:`airflow_provider_dintero.events` with ``"source": 
 and provider names only, never a credential; the same shape as the webhook receiver's extra.
 
 **The watermark contract.** Per merchant, the watched asset's state store (Airflow 3.3's
-``asset_state_store`` table, key ``watermark:<account id>``; ``since`` holds the first start)
+``asset_state_store`` table; ``since`` holds the first start; the merchants' watermarks are
+spread over :data:`WATERMARK_SHARDS` keys ``watermarks:<n>``, see :class:`WatermarkShards`)
 keeps a *floor* and the ids reported at or after it. Each sweep lists the merchant's
 settlements recorded (``created_at``) on or after the floor, reports those whose id was not
 reported yet, and then moves the floor to ``newest reported created_at - lookback``. Hence:
@@ -45,16 +46,22 @@ reported yet, and then moves the floor to ``newest reported created_at - lookbac
   Dintero clock up to that much behind is still reported.
 * **Restart.** Every merchant's floor and ids are read back from the store before it is
   polled, in every mode (partner-wide included): a restart lists from the stored floor, not from
-  the first start.
+  the first start. It reads at most :data:`WATERMARK_SHARDS` + 1 keys, whatever the number of
+  merchants.
 * **Ack mode.** In the triggerer the trigger runs in the shared-stream ack mode
   (``shared_stream_key`` + ``create_shared_stream_producer``): a merchant's watermark is stored
   only after Airflow confirms that its event was recorded in the metadata DB, and ``advance()``
   never moves a merchant past an event that was not recorded: at the first such event it stops
   for that merchant, forgets everything reported since the stored watermark (later events of
   the merchant still in flight are ignored when confirmed), and the next sweep reports them
-  again. A crash between Airflow's confirmation and the watermark write reports that batch
-  once more; the copy, which skips objects already in S3, makes that harmless. Outside the
-  triggerer (``run()``), the watermark is stored when the consumer asks for the next event.
+  again. Confirmed watermarks are written in the background, one write per key for all the
+  merchants confirmed together (:data:`FLUSH_DELAY`), so ``advance()`` returns at once and
+  Airflow's confirmations are never held up by the store. A triggerer stopped or killed reports
+  once more the events recorded whose confirmation or watermark write it did not live to see
+  (Airflow confirms on its next state sync, and closes the channel to its supervisor before
+  the watcher stops); the copy, which skips objects already in S3, makes that harmless.
+  Outside the triggerer (``run()``), the watermark is stored when the consumer asks for the
+  next event.
 
 **One bad merchant harms only itself.** Each merchant's listing has its own deadline
 (``merchant_timeout``); the healthy merchants' events are yielded in the same sweep; a merchant
@@ -84,6 +91,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -148,6 +156,19 @@ SLICE = 0.005
 #: shared_stream_subscriber_queue_size``, 1,024 by default), which a sweep finding new
 #: settlements for more merchants than that would do. Half the queue, and never more than 512.
 IN_FLIGHT_CAP = 512
+#: The merchants' watermarks are kept in this many state-store keys (``watermarks:<n>``), each
+#: merchant's key chosen by a stable hash of its id: a restart reads at most this many keys,
+#: whatever the number of merchants, and the watermarks confirmed together are stored in one write
+#: per key. At 10,000 merchants a key holds about 40 merchants (about 5 kB at one settlement each).
+WATERMARK_SHARDS = 256
+#: The key that names the layout and the keys written: ``{"version": 2, "shards": N, "used": [n]}``.
+WATERMARK_INDEX = "watermarks"
+#: Confirmed watermarks are gathered this long before they are written (seconds).
+FLUSH_DELAY = 0.2
+#: The longest wait between two tries to write watermarks after a failed write (seconds).
+FLUSH_RETRY_MAX = 30.0
+#: How long a stopping watcher waits to write the watermarks confirmed last (seconds).
+FINAL_FLUSH_TIMEOUT = 5.0
 
 
 def in_flight_limit() -> int:
@@ -308,6 +329,161 @@ def state_store(account_id: str) -> Any:
     return AssetStateStoreAccessor(name=asset_name(account_id))
 
 
+def shard_of(account_id: str, shards: int = WATERMARK_SHARDS) -> int:
+    """
+    The watermark key (``watermarks:<n>``) a merchant's watermark is stored in: a stable hash of
+    its id (the same in every process and Python version).
+
+    :param account_id: the merchant.
+    :param shards: how many keys the merchants are spread over.
+    """
+    return zlib.crc32(account_id.encode()) % shards
+
+
+class WatermarkShards:
+    """
+    The merchants' stored watermarks, in the asset state store: :data:`WATERMARK_SHARDS` keys
+    ``watermarks:<n>`` of ``{merchant: watermark}`` and an index (:data:`WATERMARK_INDEX`) naming
+    the keys written. :meth:`put` records a confirmed watermark in memory and marks its key;
+    :meth:`flush` (run by :meth:`keep_flushed` in the background) writes each marked key once,
+    so the watermarks confirmed together cost one write per key instead of one per merchant, and
+    a restart reads at most :data:`WATERMARK_SHARDS` keys instead of one per merchant.
+
+    One watcher writes a partner's keys: a key's merchants that this watcher does not poll are
+    read at the start and written back as they were.
+
+    :param store: the asset state store accessor (``aget``/``aset``).
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.shards = WATERMARK_SHARDS
+        #: every stored (or confirmed, not yet written) watermark, by merchant
+        self.marks: dict[str, Watermark] = {}
+        self.members: dict[int, set[str]] = {}
+        self.used: set[int] = set()
+        self.dirty: set[int] = set()
+        self._wake = asyncio.Event()
+        self._writing = asyncio.Lock()
+        self._failing: str | None = None
+
+    async def load(self, concurrency: int) -> bool:
+        """
+        Read every written key; ``False`` when the store has no index (a first start, or the
+        earlier layout of one key per merchant).
+
+        :param concurrency: keys read at the same time.
+        """
+        index = await self.store.aget(WATERMARK_INDEX)
+        if not isinstance(index, Mapping) or index.get("version") != 2:
+            return False
+        shards = index.get("shards")
+        self.shards = shards if isinstance(shards, int) and shards > 0 else WATERMARK_SHARDS
+        used = index.get("used")
+        used = used if isinstance(used, list) else []
+        self.used = {n for n in used if isinstance(n, int) and 0 <= n < self.shards}
+        pending = iter(sorted(self.used))
+
+        async def reader() -> None:
+            for n in pending:
+                value = await self.store.aget(shard_key(n))
+                for aid, raw in value.items() if isinstance(value, Mapping) else []:
+                    mark = Watermark.from_json(raw)
+                    if isinstance(aid, str) and mark is not None:
+                        self.marks[aid] = mark
+                        self.members.setdefault(n, set()).add(aid)
+
+        await asyncio.gather(*(reader() for _ in range(max(1, concurrency))))
+        return True
+
+    async def write_index(self) -> None:
+        """Write the index (at a first start, empty): the layout is known from then on."""
+        await self.store.aset(WATERMARK_INDEX, self._index())
+
+    def _index(self, *adding: int) -> dict[str, Any]:
+        return {"version": 2, "shards": self.shards, "used": sorted(self.used.union(adding))}
+
+    def put(self, aid: str, mark: Watermark) -> None:
+        """
+        Record ``aid``'s confirmed watermark; it is written at the next :meth:`flush`.
+
+        :param aid: the merchant.
+        :param mark: its watermark.
+        """
+        n = shard_of(aid, self.shards)
+        self.marks[aid] = mark
+        self.members.setdefault(n, set()).add(aid)
+        self.dirty.add(n)
+        self._wake.set()
+
+    async def flush(self) -> int:
+        """
+        Write every marked key once (the index first when a key is written for the first time);
+        return how many keys were written. A failed write leaves its key marked and raises.
+        """
+        written = 0
+        async with self._writing:  # one flush at a time: the index is written whole
+            while self.dirty:
+                n = self.dirty.pop()
+                try:
+                    if n not in self.used:
+                        await self.store.aset(WATERMARK_INDEX, self._index(n))
+                        self.used.add(n)
+                    value = {aid: self.marks[aid].to_json() for aid in self.members[n]}
+                    await self.store.aset(shard_key(n), value)
+                except BaseException:
+                    self.dirty.add(n)
+                    raise
+                written += 1
+                await asyncio.sleep(0)  # one key's serialising at a time on the event loop
+        return written
+
+    async def keep_flushed(self) -> None:
+        """Write the marked keys whenever there are some, gathering :data:`FLUSH_DELAY`; forever."""
+        retry = FLUSH_DELAY
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(retry)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception as exc:  # the store is out of reach: keep the marks, try again later
+                retry = min(FLUSH_RETRY_MAX, retry * 2)
+                self._wake.set()
+                reason = redact_text(exc)
+                if reason != self._failing:
+                    log.warning("Storing the watermarks failed; trying again in %.0f s: %s", retry, reason)
+                self._failing = reason
+                continue
+            if self._failing is not None:
+                log.info("Storing the watermarks works again")
+            self._failing = None
+            retry = FLUSH_DELAY
+
+    async def final_flush(self) -> None:
+        """Write what is marked, once, within :data:`FINAL_FLUSH_TIMEOUT` (a stopping watcher)."""
+        if not self.dirty:
+            return
+        try:
+            await asyncio.wait_for(self.flush(), FINAL_FLUSH_TIMEOUT)
+        except Exception as exc:
+            log.warning(
+                "%s merchant watermark key(s) were not stored before the watcher stopped; their "
+                "latest settlements will be reported again: %s",
+                len(self.dirty),
+                redact_text(exc) or type(exc).__name__,
+            )
+
+
+def shard_key(n: int) -> str:
+    """
+    The state-store key of watermark shard ``n``.
+
+    :param n: the shard.
+    """
+    return f"{WATERMARK_INDEX}:{n}"
+
+
 class SettlementEventProducer(SharedStreamProducer):
     """
     The poll loop behind :class:`DinteroSettlementEventTrigger`: sweeps, yields one raw event per
@@ -330,9 +506,12 @@ class SettlementEventProducer(SharedStreamProducer):
         self.since = ""
         #: the watermark of every merchant with none stored: one object, shared (never changed)
         self.first = Watermark(format_timestamp(datetime.min.replace(tzinfo=timezone.utc), "since"))
-        #: merchants whose stored watermark was read (those with one are in ``stored``)
-        self.loaded: set[str] = set()
-        self.stored: dict[str, Watermark] = {}
+        #: the stored watermarks (``stored`` is ``shards.marks``)
+        self.shards = WatermarkShards(self.store)
+        self.stored: dict[str, Watermark] = self.shards.marks
+        #: with the earlier layout (one key per merchant, read once and moved into the shards):
+        #: the merchants whose key was read; ``None`` with the shards' layout
+        self.loaded: set[str] | None = None
         self.current: dict[str, Watermark] = {}
         #: per merchant, bumped at each rollback: confirmations of older events are ignored
         self.generation: dict[str, int] = {}
@@ -343,29 +522,43 @@ class SettlementEventProducer(SharedStreamProducer):
         self._room = asyncio.Event()
 
     async def _load_all(self, merchants: Sequence[str]) -> None:
-        """Read the stored watermark of every merchant not read yet (restart, new merchants)."""
-        missing = iter([aid for aid in merchants if aid not in self.loaded])
+        """
+        With the earlier layout only (one key per merchant): read the key of every merchant not
+        read yet and move its watermark into the shards. With the shards, :meth:`_start` read
+        every stored watermark.
+        """
+        loaded = self.loaded
+        if loaded is None:
+            return
+        missing = iter([aid for aid in merchants if aid not in loaded])
 
         async def worker() -> None:
             for aid in missing:
                 mark = Watermark.from_json(await self.store.aget(f"watermark:{aid}"))
-                if mark is not None:
-                    self.stored[aid] = mark
-                self.loaded.add(aid)
+                if mark is not None and aid not in self.stored:
+                    self.shards.put(aid, mark)
+                loaded.add(aid)
 
         await asyncio.gather(*(worker() for _ in range(self.max_concurrency)))
+        await self.shards.flush()
+        await self.shards.write_index()  # the next start reads the shards only
+        self.loaded = None
+        log.info("Moved %s merchant watermark(s) into %s key(s)", len(self.stored), len(self.shards.used))
 
     def _mark(self, aid: str) -> Watermark:
         return self.current.get(aid) or self.stored.get(aid) or self.first
 
     async def _start(self) -> None:
         since = await self.store.aget("since")
-        if parse_timestamp(since) is None:
+        if parse_timestamp(since) is None:  # the very first start
             from airflow.providers.common.compat.sdk import timezone
 
             start = self.initial_since or timezone.utcnow() - FIRST_START_SKEW
             since = format_timestamp(start, "since")
+            await self.shards.write_index()
             await self.store.aset("since", since)
+        elif not await self.shards.load(self.max_concurrency):
+            self.loaded = set()  # the earlier layout: read per merchant, once, into the shards
         self.since = str(since)
         self.first = Watermark(self.since)
         log.info("Watching Dintero settlements of %s created since %s", self._who(), self.since)
@@ -388,26 +581,38 @@ class SettlementEventProducer(SharedStreamProducer):
             merchant_timeout=self.merchant_timeout,
             each=listing_keys,
         )
-        async with hold_async_clients():
-            while True:
-                found = deque(await self._sweep(poller))
-                slice_start = time.perf_counter()
-                while found:
-                    aid, (ids, providers, before, mark) = found.popleft()
-                    if time.perf_counter() - slice_start > SLICE:
-                        await asyncio.sleep(0)  # let the other triggers of this loop run
-                        slice_start = time.perf_counter()
+        writer = asyncio.create_task(self.shards.keep_flushed())
+        try:
+            async with hold_async_clients():
+                async for item in self._events(poller):
+                    yield item
+        finally:
+            writer.cancel()
+            await self.shards.final_flush()
+
+    async def _events(
+        self, poller: SettlementPoller
+    ) -> AsyncIterator[tuple[dict[str, Any], tuple[str, Watermark, int]]]:
+        """The sweeps' events, forever (see :meth:`open_stream`)."""
+        while True:
+            found = deque(await self._sweep(poller))
+            slice_start = time.perf_counter()
+            while found:
+                aid, (ids, providers, before, mark) = found.popleft()
+                if time.perf_counter() - slice_start > SLICE:
+                    await asyncio.sleep(0)  # let the other triggers of this loop run
+                    slice_start = time.perf_counter()
+                if self._mark(aid) is not before:
+                    continue  # rolled back during the sweep: the next sweep decides
+                if self.in_flight >= self.in_flight_limit:
+                    await self._wait_for_room()
                     if self._mark(aid) is not before:
-                        continue  # rolled back during the sweep: the next sweep decides
-                    if self.in_flight >= self.in_flight_limit:
-                        await self._wait_for_room()
-                        if self._mark(aid) is not before:
-                            continue
-                    self.current[aid] = mark
-                    extra = build_extra(aid, ids, providers, source="poll")
-                    self.in_flight += 1
-                    yield extra, (aid, mark, self.generation.get(aid, 0))
-                await asyncio.sleep(self.poll_interval)
+                        continue
+                self.current[aid] = mark
+                extra = build_extra(aid, ids, providers, source="poll")
+                self.in_flight += 1
+                yield extra, (aid, mark, self.generation.get(aid, 0))
+            await asyncio.sleep(self.poll_interval)
 
     async def _wait_for_room(self) -> None:
         """Wait until Airflow has resolved enough of the events in flight to yield another."""
@@ -505,13 +710,16 @@ class SettlementEventProducer(SharedStreamProducer):
         """
         if generation != self.generation.get(aid, 0):
             return
-        await self.store.aset(f"watermark:{aid}", mark.to_json() if isinstance(mark, Watermark) else mark)
         stored = Watermark.from_json(mark)
         if stored is None:
             return
         if self.current.get(aid) is mark:  # nothing newer in flight: one object, not two
             del self.current[aid]
-        self.stored[aid] = stored
+        self.shards.put(aid, stored)
+
+    async def aclose(self) -> None:
+        """Write the watermarks confirmed last (Airflow calls this when the poll ends)."""
+        await self.shards.final_flush()
 
     def rollback(self, aid: str) -> None:
         """
@@ -627,3 +835,4 @@ class DinteroSettlementEventTrigger(_EventTriggerBase):
             yield TriggerEvent(payload)
             producer.settled(1)
             await producer.commit(*broker_payload)
+            await producer.shards.flush()

@@ -68,6 +68,12 @@ def store(monkeypatch: pytest.MonkeyPatch) -> DictStore:
     return shared
 
 
+def _stored(store: DictStore, mid: str) -> Any:
+    """``mid``'s stored watermark (its shard's entry), or ``None``."""
+    key = settlement_events.shard_key(settlement_events.shard_of(mid))
+    return json.loads(store.values[key]).get(mid) if key in store.values else None
+
+
 def _trigger(emu: Any, **kwargs: Any) -> DinteroSettlementEventTrigger:
     kwargs.setdefault("account_id", emu.partner_id)
     kwargs.setdefault("poll_interval", 0.01)
@@ -172,13 +178,13 @@ def test_restart_after_the_watermark_was_stored_repeats_nothing(emu: Any, store:
             await events.aclose()  # type: ignore[attr-defined]
 
     reported = asyncio.run(before_restart())
-    assert json.loads(store.values[f"watermark:{mid}"]) == {"floor": AT_LESS_LOOKBACK, "seen": {first: AT}}
+    assert _stored(store, mid) == {"floor": AT_LESS_LOOKBACK, "seen": {first: AT}}
     tie = emu.add_settlement(mid, created_at=AT)["id"]  # same creation time as the reported one
     later = emu.add_settlement(mid, created_at=LATER)["id"]
     reported += asyncio.run(after_restart())
 
     assert sorted(_ids(reported)) == sorted([first, tie, later])  # each exactly once
-    assert json.loads(store.values[f"watermark:{mid}"])["floor"] in (AT_LESS_LOOKBACK, LATER_LESS_LOOKBACK)
+    assert _stored(store, mid)["floor"] in (AT_LESS_LOOKBACK, LATER_LESS_LOOKBACK)
 
 
 @needs_airflow_3
@@ -200,7 +206,7 @@ def test_restart_before_the_watermark_was_stored_loses_nothing(emu: Any, store: 
             await events.aclose()  # type: ignore[attr-defined]
 
     assert _ids(asyncio.run(stopped_right_after_the_event())) == [sid]
-    assert f"watermark:{mid}" not in store.values
+    assert _stored(store, mid) is None
     assert _ids(asyncio.run(restarted())) == [sid]  # reported again: not lost
 
 
@@ -233,7 +239,7 @@ def test_ack_mode_stores_the_watermark_only_for_persisted_events(
             await stream.aclose()
 
     assert asyncio.run(go()) is again
-    assert (f"watermark:{mid}" in store.values) is (acked == 1)
+    assert (_stored(store, mid) is not None) is (acked == 1)
 
 
 @needs_airflow_3
@@ -257,7 +263,7 @@ def test_a_confirmed_event_leaves_one_watermark_of_its_merchant_in_memory(emu: A
 
     assert mid not in producer.current  # the stored watermark is the one in use, not a copy
     assert producer.stored[mid].seen == {sid: _at(AT)}
-    assert json.loads(store.values[f"watermark:{mid}"]) == {"floor": AT_LESS_LOOKBACK, "seen": {sid: AT}}
+    assert _stored(store, mid) == {"floor": AT_LESS_LOOKBACK, "seen": {sid: AT}}
 
 
 @needs_airflow_3
@@ -477,7 +483,7 @@ def test_advance_never_moves_a_merchant_past_an_unrecorded_event(emu: Any, store
             await stream.aclose()
 
     assert first in asyncio.run(go())  # reported again, not lost
-    assert f"watermark:{mid}" not in store.values
+    assert _stored(store, mid) is None
 
 
 def test_the_ids_kept_by_a_watermark_are_bounded() -> None:
@@ -524,3 +530,126 @@ def test_a_burst_of_merchants_never_outruns_airflows_subscriber_queue(
             await stream.aclose()
 
     assert asyncio.run(go()) == (2, True, 2)
+
+
+# ------------------------------------------------------------------------------ watermark storage
+
+
+class CountingStore(DictStore):
+    """A :class:`DictStore` that counts reads and writes, and can fail writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+        self.writes: list[str] = []
+        self.failing = 0
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        self.reads.append(key)
+        return await super().aget(key, default)
+
+    async def aset(self, key: str, value: Any) -> None:
+        if self.failing:
+            self.failing -= 1
+            raise OSError("state store unreachable")
+        self.writes.append(key)
+        await super().aset(key, value)
+
+
+MERCHANTS = [f"T{11200001 + i}" for i in range(2000)]
+
+
+def test_watermarks_confirmed_together_are_written_once_per_key() -> None:
+    store = CountingStore()
+    shards = settlement_events.WatermarkShards(store)
+    for mid in MERCHANTS:
+        shards.put(mid, Watermark(AT, {f"s-{mid}": _at(AT)}))
+
+    asyncio.run(shards.flush())
+
+    keys = [k for k in store.writes if k != settlement_events.WATERMARK_INDEX]
+    assert len(keys) == len(set(keys)) == len({settlement_events.shard_of(m) for m in MERCHANTS})
+    assert len(keys) <= settlement_events.WATERMARK_SHARDS < len(MERCHANTS)
+
+
+def test_a_restart_reads_the_shards_not_one_key_per_merchant() -> None:
+    store = CountingStore()
+    before = settlement_events.WatermarkShards(store)
+    for mid in MERCHANTS:
+        before.put(mid, Watermark(AT, {f"s-{mid}": _at(AT)}))
+    asyncio.run(before.flush())
+    after = settlement_events.WatermarkShards(store)
+
+    assert asyncio.run(after.load(concurrency=8)) is True
+
+    assert len(store.reads) == 1 + len(before.used) <= 1 + settlement_events.WATERMARK_SHARDS
+    assert {mid: m.to_json() for mid, m in after.marks.items()} == {
+        mid: m.to_json() for mid, m in before.marks.items()
+    }
+
+
+def test_a_failed_watermark_write_keeps_the_mark_and_is_retried(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CountingStore()
+    shards = settlement_events.WatermarkShards(store)
+    store.failing = 3
+
+    async def go() -> None:
+        writer = asyncio.create_task(shards.keep_flushed())
+        try:
+            shards.put(MERCHANTS[0], Watermark(AT, {"s": _at(AT)}))
+            while not any("works again" in r.getMessage() for r in caplog.records):
+                await asyncio.sleep(0.01)
+        finally:
+            writer.cancel()
+
+    caplog.set_level("INFO", logger="airflow_provider_dintero")
+    monkeypatch.setattr(settlement_events, "FLUSH_DELAY", 0.01)
+    asyncio.run(asyncio.wait_for(go(), 20))
+
+    assert _stored(store, MERCHANTS[0]) == {"floor": AT, "seen": {"s": AT}}
+    warnings = [
+        r for r in caplog.records if r.levelname == "WARNING" and "Storing the watermarks" in r.getMessage()
+    ]
+    assert len(warnings) == 1  # one line per state change, not one per try
+
+
+def test_a_merchant_not_polled_keeps_its_stored_watermark() -> None:
+    store = CountingStore()
+    first = settlement_events.WatermarkShards(store)
+    polled, other = (
+        MERCHANTS[0],
+        next(
+            m
+            for m in MERCHANTS[1:]
+            if settlement_events.shard_of(m) == settlement_events.shard_of(MERCHANTS[0])
+        ),
+    )
+    first.put(other, Watermark(AT, {"kept": _at(AT)}))
+    asyncio.run(first.flush())
+    second = settlement_events.WatermarkShards(store)
+    asyncio.run(second.load(concurrency=1))
+
+    second.put(polled, Watermark(LATER, {"new": _at(LATER)}))
+    asyncio.run(second.flush())
+
+    assert _stored(store, other) == {"floor": AT, "seen": {"kept": AT}}
+    assert _stored(store, polled) == {"floor": LATER, "seen": {"new": LATER}}
+
+
+@needs_airflow_3
+def test_watermarks_stored_one_key_per_merchant_are_read_once_and_moved_into_the_shards(
+    emu: Any, store: DictStore
+) -> None:
+    mid = emu.merchant_ids[0]
+    reported = emu.add_settlement(mid, created_at=AT)["id"]
+    later = emu.add_settlement(mid, created_at=LATER)["id"]
+    store.values["since"] = json.dumps(SINCE)  # an earlier layout's state: no index, a key per merchant
+    store.values[f"watermark:{mid}"] = json.dumps({"floor": AT_LESS_LOOKBACK, "seen": {reported: AT}})
+
+    event = _watch(emu, _first, account_ids=[mid])
+
+    assert event["settlement_ids"] == [later]  # the stored watermark was honoured
+    assert _stored(store, mid) is not None
+    assert json.loads(store.values[settlement_events.WATERMARK_INDEX])["version"] == 2
