@@ -651,7 +651,7 @@ class Tokens:
             log.info("Requesting an access token for Dintero account %s", account_id)
             authorization = yield Blocking(self.credentials)
             return (yield from self._token_request(account_id, authorization, self.audience(own)))
-        log.info("Requesting an access token for merchant %s through partner %s", account_id, own)
+        log.debug("Requesting an access token for merchant %s through partner %s", account_id, own)
         operation = f"exchange a token for merchant {account_id} through partner {own}"
         exchange = Request(
             method="POST",

@@ -642,6 +642,16 @@ def stored_watermarks(db: Path) -> int:
         conn.close()
 
 
+def dag_runs(dep: system.Deployment, dag_id: str) -> list[dict[str, Any]]:
+    """Every run of ``dag_id`` (REST API)."""
+    return list(dep.api(f"/dags/{dag_id}/dagRuns?limit=1000")["dag_runs"])
+
+
+def unfinished_runs(dep: system.Deployment, dag_id: str) -> int:
+    """How many runs of ``dag_id`` are queued or running."""
+    return sum(1 for r in dag_runs(dep, dag_id) if r["state"] in ("queued", "running"))
+
+
 def time_a_sweep(sampler: Sampler, n: int, timeout: float) -> float:
     """
     Wait for the watcher's current sweep to end (no list request for 3 s), then time its next
@@ -671,7 +681,10 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "triggerer stopped by": f"SIG{args.stop.upper()}"
         + (" (its process group)" if args.stop == "kill" else ""),
         "Airflow settings changed": ", ".join(args.config) or "none",
+        "the consuming DAG": "copies (two 2 KiB attachments per settlement)" if args.copy else "paused",
     }
+    files: dict[str, Any] = {"attachment_sizes": ATTACHMENTS} if args.copy else {}
+    copied: dict[str, Any] = {}
     with DinteroEmulator(seed) as emu:
         dep = make_deployment(
             emu, work, ["settlements_on_event.py"], args.poll_interval, args.lag_seconds, args.config
@@ -684,15 +697,17 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             system.wait_until(
                 lambda: "Watching Dintero settlements" in dep.output("triggerer"), 300, "the watcher", 1
             )
-            # the watcher stays registered (no re-parse); no run copies: only the watcher is measured
-            dep.api(f"/dags/{WATCH_DAG}", "PATCH", {"is_paused": True})
+            if not args.copy:  # the watcher stays registered (no re-parse); only the watcher runs
+                dep.api(f"/dags/{WATCH_DAG}", "PATCH", {"is_paused": True})
             sampler.start()
             dep.trigger(PROBE_DAG)
             started = time.time()
             log("watcher started; waiting for its first sweep (nothing new)")
             system.wait_until(lambda: sampler.kinds["list"] >= n, args.timeout, "the first sweep", 1)
             first_sweep = time.time() - started
-            wave_a = {str(emu.add_settlement(m, provider="vipps")["id"]): m for m in emu.merchant_ids}
+            wave_a = {
+                str(emu.add_settlement(m, provider="vipps", **files)["id"]): m for m in emu.merchant_ids
+            }
             added_a = time.time()
             log(f"first sweep done in {first_sweep:.0f} s; added {n} settlements; waiting to kill mid-sweep")
             lists_at_add = sampler.kinds["list"]
@@ -707,7 +722,10 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             stored_at_kill = stored_watermarks(db)
             listed_at_kill = sampler.kinds["list"] - lists_at_add
             log(f"stopped the triggerer (SIG{args.stop.upper()}): {recorded_at_kill} of {n} events recorded")
-            wave_b = {str(emu.add_settlement(m, provider="klarna")["id"]): m for m in emu.merchant_ids[::10]}
+            wave_b = {
+                str(emu.add_settlement(m, provider="klarna", **files)["id"]): m
+                for m in emu.merchant_ids[::10]
+            }
             before = dep.output("triggerer").count("Watching Dintero settlements")
             dep.start_process("triggerer")
             restarted = time.time()
@@ -719,7 +737,10 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             )
             watching_again = time.time()
             lists_at_watch = sampler.kinds["list"]
-            wave_c = {str(emu.add_settlement(m, provider="walley")["id"]): m for m in emu.merchant_ids[5::10]}
+            wave_c = {
+                str(emu.add_settlement(m, provider="walley", **files)["id"]): m
+                for m in emu.merchant_ids[5::10]
+            }
             expected = wave_a | wave_b | wave_c
             log(f"new triggerer watching after {watching_again - restarted:.0f} s; waiting for every event")
 
@@ -737,6 +758,19 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             steady_sweep = time_a_sweep(sampler, n, args.timeout)
             system.wait_until(lambda: sampler.kinds["list"] >= lists + 2 * n, args.timeout, "two sweeps", 2)
             counts = asset_events(db)
+            if args.copy:
+                log("waiting for every settlement's files in S3 and the runs to end")
+                system.wait_until(
+                    lambda: s3_check(dep, expected)["settlements missing a file"] == 0, args.timeout, "S3", 30
+                )
+                system.wait_until(lambda: not unfinished_runs(dep, WATCH_DAG), args.timeout, "the runs", 10)
+                copied = {
+                    "every file in S3 (s after the kill)": round(time.time() - killed),
+                    **s3_check(dep, expected),
+                }
+                copied["runs of the consuming DAG by state"] = dict(
+                    Counter(r["state"] for r in dag_runs(dep, WATCH_DAG))
+                )
             sampler.stop(work / "timeline.json")
         finally:
             sampler.stopping.set()
@@ -762,6 +796,7 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "repeated, examples": repeated[:5],
             "events naming no added settlement": sum(v for sid, v in counts.items() if sid not in expected),
             "requests by kind": dict(sorted(sampler.kinds.items())),
+            "S3": copied or "not copied (the consuming DAG paused)",
             "event-loop lag, whole run (probe)": lag_figures(work / "lag.txt", started, complete),
             "memory": sampler.memory(),
             "CPU seconds by process tree": sampler.cpu_seconds(),
@@ -801,6 +836,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per wait")
     parser.add_argument("--poll-interval", type=float, default=30.0, help="the watcher's (restart)")
     parser.add_argument("--kill-at", type=float, default=0.3, help="fraction of events recorded (restart)")
+    parser.add_argument(
+        "--copy",
+        action="store_true",
+        help="restart: leave the consuming DAG on, so the settlements are copied (S3 checked at the end)",
+    )
     parser.add_argument(
         "--stop",
         choices=("kill", "term"),

@@ -128,6 +128,9 @@ class DictStore:
     async def aset(self, key: str, value: Any) -> None:
         self.values[key] = json.dumps(value)
 
+    async def adelete(self, key: str) -> None:
+        self.values.pop(key, None)
+
 
 class Ack:
     is_clean = True
@@ -211,7 +214,7 @@ async def watcher(n: int, per: int) -> dict[str, Any]:
         "lag_p99_ms": round(lags[int(len(lags) * 0.99)] * 1000, 1),
         "lag_median_ms": round(statistics.median(lags) * 1000, 2),
         "stored_watermark_bytes_per_merchant": round(
-            sum(len(v) for k, v in store.values.items() if k.startswith("watermark:")) / n
+            sum(len(v) for k, v in store.values.items() if k.startswith("watermarks:")) / n
         ),
         "stall_cpu_max_ms": round(stalls[-1] * 1000, 1),
         "stall_cpu_p99_ms": round(stalls[int(len(stalls) * 0.99)] * 1000, 1),

@@ -30,7 +30,8 @@ and provider names only, never a credential; the same shape as the webhook recei
 
 **The watermark contract.** Per merchant, the watched asset's state store (Airflow 3.3's
 ``asset_state_store`` table; ``since`` holds the first start; the merchants' watermarks are
-spread over :data:`WATERMARK_SHARDS` keys ``watermarks:<n>``, see :class:`WatermarkShards`)
+spread over keys ``watermarks:<N>:<n>``, about :data:`MERCHANTS_PER_KEY` a key, see
+:class:`WatermarkShards`)
 keeps a *floor* and the ids reported at or after it. Each sweep lists the merchant's
 settlements recorded (``created_at``) on or after the floor, reports those whose id was not
 reported yet, and then moves the floor to ``newest reported created_at - lookback``. Hence:
@@ -46,8 +47,8 @@ reported yet, and then moves the floor to ``newest reported created_at - lookbac
   Dintero clock up to that much behind is still reported.
 * **Restart.** Every merchant's floor and ids are read back from the store before it is
   polled, in every mode (partner-wide included): a restart lists from the stored floor, not from
-  the first start. It reads at most :data:`WATERMARK_SHARDS` + 1 keys, whatever the number of
-  merchants.
+  the first start. It reads one key per :data:`MERCHANTS_PER_KEY` merchants or so (41 keys at
+  10,000 merchants), not one per merchant.
 * **Ack mode.** In the triggerer the trigger runs in the shared-stream ack mode
   (``shared_stream_key`` + ``create_shared_stream_producer``): a merchant's watermark is stored
   only after Airflow confirms that its event was recorded in the metadata DB, and ``advance()``
@@ -156,11 +157,17 @@ SLICE = 0.005
 #: shared_stream_subscriber_queue_size``, 1,024 by default), which a sweep finding new
 #: settlements for more merchants than that would do. Half the queue, and never more than 512.
 IN_FLIGHT_CAP = 512
-#: The merchants' watermarks are kept in this many state-store keys (``watermarks:<n>``), each
-#: merchant's key chosen by a stable hash of its id: a restart reads at most this many keys,
-#: whatever the number of merchants, and the watermarks confirmed together are stored in one write
-#: per key. At 10,000 merchants a key holds about 40 merchants (about 5 kB at one settlement each).
-WATERMARK_SHARDS = 256
+#: About how many merchants' watermarks one state-store key holds (about 27 kB at one settlement
+#: each; Airflow warns above 64 kB). The merchants are spread over ``N`` keys
+#: ``watermarks:<N>:<n>`` by a stable hash of their id, ``N`` growing with them (when a key holds
+#: twice this many on average): the watermarks confirmed together are stored in one write per key,
+#: and a restart reads ``N`` + 1 keys (41 at 10,000 merchants), not one per merchant.
+MERCHANTS_PER_KEY = 250
+#: About how many bytes one key holds at most, on average (merchants with many recent settlements
+#: keep more ids: the keys are spread by size as well as by count).
+BYTES_PER_KEY = 32_768
+#: The most keys the watermarks are spread over.
+MAX_WATERMARK_KEYS = 1024
 #: The key that names the layout and the keys written: ``{"version": 2, "shards": N, "used": [n]}``.
 WATERMARK_INDEX = "watermarks"
 #: Confirmed watermarks are gathered this long before they are written (seconds).
@@ -329,10 +336,15 @@ def state_store(account_id: str) -> Any:
     return AssetStateStoreAccessor(name=asset_name(account_id))
 
 
-def shard_of(account_id: str, shards: int = WATERMARK_SHARDS) -> int:
+def _stored_size(mark: Watermark) -> int:
+    """About how many bytes ``mark`` takes in its key (its id, floor and seen ids with times)."""
+    return 60 + 70 * len(mark.seen)
+
+
+def shard_of(account_id: str, shards: int) -> int:
     """
-    The watermark key (``watermarks:<n>``) a merchant's watermark is stored in: a stable hash of
-    its id (the same in every process and Python version).
+    The watermark key (``watermarks:<shards>:<n>``) a merchant's watermark is stored in: a stable
+    hash of its id (the same in every process and Python version).
 
     :param account_id: the merchant.
     :param shards: how many keys the merchants are spread over.
@@ -342,12 +354,14 @@ def shard_of(account_id: str, shards: int = WATERMARK_SHARDS) -> int:
 
 class WatermarkShards:
     """
-    The merchants' stored watermarks, in the asset state store: :data:`WATERMARK_SHARDS` keys
-    ``watermarks:<n>`` of ``{merchant: watermark}`` and an index (:data:`WATERMARK_INDEX`) naming
-    the keys written. :meth:`put` records a confirmed watermark in memory and marks its key;
-    :meth:`flush` (run by :meth:`keep_flushed` in the background) writes each marked key once,
-    so the watermarks confirmed together cost one write per key instead of one per merchant, and
-    a restart reads at most :data:`WATERMARK_SHARDS` keys instead of one per merchant.
+    The merchants' stored watermarks, in the asset state store: ``N`` keys
+    ``watermarks:<N>:<n>`` of ``{merchant: watermark}`` and an index (:data:`WATERMARK_INDEX`)
+    naming ``N`` and the keys written. :meth:`put` records a confirmed watermark in memory and
+    marks its key; :meth:`flush` (run by :meth:`keep_flushed` in the background) writes each
+    marked key once, so the watermarks confirmed together cost one write per key instead of one
+    per merchant, and a restart reads ``N`` + 1 keys instead of one per merchant. ``N`` grows
+    with the merchants (about :data:`MERCHANTS_PER_KEY` a key): the new keys are written whole
+    before the index names them, so a crash at any point leaves a readable layout.
 
     One watcher writes a partner's keys: a key's merchants that this watcher does not poll are
     read at the start and written back as they were.
@@ -357,7 +371,7 @@ class WatermarkShards:
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        self.shards = WATERMARK_SHARDS
+        self.shards = 1
         #: every stored (or confirmed, not yet written) watermark, by merchant
         self.marks: dict[str, Watermark] = {}
         self.members: dict[int, set[str]] = {}
@@ -365,6 +379,9 @@ class WatermarkShards:
         self.dirty: set[int] = set()
         self._wake = asyncio.Event()
         self._writing = asyncio.Lock()
+        self._touched: set[str] | None = None
+        #: about how many bytes the stored form of ``marks`` takes
+        self._bytes = 0
         self._failing: str | None = None
 
     async def load(self, concurrency: int) -> bool:
@@ -378,7 +395,7 @@ class WatermarkShards:
         if not isinstance(index, Mapping) or index.get("version") != 2:
             return False
         shards = index.get("shards")
-        self.shards = shards if isinstance(shards, int) and shards > 0 else WATERMARK_SHARDS
+        self.shards = shards if isinstance(shards, int) and 0 < shards <= MAX_WATERMARK_KEYS else 1
         used = index.get("used")
         used = used if isinstance(used, list) else []
         self.used = {n for n in used if isinstance(n, int) and 0 <= n < self.shards}
@@ -386,11 +403,12 @@ class WatermarkShards:
 
         async def reader() -> None:
             for n in pending:
-                value = await self.store.aget(shard_key(n))
+                value = await self.store.aget(shard_key(self.shards, n))
                 for aid, raw in value.items() if isinstance(value, Mapping) else []:
                     mark = Watermark.from_json(raw)
                     if isinstance(aid, str) and mark is not None:
                         self.marks[aid] = mark
+                        self._bytes += _stored_size(mark)
                         self.members.setdefault(n, set()).add(aid)
 
         await asyncio.gather(*(reader() for _ in range(max(1, concurrency))))
@@ -411,6 +429,10 @@ class WatermarkShards:
         :param mark: its watermark.
         """
         n = shard_of(aid, self.shards)
+        if self._touched is not None:
+            self._touched.add(aid)
+        before = self.marks.get(aid)
+        self._bytes += _stored_size(mark) - (_stored_size(before) if before is not None else 0)
         self.marks[aid] = mark
         self.members.setdefault(n, set()).add(aid)
         self.dirty.add(n)
@@ -423,6 +445,9 @@ class WatermarkShards:
         """
         written = 0
         async with self._writing:  # one flush at a time: the index is written whole
+            wanted = self._keys_wanted()
+            if wanted > self.shards:
+                written += await self._spread(wanted)
             while self.dirty:
                 n = self.dirty.pop()
                 try:
@@ -430,13 +455,52 @@ class WatermarkShards:
                         await self.store.aset(WATERMARK_INDEX, self._index(n))
                         self.used.add(n)
                     value = {aid: self.marks[aid].to_json() for aid in self.members[n]}
-                    await self.store.aset(shard_key(n), value)
+                    await self.store.aset(shard_key(self.shards, n), value)
                 except BaseException:
                     self.dirty.add(n)
                     raise
                 written += 1
                 await asyncio.sleep(0)  # one key's serialising at a time on the event loop
         return written
+
+    def _keys_wanted(self) -> int:
+        """
+        The keys the watermarks should be spread over: more once a key holds twice its share of
+        merchants (:data:`MERCHANTS_PER_KEY`) or of bytes (:data:`BYTES_PER_KEY`).
+        """
+        merchants, size = len(self.marks), self._bytes
+        if merchants <= 2 * MERCHANTS_PER_KEY * self.shards and size <= 2 * BYTES_PER_KEY * self.shards:
+            return self.shards
+        wanted = max(-(-merchants // MERCHANTS_PER_KEY), -(-size // BYTES_PER_KEY))
+        return min(MAX_WATERMARK_KEYS, max(self.shards, wanted))
+
+    async def _spread(self, shards: int) -> int:
+        """
+        Spread every watermark over ``shards`` keys: write the new keys, then the index that names
+        them, then delete the old keys; return how many keys were written.
+        """
+        members: dict[int, set[str]] = {}
+        for aid in self.marks:
+            members.setdefault(shard_of(aid, shards), set()).add(aid)
+        self._touched = set()  # merchants put while the new keys are written
+        try:
+            for n, aids in members.items():
+                await self.store.aset(shard_key(shards, n), {aid: self.marks[aid].to_json() for aid in aids})
+                await asyncio.sleep(0)
+            await self.store.aset(WATERMARK_INDEX, {"version": 2, "shards": shards, "used": sorted(members)})
+        finally:
+            touched, self._touched = self._touched, None
+        old, old_used = self.shards, self.used
+        self.shards, self.members, self.used, self.dirty = shards, members, set(members), set()
+        for aid in touched:  # written to the new keys at the next pass
+            self.put(aid, self.marks[aid])
+        log.info("Spread %s merchant watermarks over %s keys (were %s)", len(self.marks), shards, old)
+        for n in old_used:
+            try:
+                await self.store.adelete(shard_key(old, n))
+            except Exception as exc:  # a key left behind is never read again
+                log.info("Could not delete an earlier watermark key (%s): %s", n, redact_text(exc))
+        return len(members)
 
     async def keep_flushed(self) -> None:
         """Write the marked keys whenever there are some, gathering :data:`FLUSH_DELAY`; forever."""
@@ -475,13 +539,14 @@ class WatermarkShards:
             )
 
 
-def shard_key(n: int) -> str:
+def shard_key(shards: int, n: int) -> str:
     """
-    The state-store key of watermark shard ``n``.
+    The state-store key of watermark key ``n`` of ``shards``.
 
-    :param n: the shard.
+    :param shards: how many keys the watermarks are spread over.
+    :param n: the key's number.
     """
-    return f"{WATERMARK_INDEX}:{n}"
+    return f"{WATERMARK_INDEX}:{shards}:{n}"
 
 
 class SettlementEventProducer(SharedStreamProducer):

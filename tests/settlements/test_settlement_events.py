@@ -53,6 +53,9 @@ class DictStore:
         assert value is not None
         self.values[key] = json.dumps(value)  # JSON only, as the real store
 
+    async def adelete(self, key: str) -> None:
+        self.values.pop(key, None)
+
 
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> DictStore:
@@ -69,8 +72,11 @@ def store(monkeypatch: pytest.MonkeyPatch) -> DictStore:
 
 
 def _stored(store: DictStore, mid: str) -> Any:
-    """``mid``'s stored watermark (its shard's entry), or ``None``."""
-    key = settlement_events.shard_key(settlement_events.shard_of(mid))
+    """``mid``'s stored watermark (the entry of the key the index says it is in), or ``None``."""
+    index = json.loads(store.values.get(settlement_events.WATERMARK_INDEX, "{}"))
+    if "shards" not in index:
+        return None
+    key = settlement_events.shard_key(index["shards"], settlement_events.shard_of(mid, index["shards"]))
     return json.loads(store.values[key]).get(mid) if key in store.values else None
 
 
@@ -568,8 +574,8 @@ def test_watermarks_confirmed_together_are_written_once_per_key() -> None:
     asyncio.run(shards.flush())
 
     keys = [k for k in store.writes if k != settlement_events.WATERMARK_INDEX]
-    assert len(keys) == len(set(keys)) == len({settlement_events.shard_of(m) for m in MERCHANTS})
-    assert len(keys) <= settlement_events.WATERMARK_SHARDS < len(MERCHANTS)
+    assert len(keys) == len(set(keys)) == len(MERCHANTS) // settlement_events.MERCHANTS_PER_KEY  # 8
+    assert all(_stored(store, mid) for mid in MERCHANTS)
 
 
 def test_a_restart_reads_the_shards_not_one_key_per_merchant() -> None:
@@ -582,7 +588,7 @@ def test_a_restart_reads_the_shards_not_one_key_per_merchant() -> None:
 
     assert asyncio.run(after.load(concurrency=8)) is True
 
-    assert len(store.reads) == 1 + len(before.used) <= 1 + settlement_events.WATERMARK_SHARDS
+    assert len(store.reads) == 1 + len(MERCHANTS) // settlement_events.MERCHANTS_PER_KEY  # the index and 8
     assert {mid: m.to_json() for mid, m in after.marks.items()} == {
         mid: m.to_json() for mid, m in before.marks.items()
     }
@@ -618,14 +624,7 @@ def test_a_failed_watermark_write_keeps_the_mark_and_is_retried(
 def test_a_merchant_not_polled_keeps_its_stored_watermark() -> None:
     store = CountingStore()
     first = settlement_events.WatermarkShards(store)
-    polled, other = (
-        MERCHANTS[0],
-        next(
-            m
-            for m in MERCHANTS[1:]
-            if settlement_events.shard_of(m) == settlement_events.shard_of(MERCHANTS[0])
-        ),
-    )
+    polled, other = MERCHANTS[:2]  # one key holds both
     first.put(other, Watermark(AT, {"kept": _at(AT)}))
     asyncio.run(first.flush())
     second = settlement_events.WatermarkShards(store)
@@ -653,3 +652,35 @@ def test_watermarks_stored_one_key_per_merchant_are_read_once_and_moved_into_the
     assert event["settlement_ids"] == [later]  # the stored watermark was honoured
     assert _stored(store, mid) is not None
     assert json.loads(store.values[settlement_events.WATERMARK_INDEX])["version"] == 2
+
+
+def test_the_keys_grow_with_the_merchants_and_a_restart_reads_the_new_ones() -> None:
+    store = CountingStore()
+    shards = settlement_events.WatermarkShards(store)
+    for mid in MERCHANTS[:400]:  # within two keys' share of one key: stays 1
+        shards.put(mid, Watermark(AT, {f"s-{mid}": _at(AT)}))
+    asyncio.run(shards.flush())
+    assert json.loads(store.values[settlement_events.WATERMARK_INDEX])["shards"] == 1
+
+    for mid in MERCHANTS[400:]:
+        shards.put(mid, Watermark(AT, {f"s-{mid}": _at(AT)}))
+    asyncio.run(shards.flush())
+
+    assert json.loads(store.values[settlement_events.WATERMARK_INDEX])["shards"] == 8
+    assert settlement_events.shard_key(1, 0) not in store.values  # the earlier key is deleted
+    again = settlement_events.WatermarkShards(store)
+    asyncio.run(again.load(concurrency=4))
+    assert set(again.marks) == set(MERCHANTS)
+
+
+def test_merchants_with_many_recent_settlements_are_spread_over_more_keys() -> None:
+    store = CountingStore()
+    shards = settlement_events.WatermarkShards(store)
+    for mid in MERCHANTS[:100]:  # 100 merchants, 40 ids each: about 290 kB in all
+        shards.put(mid, Watermark(AT, {f"s-{mid}-{i}": _at(AT) for i in range(40)}))
+
+    asyncio.run(shards.flush())
+
+    keys = {k: v for k, v in store.values.items() if k != settlement_events.WATERMARK_INDEX}
+    assert len(keys) >= 8
+    assert max(len(v) for v in keys.values()) < 2 * settlement_events.BYTES_PER_KEY
