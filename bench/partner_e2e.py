@@ -682,8 +682,12 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         + (" (its process group)" if args.stop == "kill" else ""),
         "Airflow settings changed": ", ".join(args.config) or "none",
         "the consuming DAG": "copies (two 2 KiB attachments per settlement)" if args.copy else "paused",
+        "merchants failing (settlement list answers 500 until the others are reported)": (
+            f"{args.failing:.0%}" if args.failing else "none"
+        ),
     }
     files: dict[str, Any] = {"attachment_sizes": ATTACHMENTS} if args.copy else {}
+    failing_figures: dict[str, Any] = {}
     copied: dict[str, Any] = {}
     with DinteroEmulator(seed) as emu:
         dep = make_deployment(
@@ -705,6 +709,10 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             log("watcher started; waiting for its first sweep (nothing new)")
             system.wait_until(lambda: sampler.kinds["list"] >= n, args.timeout, "the first sweep", 1)
             first_sweep = time.time() - started
+            failing = set(emu.merchant_ids[:: round(1 / args.failing)]) if args.failing else set()
+            if failing:  # their settlement lists answer 500 until every other settlement is reported
+                pattern = "/accounts/(" + "|".join(sorted(failing)) + ")/settlements$"
+                emu.inject_fault(path_regex=pattern, status=500, count=10**9)
             wave_a = {
                 str(emu.add_settlement(m, provider="vipps", **files)["id"]): m for m in emu.merchant_ids
             }
@@ -744,15 +752,34 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             expected = wave_a | wave_b | wave_c
             log(f"new triggerer watching after {watching_again - restarted:.0f} s; waiting for every event")
 
-            def all_reported() -> bool:
+            def all_reported(which: dict[str, str]) -> bool:
                 dep._alive()
                 counts = asset_events(db)
-                return all(counts[sid] for sid in expected)
+                return all(counts[sid] for sid in which)
 
             system.wait_until(lambda: sampler.kinds["list"] > lists_at_watch, args.timeout, "a listing", 0.2)
             listing_again = time.time()
-            system.wait_until(all_reported, args.timeout, "an event for every settlement", 5)
+            if failing:
+                healthy = {sid: m for sid, m in expected.items() if m not in failing}
+                system.wait_until(lambda: all_reported(healthy), args.timeout, "the healthy merchants", 5)
+                counts = asset_events(db)
+                failing_figures["healthy merchants: kill -> every settlement reported (s)"] = round(
+                    time.time() - killed
+                )
+                failing_figures["failing merchants' settlements reported while failing"] = sum(
+                    1 for sid, m in expected.items() if m in failing and counts[sid]
+                )
+                emu.clear_faults()
+                cleared = time.time()
+                log(f"every healthy merchant's settlement reported; the {len(failing)} failing ones recover")
+            system.wait_until(
+                lambda: all_reported(expected), args.timeout, "an event for every settlement", 5
+            )
             complete = time.time()
+            if failing:
+                failing_figures["failing merchants: recovered -> every settlement reported (s)"] = round(
+                    complete - cleared
+                )
             lists = sampler.kinds["list"]
             log("every settlement reported; timing a steady sweep, then waiting for repeats")
             steady_sweep = time_a_sweep(sampler, n, args.timeout)
@@ -791,6 +818,7 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "new watcher: watching -> first merchant listed (s)": round(listing_again - watching_again),
             "kill -> every settlement reported (s)": round(complete - killed),
             "steady sweep after the restart: first -> last list request (s)": round(steady_sweep, 1),
+            **failing_figures,
             "settlements lost (0 events)": len(lost),
             "settlements repeated (> 1 event)": len(repeated),
             "repeated, examples": repeated[:5],
@@ -836,6 +864,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per wait")
     parser.add_argument("--poll-interval", type=float, default=30.0, help="the watcher's (restart)")
     parser.add_argument("--kill-at", type=float, default=0.3, help="fraction of events recorded (restart)")
+    parser.add_argument(
+        "--failing",
+        type=float,
+        default=0.0,
+        help="restart: this fraction of merchants fails (500) until every other settlement is reported",
+    )
     parser.add_argument(
         "--copy",
         action="store_true",

@@ -551,6 +551,11 @@ class DinteroEmulator:
         self._app.expire_tokens()
         return removed
 
+    def clear_faults(self) -> None:
+        """Disarm every injected fault (a recovered outage)."""
+        with self._app.lock:
+            self._app.faults.clear()
+
     def pending_faults(self) -> int:
         """How many injected fault applications are still armed (not yet used up)."""
         with self._app.lock:

@@ -48,6 +48,15 @@ def test_fault_count_and_method(api: Api, emu: DinteroEmulator, mtoken: str) -> 
     assert statuses == [503, 503, 200]
 
 
+def test_clear_faults_disarms_every_fault(api: Api, emu: DinteroEmulator, mtoken: str) -> None:
+    emu.inject_fault(path_regex="/settlements$", status=500, count=1000)
+
+    emu.clear_faults()
+
+    assert emu.pending_faults() == 0
+    assert api.call("GET", _settlements(emu), mtoken).status_code == 200
+
+
 def test_fault_on_token_endpoint(api: Api, emu: DinteroEmulator) -> None:
     emu.inject_fault(path_regex="/auth/token$", status=429, retry_after=1)
     resp = api.basic_token(emu.partner_id, emu.partner_client_id, emu.partner_client_secret)
