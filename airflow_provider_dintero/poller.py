@@ -76,6 +76,7 @@ async def poll_account(
     since: str,
     payment_providers: Sequence[str] | None,
     each: Callable[[Settlement], Any] | None = None,
+    max_retries: int | None = None,
 ) -> list[Any]:
     """
     List one account's settlements recorded (``created_at``) on or after ``since``.
@@ -85,14 +86,14 @@ async def poll_account(
     :param since: ISO-8601 timestamp.
     :param payment_providers: only these payout providers (API names); ``None`` for all.
     :param each: what to keep of each settlement as its page is decoded (``None``: all of it).
+    :param max_retries: retries of each request (``None``: the connection's).
     """
     providers = list(payment_providers or []) or None
-    if each is None:
-        return await hook.async_list_settlements(
-            account_id, item_created_at_gte=since, payment_providers=providers
-        )
+    options: dict[str, Any] = {"each": each} if each is not None else {}
+    if max_retries is not None:
+        options["max_retries"] = max_retries
     return await hook.async_list_settlements(
-        account_id, each=each, item_created_at_gte=since, payment_providers=providers
+        account_id, item_created_at_gte=since, payment_providers=providers, **options
     )
 
 
@@ -167,6 +168,10 @@ class SettlementPoller:
     :param merchant_timeout: seconds one merchant's listing may take (all pages and retries).
     :param each: what a sweep keeps of each listed settlement as its page is decoded, e.g.
         :func:`listing_keys` (``None``: the whole settlement).
+    :param max_retries: retries of each of a merchant's requests within a sweep (``None``: the
+        connection's ``max_retries``). A caller that retries a failing merchant at a later sweep
+        anyway (the watcher) asks for fewer, so a failing merchant holds one of the sweep's
+        workers for seconds, not the half minute of the connection's back-off.
     """
 
     def __init__(
@@ -178,9 +183,11 @@ class SettlementPoller:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         merchant_timeout: float = DEFAULT_MERCHANT_TIMEOUT,
         each: Callable[[Settlement], Any] | None = None,
+        max_retries: int | None = None,
     ) -> None:
         self.hook = hook
         self.each = each
+        self.max_retries = max_retries
         self.account_ids = list(account_ids) if account_ids is not None else None
         self.payment_providers = list(payment_providers) if payment_providers else None
         self.max_concurrency = check_concurrency(max_concurrency)
@@ -225,7 +232,12 @@ class SettlementPoller:
                     # reduced in the step that received it
                     async with asyncio.timeout(self.merchant_timeout):
                         listed = await poll_account(
-                            self.hook, aid, since_for(aid), self.payment_providers, self.each
+                            self.hook,
+                            aid,
+                            since_for(aid),
+                            self.payment_providers,
+                            self.each,
+                            self.max_retries,
                         )
                     outcomes[aid] = reduce(aid, listed) if reduce is not None else listed
                     del listed

@@ -13,6 +13,7 @@ import functools
 import posixpath
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from functools import cached_property
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 from urllib.parse import urlsplit
@@ -846,7 +847,12 @@ class DinteroAsyncHook(DinteroPartnerHook):
     """
 
     async def async_list_settlements(
-        self, account_id: str | None, *, each: Callable[[Settlement], Any] | None = None, **filters: Any
+        self,
+        account_id: str | None,
+        *,
+        each: Callable[[Settlement], Any] | None = None,
+        max_retries: int | None = None,
+        **filters: Any,
     ) -> list[Any]:
         """
         Return every settlement matching the filters (see :meth:`list_settlements`).
@@ -855,6 +861,9 @@ class DinteroAsyncHook(DinteroPartnerHook):
         :param each: what to keep of each settlement, applied to each page as soon as it is
             decoded (the list holds what it returns): a poll of many merchants keeps a few
             fields, not every decoded page across the requests of a listing.
+        :param max_retries: retries of each request on 429, 5xx and connection errors (``None``:
+            the connection's ``max_retries``): a caller that tries again later anyway asks for
+            fewer.
         :param filters: keyword filters of :meth:`list_settlements`.
         """
         request, params = await asyncio.to_thread(self._settlements_request, account_id, filters)
@@ -865,7 +874,10 @@ class DinteroAsyncHook(DinteroPartnerHook):
             selected = window.select(page)
             found.extend(selected if each is None else map(each, selected))
 
-        await pipeline.arun(paged_settlements(request, self.limits, params), self.aperform, sink)
+        limits = (
+            self.limits if max_retries is None else replace(self.limits, max_retries=max(0, int(max_retries)))
+        )
+        await pipeline.arun(paged_settlements(request, limits, params), self.aperform, sink)
         return found
 
     async def async_list_merchants(self, *, limit: int = 100, **filters: Any) -> list[Account]:

@@ -148,6 +148,9 @@ log = logging.getLogger(__name__)
 DEFAULT_LOOKBACK = 3600.0
 #: Without ``since``, the first start begins this long before the triggerer's clock.
 FIRST_START_SKEW = timedelta(minutes=5)
+#: Retries of a merchant's request within one sweep: a merchant still failing is tried again at a
+#: later sweep, with back-off (the connection's retries would hold a sweep worker for about 30 s).
+SWEEP_RETRIES = 1
 #: The most reported ids kept per merchant (memory and state store).
 MAX_SEEN = 2000
 #: Results processed between two yields to the event loop at most this long (seconds).
@@ -645,6 +648,7 @@ class SettlementEventProducer(SharedStreamProducer):
             max_concurrency=self.max_concurrency,
             merchant_timeout=self.merchant_timeout,
             each=listing_keys,
+            max_retries=SWEEP_RETRIES,
         )
         writer = asyncio.create_task(self.shards.keep_flushed())
         try:

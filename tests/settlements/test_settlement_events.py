@@ -355,6 +355,18 @@ def test_a_failing_merchant_does_not_hold_back_the_others(emu: Any, store: DictS
 
 
 @needs_airflow_3
+def test_a_merchant_answering_500_is_retried_once_within_a_sweep(emu: Any, store: DictStore) -> None:
+    bad, good = emu.merchant_ids[:2]
+    emu.inject_fault(path_regex=f"/accounts/{bad}/settlements$", status=500, count=10_000)
+    sid = emu.add_settlement(good, created_at=AT)["id"]
+
+    event = _watch(emu, _first, account_ids=[bad, good], max_concurrency=1)
+
+    assert event["settlement_ids"] == [sid]
+    assert emu.count("GET", f"/accounts/{bad}/settlements$") == settlement_events.SWEEP_RETRIES + 1
+
+
+@needs_airflow_3
 def test_a_slow_merchant_does_not_delay_the_others(emu: Any, store: DictStore) -> None:
     slow, good = emu.merchant_ids[:2]
     emu.inject_fault(path_regex=f"/accounts/{slow}/settlements$", delay=60, count=1)
