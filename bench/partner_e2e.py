@@ -150,6 +150,7 @@ def make_deployment(
     poll_interval: float,
     lag_seconds: float,
     config: list[str] | None = None,
+    asset_runs: bool = False,
 ) -> system.Deployment:
     """
     The system suite's deployment with this bench's DAGs folder, connection and probe, and
@@ -161,6 +162,8 @@ def make_deployment(
     :param poll_interval: the watcher's poll interval (``DINTERO_POLL_INTERVAL``).
     :param lag_seconds: how long the lag probe runs.
     :param config: Airflow settings ``section.key=value`` on top (``AIRFLOW__SECTION__KEY``).
+    :param asset_runs: let the scheduler create runs from schedules (the asset-scheduled DAG's
+        runs too); otherwise only the runs the bench triggers.
     """
     overrides = {}
     for item in config or []:
@@ -183,7 +186,7 @@ def make_deployment(
                     "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
                     "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                     # only the runs the bench triggers (no scheduled run of the @daily example)
-                    "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                    "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(asset_runs),
                     # never parsed again during the run (a paused watcher's DAG would lose it)
                     "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "86400",
                     # a killed triggerer's triggers move to the new one after about 10 s
@@ -691,7 +694,13 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     copied: dict[str, Any] = {}
     with DinteroEmulator(seed) as emu:
         dep = make_deployment(
-            emu, work, ["settlements_on_event.py"], args.poll_interval, args.lag_seconds, args.config
+            emu,
+            work,
+            ["settlements_on_event.py"],
+            args.poll_interval,
+            args.lag_seconds,
+            args.config,
+            asset_runs=args.copy,
         )
         sampler = Sampler(dep, emu)
         db = dep.home / "airflow.db"
