@@ -8,12 +8,13 @@ one asset event per merchant batch of new settlements, with the settlement event
 ``airflow_provider_dintero.events`` as extra (``source: "poll"``); the webhook receiver records
 the same shape on the same asset (``source: "webhook"``; an event naming no settlement is a
 wake-up: the copy then collects what is new for that account since its last collection).
-Each run maps the copy over the accounts its events name, 100 accounts per mapped copy (so a
-run naming 10,000 accounts makes 100 copies, under Airflow's ``max_map_length``), and each copy
-re-reads exactly the settlements its accounts' events name (``use_triggering_events=True``), 4
-accounts at a time, each ending copied, could not be read or failed on its own. Both read
-the run's triggering events and those recorded after the run was queued
-(``airflow_provider_dintero.events.run_events``: Airflow hands such an event to no run). Ids
+Each run reads its events once, in its first task: its triggering events and those recorded
+after the run was queued (``airflow_provider_dintero.events.run_events``: Airflow hands such an
+event to no run). That task hands each mapped copy what the events ask of 100 accounts
+(``events.event_selection_batches``: the ids, or a wake-up), so a run naming 10,000 accounts
+makes 100 copies (under Airflow's ``max_map_length``) and reads its events once, not once per
+copy. Each copy re-reads exactly those settlements from Dintero, 4 accounts at a time, each
+ending copied, could not be read or failed on its own. Ids
 Dintero does not confirm (404) are named in the copy's result under ``unconfirmed`` and the
 others are copied.
 
@@ -48,7 +49,7 @@ POLL_INTERVAL = float(os.environ.get("DINTERO_POLL_INTERVAL", "30"))
 if EVENT_TRIGGERS and WATERMARK_STORE:  # Airflow 3.3: the watcher keeps its watermark there
     from airflow.sdk import DAG, Asset, AssetWatcher, task
 
-    from airflow_provider_dintero.events import event_account_batches, run_events
+    from airflow_provider_dintero.events import event_selection_batches, run_events
     from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
     from airflow_provider_dintero.triggers.settlement_events import DinteroSettlementEventTrigger
     from airflow_provider_dintero.webhooks import settlement_events_asset
@@ -77,11 +78,14 @@ if EVENT_TRIGGERS and WATERMARK_STORE:  # Airflow 3.3: the watcher keeps its wat
     ) as settlements_on_event:
 
         @task
-        def account_batches(**context: Any) -> list[list[str]]:
-            """The accounts this run's events name, 100 per mapped copy (a manual run: the param's)."""
+        def account_batches(**context: Any) -> list[Any]:
+            """
+            What this run's events ask of each account, 100 accounts per mapped copy; a manual
+            run: the param's merchants (their copies then select by the run's window).
+            """
             from airflow_provider_dintero.validation import validate_account_id
 
-            named = event_account_batches(run_events(context))
+            named = event_selection_batches(run_events(context))
             manual = [validate_account_id(m) for m in context["params"].get("merchant_ids") or []]
             return named or [manual[i : i + 100] for i in range(0, len(manual), 100)]
 

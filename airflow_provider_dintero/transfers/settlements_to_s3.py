@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, Asset, timezone
 
-from airflow_provider_dintero.events import parse_extra, raw_extra, run_events
+from airflow_provider_dintero.events import EventSelection, event_selections, run_events
 from airflow_provider_dintero.exceptions import DinteroApiError, DinteroInputError, DinteroStreamError
 from airflow_provider_dintero.hooks.dintero import DinteroPartnerHook
 from airflow_provider_dintero.poller import access_error_message, check_concurrency
@@ -113,14 +113,6 @@ def settlements_asset(bucket: str, s3_key: str = DEFAULT_KEY_TEMPLATE) -> Asset:
 
 def _attachment_kind(attachment: SettlementAttachment) -> str:
     return "normalized" if attachment.get("created_by") == "dintero" else "source"
-
-
-@dataclass
-class _EventSelection:
-    """What a run's triggering events ask of one account."""
-
-    ids: list[str] = field(default_factory=list)
-    wake_up: bool = False
 
 
 @dataclass
@@ -213,9 +205,12 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
 
     :param account_id: the merchant (or the connection's own account). Templated.
     :param merchants: a batch instead of one account: ``{account id: [settlement ids]}`` (one
-        item of ``SettlementSensor(batch_size=...)``'s result), copied ``max_concurrency``
-        merchants at a time; with ``use_triggering_events=True``, a list of account ids whose
-        settlements the run's events name (a batch of ``events.event_account_batches``).
+        item of ``SettlementSensor(batch_size=...)``'s result) or ``{account id:
+        {"settlement_ids": [...], "wake_up": bool}}`` (one item of
+        ``events.event_selection_batches``: what a run's events ask, read once upstream),
+        copied ``max_concurrency`` merchants at a time; with ``use_triggering_events=True``, also
+        a list of account ids whose settlements the run's events name, read by this task
+        (every mapped copy then reads all the run's events: prefer the selections at scale).
         Templated.
     :param max_concurrency: merchants of a batch copied at the same time (threads).
     :param s3_bucket: the destination bucket. Templated.
@@ -313,40 +308,17 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
             raise DinteroInputError("settlement_ids", "a list of settlement ids", self.settlement_ids)
         return list(dict.fromkeys(value))
 
-    def _event_selections(self, context: Context) -> dict[str, _EventSelection] | None:
+    def _event_selections(self, context: Context) -> dict[str, EventSelection] | None:
         """
         What the run's settlement events (:func:`~airflow_provider_dintero.events.run_events`)
         ask of each account they name: the ids, and whether any is a wake-up (names no id).
         ``None`` when no event is a settlement event (a manual run). Read once per task.
         """
-        selections: dict[str, _EventSelection] | None = None
-        for event in run_events(context):
-            if raw_extra(event) is None:
-                continue
-            selections = {} if selections is None else selections
-            try:
-                parsed = parse_extra(event)
-            except DinteroInputError as exc:
-                if exc.field != "extra.account_id":
-                    raise DinteroInputError(
-                        "triggering_asset_events",
-                        "events whose extra has settlement_ids as a list of ids",
-                        exc,
-                    ) from None
-                self.log.warning("Ignoring an asset event naming no valid account (%s)", exc)
-                continue
-            assert parsed is not None
-            selection = selections.setdefault(parsed.account_id, _EventSelection())
-            if parsed.is_wake_up:
-                selection.wake_up = True
-            selection.ids.extend(parsed.settlement_ids)
-        for selection in (selections or {}).values():
-            selection.ids = list(dict.fromkeys(selection.ids))
-        return selections
+        return event_selections(run_events(context))
 
     def _from_events(
-        self, selections: dict[str, _EventSelection] | None, account_id: str, *, mapped: bool = True
-    ) -> _EventSelection | None:
+        self, selections: dict[str, EventSelection] | None, account_id: str, *, mapped: bool = True
+    ) -> EventSelection | None:
         """
         What the run's settlement events ask of ``account_id`` (``None``: a manual run). Other
         accounts' events are left to their own copies (counted in one log line).
@@ -361,7 +333,7 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
                 others,
                 account_id,
             )
-        selection = selections.get(account_id) or _EventSelection()
+        selection = selections.get(account_id) or EventSelection()
         self.log.info(
             "Triggering asset events name %s settlement(s) of account %s%s",
             len(selection.ids),
@@ -504,22 +476,30 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         }
         return result
 
-    def _merchants(self) -> dict[str, list[str]]:
+    def _merchants(self) -> dict[str, EventSelection | None]:
+        """The batch: each account's selection, or ``None`` where this task reads the run's events."""
         value: Any = self.merchants
         if self.use_triggering_events is True and isinstance(value, list | tuple) and value:
-            # the run's events name each account's settlements
-            return {validate_account_id(aid, "merchants"): [] for aid in value}
+            # the run's events name each account's settlements: read by this task
+            return {validate_account_id(aid, "merchants"): None for aid in value}
         if not isinstance(value, Mapping) or not value:
             expected = "a non-empty mapping of account id to settlement ids"
             if self.use_triggering_events is True:
                 expected = "a non-empty list of account ids (the run's events name their settlements)"
             raise DinteroInputError("merchants", expected, value)
-        batch: dict[str, list[str]] = {}
-        for aid, ids in value.items():
+        batch: dict[str, EventSelection | None] = {}
+        for aid, chosen in value.items():
             validate_account_id(aid, "merchants")
+            wake_up: Any = False
+            ids = chosen
+            if isinstance(chosen, Mapping) and set(chosen) <= {"settlement_ids", "wake_up"}:
+                ids, wake_up = chosen.get("settlement_ids", []), chosen.get("wake_up", False)
             if not isinstance(ids, list | tuple) or not all(isinstance(i, str) and i for i in ids):
-                raise DinteroInputError(f"merchants[{aid}]", "a list of settlement ids", ids)
-            batch[aid] = list(dict.fromkeys(ids))
+                expected = 'a list of settlement ids, or {"settlement_ids": [...], "wake_up": bool}'
+                raise DinteroInputError(f"merchants[{aid}]", expected, chosen)
+            if not isinstance(wake_up, bool):
+                raise DinteroInputError(f"merchants[{aid}].wake_up", "True or False", wake_up)
+            batch[aid] = EventSelection(list(dict.fromkeys(ids)), wake_up)
         return batch
 
     def _execute_batch(self, context: Context) -> dict[str, Any]:
@@ -529,8 +509,9 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         if not isinstance(self.use_triggering_events, bool):
             raise DinteroInputError("use_triggering_events", "True or False", self.use_triggering_events)
         batch = self._merchants()
-        selections = self._event_selections(context) if self.use_triggering_events else None
-        window = self._window(context) if self.use_triggering_events and selections is None else None
+        from_events = any(chosen is None for chosen in batch.values())
+        selections = self._event_selections(context) if from_events else None
+        window = self._window(context) if from_events and selections is None else None
         workers = check_concurrency(self.max_concurrency)
         kind = self._kind()
         providers = parse_payment_providers(self.payment_providers)
@@ -545,11 +526,10 @@ class SettlementsToS3Operator(DinteroToS3BaseOperator):
         self._lineage_outputs = []
 
         def one(aid: str) -> dict[str, Any]:
-            ids: list[str] | None = batch[aid]
-            wake_up = False
-            if self.use_triggering_events:
+            selection = batch[aid]
+            if selection is None:
                 selection = self._from_events(selections, aid, mapped=False)
-                ids, wake_up = (selection.ids, selection.wake_up) if selection is not None else (None, False)
+            ids, wake_up = (selection.ids, selection.wake_up) if selection is not None else (None, False)
             try:
                 r = self._copy_account(aid, ids, window if ids is None else None, wake_up, kind, providers)
             except DinteroApiError as exc:

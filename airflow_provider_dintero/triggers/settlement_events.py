@@ -69,7 +69,8 @@ reported yet, and then moves the floor to ``newest reported created_at - lookbac
 that fails (or may not be read: 403/404) is retried with exponential back-off (from the poll
 interval up to 30 min), logged once when it starts failing, when its reason changes and when it
 recovers. Within a sweep its requests are retried :data:`SWEEP_RETRIES` time(s) only, so a
-hundred failing merchants hold the sweep's workers for seconds, not minutes. Nothing synchronous on the event loop grows with the number of merchants beyond a
+hundred failing merchants hold the sweep's workers for seconds, not minutes. Nothing
+synchronous on the event loop grows with the number of merchants beyond a
 few milliseconds: the sweep runs through a fixed pool of workers and the results are processed
 with a yield to the loop every few milliseconds.
 

@@ -131,3 +131,26 @@ def test_event_account_batches_stay_under_max_map_length(accounts: int, size: in
     assert len(found) == batches
     assert [a for batch in found for a in batch] == event_accounts(events)
     assert all(len(batch) <= size for batch in found)
+
+
+def test_event_selection_batches_carry_each_accounts_ids_and_wake_up() -> None:
+    from airflow_provider_dintero.events import event_selection_batches
+
+    a, b, c = "T11200001", "T11200002", "T11200003"
+    events = [
+        SimpleNamespace(extra={"account_id": a, "settlement_ids": ["s1"]}),
+        SimpleNamespace(extra={"account_id": b, "settlement_ids": []}),  # a wake-up
+        SimpleNamespace(extra={"account_id": a, "settlement_ids": ["s2", "s1"]}),
+        SimpleNamespace(extra={"account_id": c, "settlement_ids": ["s3"]}),
+        SimpleNamespace(extra={"note": "not a settlement event"}),
+    ]
+
+    batches = event_selection_batches(events, size=2)
+
+    assert batches == [
+        {
+            a: {"settlement_ids": ["s1", "s2"], "wake_up": False},
+            b: {"settlement_ids": [], "wake_up": True},
+        },
+        {c: {"settlement_ids": ["s3"], "wake_up": False}},
+    ]

@@ -567,3 +567,52 @@ def test_a_batch_copy_with_events_copies_what_each_accounts_events_name(
         sid for ids in added.values() for sid in ids if any(f"/{sid}/manifest.json" in k for k in keys)
     } == {sid for ids in added.values() for sid in ids}
     assert not any(unnamed in k for k in keys)
+
+
+def test_a_batch_copy_given_the_events_selections_reads_no_event(
+    many: DinteroEmulator, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_dintero.events import EventSelection
+    from airflow_provider_dintero.transfers import settlements_to_s3
+    from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
+
+    added = _add(many, 0, 1)
+
+    def read_events(context: Any) -> list[Any]:
+        raise AssertionError("a copy given its selections read the run's events")
+
+    monkeypatch.setattr(settlements_to_s3, "run_events", read_events)
+    copy = SettlementsToS3Operator(
+        task_id="copy",
+        s3_bucket=s3_bucket,
+        merchants={aid: EventSelection(ids).to_json() for aid, ids in added.items()},
+        use_triggering_events=True,
+        attachments="source",
+    )
+
+    result = copy.execute(cast("Any", {}))
+
+    assert {aid: line["settlement_ids"] for aid, line in result["merchants"].items()} == added
+
+
+@pytest.mark.parametrize(
+    ("chosen", "field"),
+    [
+        ({"settlement_ids": "s-1"}, "merchants[{aid}]"),
+        ({"settlement_ids": ["s-1"], "wake_up": "yes"}, "merchants[{aid}].wake_up"),
+        ({"ids": ["s-1"]}, "merchants[{aid}]"),
+    ],
+)
+def test_a_malformed_selection_is_refused_naming_the_field(
+    many: DinteroEmulator, s3_bucket: str, chosen: Any, field: str
+) -> None:
+    from airflow_provider_dintero.exceptions import DinteroInputError
+    from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
+
+    aid = many.merchant_ids[0]
+    copy = SettlementsToS3Operator(task_id="copy", s3_bucket=s3_bucket, merchants={aid: chosen})
+
+    with pytest.raises(DinteroInputError) as caught:
+        copy.execute(cast("Any", {}))
+
+    assert caught.value.field == field.format(aid=aid)
