@@ -239,10 +239,11 @@ def iter_events(triggering_asset_events: Any) -> Iterable[Any]:
         yield from by_asset[asset] or []
 
 
-def _events_recorded_after(asset: Any, after: Any) -> list[Any]:
+def _events_recorded_after(asset: Any, after: Any, dag_id: str | None = None) -> list[Any]:
     """
-    The events recorded on ``asset`` from ``after`` on, read through the Task SDK; an empty
-    list outside an Airflow 3 task (2.11, a test calling the operator directly).
+    The events recorded on ``asset`` from ``after`` on that no run of ``dag_id`` consumed (a
+    later run acts on its own events), read through the Task SDK; an empty list outside an
+    Airflow 3 task (2.11, a test calling the operator directly).
     """
     try:
         from airflow.sdk.execution_time import task_runner
@@ -253,7 +254,14 @@ def _events_recorded_after(asset: Any, after: Any) -> list[Any]:
     if getattr(task_runner, "SUPERVISOR_COMMS", None) is None or not (name and uri):
         return []  # not inside a task, or an asset alias (events reach the run by their asset)
     stamp = after.isoformat() if hasattr(after, "isoformat") else str(after)
-    return list(InletEventsAccessor(asset_name=name, asset_uri=uri).after(stamp))
+    events = list(InletEventsAccessor(asset_name=name, asset_uri=uri).after(stamp))
+    return [event for event in events if not _consumed_by(event, dag_id)]
+
+
+def _consumed_by(event: Any, dag_id: str | None) -> bool:
+    """Whether a run of ``dag_id`` consumed ``event`` (Airflow names the runs it created)."""
+    runs = getattr(event, "created_dagruns", None) or []
+    return dag_id is not None and any(getattr(run, "dag_id", None) == dag_id for run in runs)
 
 
 def run_events(context: Mapping[str, Any]) -> list[Any]:
@@ -266,8 +274,10 @@ def run_events(context: Mapping[str, Any]) -> list[Any]:
     waits for the scheduler does not create another: it belongs to no run until a later event
     queues the next one. For the last settlement of a burst that may be never. Reading the
     assets' events from ``run_after`` on closes that gap: every event is then acted on by the
-    run that was queued before it or the run it queued itself (some by both; the copy skips
-    what is already in the destination, so nothing is written twice).
+    run that was queued before it or the run it queued itself. Events a later run of the same
+    DAG consumed are left to that run, so a burst of runs does not act on every later event
+    each; an event whose run is being created may be acted on by both (the copy skips what is
+    already in the destination, so nothing is written twice).
 
     :param context: the task context.
     """
@@ -277,8 +287,9 @@ def run_events(context: Mapping[str, Any]) -> list[Any]:
     run_after = getattr(dag_run, "run_after", None)
     if not events or run_after is None:
         return events
+    dag_id = getattr(dag_run, "dag_id", None)
     for asset in list(by_asset):
-        late = _events_recorded_after(asset, run_after)
+        late = _events_recorded_after(asset, run_after, dag_id)
         if late:
             log.info(
                 "%s event(s) recorded on asset %s after this run was queued: acting on them too",

@@ -154,3 +154,19 @@ def test_event_selection_batches_carry_each_accounts_ids_and_wake_up() -> None:
         },
         {c: {"settlement_ids": ["s3"], "wake_up": False}},
     ]
+
+
+@pytest.mark.parametrize(
+    ("consumers", "consumed"),
+    [
+        ([], False),  # recorded while its run was being queued: this run acts on it
+        (["dintero_settlements_on_event"], True),  # a later run of this DAG acts on it
+        (["another_dag"], False),
+    ],
+)
+def test_a_late_event_a_later_run_consumed_is_left_to_that_run(consumers: list[str], consumed: bool) -> None:
+    from airflow_provider_dintero.events import _consumed_by
+
+    event = SimpleNamespace(created_dagruns=[SimpleNamespace(dag_id=d) for d in consumers])
+
+    assert _consumed_by(event, "dintero_settlements_on_event") is consumed
