@@ -443,6 +443,12 @@ def wait_parsed(dep: system.Deployment, dag_ids: list[str]) -> None:
     system.wait_until(parsed, 300, f"DAGs {dag_ids} to be parsed", 2)
 
 
+def versioned_bucket(dep: system.Deployment) -> None:
+    """Create the bucket the copies write to, with versioning on (an overwrite shows as a version)."""
+    dep.s3().create_bucket(Bucket=system.BUCKET)
+    dep.s3().put_bucket_versioning(Bucket=system.BUCKET, VersioningConfiguration={"Status": "Enabled"})
+
+
 def s3_check(dep: system.Deployment, expected: dict[str, str]) -> dict[str, Any]:
     """
     The objects under ``dintero/settlements/`` against the settlements added: attachments and
@@ -505,10 +511,7 @@ def run_copy(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             began = time.time()
             dep.start()
             log(f"deployment up in {time.time() - began:.0f} s")
-            dep.s3().create_bucket(Bucket=system.BUCKET)
-            dep.s3().put_bucket_versioning(
-                Bucket=system.BUCKET, VersioningConfiguration={"Status": "Enabled"}
-            )
+            versioned_bucket(dep)
             wait_parsed(dep, [COPY_DAG, PROBE_DAG])
             sampler.start()
             dep.trigger(PROBE_DAG)
@@ -706,6 +709,7 @@ def run_restart(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         db = dep.home / "airflow.db"
         try:
             dep.start()
+            versioned_bucket(dep)
             wait_parsed(dep, [WATCH_DAG, PROBE_DAG])
             system.wait_until(
                 lambda: "Watching Dintero settlements" in dep.output("triggerer"), 300, "the watcher", 1
