@@ -72,6 +72,12 @@ if EVENT_TRIGGERS and WATERMARK_STORE:  # Airflow 3.3: the watcher keeps its wat
         schedule=[watched],
         start_date=datetime(2026, 11, 1),
         catchup=False,
+        # One run at a time: a settlement reported twice (a triggerer killed before Airflow
+        # confirmed its event) or named by a late event would otherwise be copied by two runs
+        # at once, and "skip what is already in S3" (a HEAD, then a PUT) is exact only when no
+        # other copy writes the same key meanwhile. Events arriving during a run wait for the
+        # next one, which takes them all.
+        max_active_runs=1,
         tags=["dintero", "settlements", "event-driven"],
         doc_md=__doc__,
         params={"merchant_ids": [], "s3_bucket": BUCKET},
