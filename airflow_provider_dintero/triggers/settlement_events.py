@@ -411,7 +411,8 @@ class WatermarkShards:
                 value = await self.store.aget(shard_key(self.shards, n))
                 for aid, raw in value.items() if isinstance(value, Mapping) else []:
                     mark = Watermark.from_json(raw)
-                    if isinstance(aid, str) and mark is not None:
+                    # an entry in a key its id does not hash to was not written here: ignored
+                    if isinstance(aid, str) and mark is not None and shard_of(aid, self.shards) == n:
                         self.marks[aid] = mark
                         self._bytes += _stored_size(mark)
                         self.members.setdefault(n, set()).add(aid)
