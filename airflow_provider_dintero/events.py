@@ -34,12 +34,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from airflow_provider_dintero.exceptions import DinteroInputError
 from airflow_provider_dintero.validation import validate_account_id
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The version this module writes.
 VERSION = 1
@@ -314,10 +316,19 @@ def event_account_batches(events: Any, size: int = EVENT_BATCH_SIZE) -> list[lis
     :param events: as :func:`event_accounts` takes them.
     :param size: accounts per batch (from 1).
     """
+    return batches(event_accounts(events), size)
+
+
+def batches(items: Sequence[T], size: int = EVENT_BATCH_SIZE) -> list[list[T]]:
+    """
+    ``items`` in order, in lists of at most ``size``: what a copy maps over.
+
+    :param items: e.g. account ids.
+    :param size: items per batch (from 1).
+    """
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise DinteroInputError("size", "a whole number from 1", size)
-    accounts = event_accounts(events)
-    return [accounts[i : i + size] for i in range(0, len(accounts), size)]
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 @dataclass
@@ -379,10 +390,8 @@ def event_selection_batches(events: Any, size: int = EVENT_BATCH_SIZE) -> list[d
     :param events: as :func:`event_accounts` takes them (e.g. what :func:`run_events` returns).
     :param size: accounts per batch (from 1).
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise DinteroInputError("size", "a whole number from 1", size)
     items = list((event_selections(events) or {}).items())
-    return [{aid: sel.to_json() for aid, sel in items[i : i + size]} for i in range(0, len(items), size)]
+    return [{aid: sel.to_json() for aid, sel in batch} for batch in batches(items, size)]
 
 
 def event_accounts(triggering_asset_events: Any) -> list[str]:

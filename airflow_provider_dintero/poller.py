@@ -89,11 +89,8 @@ async def poll_account(
     :param max_retries: retries of each request (``None``: the connection's).
     """
     providers = list(payment_providers or []) or None
-    options: dict[str, Any] = {"each": each} if each is not None else {}
-    if max_retries is not None:
-        options["max_retries"] = max_retries
     return await hook.async_list_settlements(
-        account_id, item_created_at_gte=since, payment_providers=providers, **options
+        account_id, each=each, max_retries=max_retries, item_created_at_gte=since, payment_providers=providers
     )
 
 

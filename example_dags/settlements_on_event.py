@@ -49,7 +49,7 @@ POLL_INTERVAL = float(os.environ.get("DINTERO_POLL_INTERVAL", "30"))
 if EVENT_TRIGGERS and WATERMARK_STORE:  # Airflow 3.3: the watcher keeps its watermark there
     from airflow.sdk import DAG, Asset, AssetWatcher, task
 
-    from airflow_provider_dintero.events import event_selection_batches, run_events
+    from airflow_provider_dintero.events import batches, event_selection_batches, run_events
     from airflow_provider_dintero.transfers.settlements_to_s3 import SettlementsToS3Operator
     from airflow_provider_dintero.triggers.settlement_events import DinteroSettlementEventTrigger
     from airflow_provider_dintero.webhooks import settlement_events_asset
@@ -93,7 +93,7 @@ if EVENT_TRIGGERS and WATERMARK_STORE:  # Airflow 3.3: the watcher keeps its wat
 
             named = event_selection_batches(run_events(context))
             manual = [validate_account_id(m) for m in context["params"].get("merchant_ids") or []]
-            return named or [manual[i : i + 100] for i in range(0, len(manual), 100)]
+            return named or batches(manual)
 
         SettlementsToS3Operator.partial(
             task_id="copy_to_s3",

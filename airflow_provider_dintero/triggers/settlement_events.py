@@ -96,7 +96,7 @@ import logging
 import time
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -425,7 +425,11 @@ class WatermarkShards:
         await self.store.aset(WATERMARK_INDEX, self._index())
 
     def _index(self, *adding: int) -> dict[str, Any]:
-        return {"version": 2, "shards": self.shards, "used": sorted(self.used.union(adding))}
+        return _index_value(self.shards, self.used.union(adding))
+
+    def _value(self, aids: set[str]) -> dict[str, Any]:
+        """One key's stored form: ``{merchant: watermark}``."""
+        return {aid: self.marks[aid].to_json() for aid in aids}
 
     def put(self, aid: str, mark: Watermark) -> None:
         """
@@ -460,8 +464,7 @@ class WatermarkShards:
                     if n not in self.used:
                         await self.store.aset(WATERMARK_INDEX, self._index(n))
                         self.used.add(n)
-                    value = {aid: self.marks[aid].to_json() for aid in self.members[n]}
-                    await self.store.aset(shard_key(self.shards, n), value)
+                    await self.store.aset(shard_key(self.shards, n), self._value(self.members[n]))
                 except BaseException:
                     self.dirty.add(n)
                     raise
@@ -491,9 +494,9 @@ class WatermarkShards:
         self._touched = set()  # merchants put while the new keys are written
         try:
             for n, aids in members.items():
-                await self.store.aset(shard_key(shards, n), {aid: self.marks[aid].to_json() for aid in aids})
+                await self.store.aset(shard_key(shards, n), self._value(aids))
                 await asyncio.sleep(0)
-            await self.store.aset(WATERMARK_INDEX, {"version": 2, "shards": shards, "used": sorted(members)})
+            await self.store.aset(WATERMARK_INDEX, _index_value(shards, members))
         finally:
             touched, self._touched = self._touched, None
         old, old_used = self.shards, self.used
@@ -543,6 +546,11 @@ class WatermarkShards:
                 len(self.dirty),
                 redact_text(exc) or type(exc).__name__,
             )
+
+
+def _index_value(shards: int, used: Iterable[int]) -> dict[str, Any]:
+    """The index's stored form (:data:`WATERMARK_INDEX`)."""
+    return {"version": 2, "shards": shards, "used": sorted(used)}
 
 
 def shard_key(shards: int, n: int) -> str:

@@ -577,11 +577,16 @@ class CountingStore(DictStore):
 MERCHANTS = [f"T{11200001 + i}" for i in range(2000)]
 
 
+def _put_each(shards: Any, merchants: list[str], ids: int = 1) -> None:
+    """A confirmed watermark for each merchant, naming ``ids`` settlements at ``AT``."""
+    for mid in merchants:
+        shards.put(mid, Watermark(AT, {f"s-{mid}-{i}": _at(AT) for i in range(ids)}))
+
+
 def test_watermarks_confirmed_together_are_written_once_per_key() -> None:
     store = CountingStore()
     shards = settlement_events.WatermarkShards(store)
-    for mid in MERCHANTS:
-        shards.put(mid, Watermark(AT, {f"s-{mid}": _at(AT)}))
+    _put_each(shards, MERCHANTS)
 
     asyncio.run(shards.flush())
 
@@ -593,8 +598,7 @@ def test_watermarks_confirmed_together_are_written_once_per_key() -> None:
 def test_a_restart_reads_the_shards_not_one_key_per_merchant() -> None:
     store = CountingStore()
     before = settlement_events.WatermarkShards(store)
-    for mid in MERCHANTS:
-        before.put(mid, Watermark(AT, {f"s-{mid}": _at(AT)}))
+    _put_each(before, MERCHANTS)
     asyncio.run(before.flush())
     after = settlement_events.WatermarkShards(store)
 
@@ -669,13 +673,11 @@ def test_watermarks_stored_one_key_per_merchant_are_read_once_and_moved_into_the
 def test_the_keys_grow_with_the_merchants_and_a_restart_reads_the_new_ones() -> None:
     store = CountingStore()
     shards = settlement_events.WatermarkShards(store)
-    for mid in MERCHANTS[:400]:  # within two keys' share of one key: stays 1
-        shards.put(mid, Watermark(AT, {f"s-{mid}": _at(AT)}))
+    _put_each(shards, MERCHANTS[:400])  # within two keys' share of one key: stays 1
     asyncio.run(shards.flush())
     assert json.loads(store.values[settlement_events.WATERMARK_INDEX])["shards"] == 1
 
-    for mid in MERCHANTS[400:]:
-        shards.put(mid, Watermark(AT, {f"s-{mid}": _at(AT)}))
+    _put_each(shards, MERCHANTS[400:])
     asyncio.run(shards.flush())
 
     assert json.loads(store.values[settlement_events.WATERMARK_INDEX])["shards"] == 8
@@ -688,8 +690,7 @@ def test_the_keys_grow_with_the_merchants_and_a_restart_reads_the_new_ones() -> 
 def test_merchants_with_many_recent_settlements_are_spread_over_more_keys() -> None:
     store = CountingStore()
     shards = settlement_events.WatermarkShards(store)
-    for mid in MERCHANTS[:100]:  # 100 merchants, 40 ids each: about 290 kB in all
-        shards.put(mid, Watermark(AT, {f"s-{mid}-{i}": _at(AT) for i in range(40)}))
+    _put_each(shards, MERCHANTS[:100], ids=40)  # 100 merchants, 40 ids each: about 290 kB in all
 
     asyncio.run(shards.flush())
 
